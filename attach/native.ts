@@ -1,0 +1,327 @@
+// The native injector: makes one thread of a CPython process run a bootstrap
+// string through the C API, using only ptrace and process memory access.
+//
+// Sequence (each step is undone by the kernel if peeka dies before the next):
+//   1. pick a thread from /proc (prefer one blocked in a system call outside
+//      the interpreter), PTRACE_SEIZE + PTRACE_INTERRUPT it;
+//   2. save its registers and its whole XSAVE area;
+//   3. write the trampoline and the bootstrap string into the padding after
+//      a code segment (never executed by the program, identical bytes on every
+//      attach), and a signal frame built from the saved state onto its stack,
+//      below the red zone;
+//   4. one PTRACE_SETREGS points the thread at the trampoline; PTRACE_DETACH.
+// The thread then runs the bootstrap (directly when it is safe, otherwise as a
+// pending call that the main thread runs at its next safe point) and returns
+// to exactly where it was through rt_sigreturn. See trampoline.ts.
+
+import {
+  effectiveUid,
+  ERRNO,
+  NT_X86_XSTATE,
+  ptrace,
+  PTRACE,
+  ptraceEvent,
+  readMemory,
+  stoppedSignal,
+  SysError,
+  waitThread,
+  writeMemory,
+} from "./libc.ts";
+import { type ElfImage, PF_X, PT_LOAD, readElfFile } from "./elf.ts";
+import {
+  findInterpreter,
+  type Interpreter,
+  listThreads,
+  type Mapping,
+  processExists,
+  processUid,
+  readMaps,
+  readText,
+  symbolAddress,
+  type ThreadState,
+  tracerPid,
+} from "./procfs.ts";
+import {
+  buildFrame,
+  FRAME_SIZE,
+  REG,
+  resumePoint,
+  signalFpState,
+  TRAMPOLINE,
+  USER_REGS_SIZE,
+} from "./trampoline.ts";
+
+/** A failure that has a one-line explanation and an error code for JSONL. */
+export class AttachError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+// x86-64 system calls in which a thread waits with the GIL released and no
+// interpreter or libc lock held: running Python on it is safe.
+const SAFE_WAITS = new Set([
+  0, // read
+  7, // poll
+  23, // select
+  34, // pause
+  35, // nanosleep
+  42, // connect
+  43, // accept
+  45, // recvfrom
+  47, // recvmsg
+  61, // wait4
+  128, // rt_sigtimedwait
+  230, // clock_nanosleep
+  232, // epoll_wait
+  247, // waitid
+  270, // pselect6
+  271, // ppoll
+  281, // epoll_pwait
+  288, // accept4
+  299, // recvmmsg
+  441, // epoll_pwait2
+]);
+const FUTEX = 202;
+
+export interface NativeResult {
+  tid: number;
+  /** "direct": the thread ran the bootstrap itself; "pending": queued for the main thread. */
+  route: "direct" | "pending";
+  interpreter: string;
+}
+
+export function checkTarget(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 0) throw new AttachError("BAD_PID", `invalid pid ${pid}`);
+  if (!processExists(pid)) {
+    throw new AttachError("NO_SUCH_PROCESS", `no process with pid ${pid}; find Python processes with 'peeka ps'`);
+  }
+  const uid = processUid(pid);
+  const me = effectiveUid();
+  if (me !== 0 && uid !== me) {
+    throw new AttachError(
+      "PERMISSION_DENIED",
+      `process ${pid} belongs to uid ${uid}; run peeka as that user or as root`,
+    );
+  }
+  const tracer = tracerPid(pid);
+  if (tracer !== 0) {
+    throw new AttachError(
+      "ALREADY_TRACED",
+      `process ${pid} is already being traced by pid ${tracer} (a debugger?); detach it first`,
+    );
+  }
+}
+
+export function injectNative(pid: number, bootstrap: string): NativeResult {
+  checkTarget(pid);
+  const maps = readMaps(pid);
+  let interp: Interpreter;
+  try {
+    interp = findInterpreter(pid, maps);
+  } catch (e) {
+    throw new AttachError("NOT_PYTHON", (e as Error).message);
+  }
+  if (/x86_Thread_features:.*shstk/.test(readText(`/proc/${pid}/status`) ?? "")) {
+    throw new AttachError("UNSUPPORTED", `process ${pid} uses CET shadow stacks; the native injector cannot attach`);
+  }
+  const table = new BigUint64Array([
+    symbolAddress(interp, "PyGILState_Check"),
+    symbolAddress(interp, "PyGILState_Ensure"),
+    symbolAddress(interp, "PyRun_SimpleString"),
+    symbolAddress(interp, "PyGILState_Release"),
+    symbolAddress(interp, "Py_AddPendingCall"),
+  ]);
+  const payload = new Uint8Array(TRAMPOLINE.length + bootstrap.length + 1 + 8);
+  payload.set(TRAMPOLINE);
+  const codeOffset = TRAMPOLINE.length + 8 - (TRAMPOLINE.length % 8);
+  payload.set(new TextEncoder().encode(bootstrap), codeOffset);
+  const slack = findSlack(pid, maps, interp, codeOffset + bootstrap.length + 1);
+
+  const errors: string[] = [];
+  for (const thread of rankThreads(pid)) {
+    try {
+      const route = hijack(pid, thread, maps, slack, payload.subarray(0, codeOffset + bootstrap.length + 1), codeOffset, table);
+      if (route) return { tid: thread.tid, route, interpreter: interp.path };
+    } catch (e) {
+      if (e instanceof SysError && e.errno === ERRNO.ESRCH) continue; // the thread exited meanwhile
+      if (e instanceof SysError && e.errno === ERRNO.EPERM) {
+        throw new AttachError(
+          "PTRACE_DENIED",
+          `ptrace is not permitted on process ${pid} (${e.message}); check /proc/sys/kernel/yama/ptrace_scope, ` +
+            `seccomp or container capabilities (CAP_SYS_PTRACE)`,
+        );
+      }
+      if (e instanceof SysError && e.errno === ERRNO.EBUSY) {
+        throw new AttachError("ALREADY_TRACED", `process ${pid} is already being traced; detach the other debugger`);
+      }
+      errors.push(`thread ${thread.tid}: ${(e as Error).message}`);
+    }
+  }
+  throw new AttachError("INJECT_FAILED", `no thread of process ${pid} could be used: ${errors.join("; ") || "none found"}`);
+}
+
+/** Threads in the order to try: blocked in a safe wait (main first), then futex waiters, then the main thread. */
+function rankThreads(pid: number): ThreadState[] {
+  const threads = listThreads(pid);
+  const score = (t: ThreadState) => {
+    if (SAFE_WAITS.has(t.syscall)) return t.tid === pid ? 0 : 1;
+    if (t.syscall === FUTEX) return t.tid === pid ? 2 : 3;
+    return t.tid === pid ? 4 : 5;
+  };
+  return threads.filter((t) => t.state !== "Z").sort((a, b) => score(a) - score(b) || a.tid - b.tid).slice(0, 4);
+}
+
+interface Slack {
+  address: bigint;
+  size: number;
+}
+
+/**
+ * Finds padding after an executable segment of a mapped ELF file: bytes that
+ * are mapped r-x but lie past the end of the segment's code, so nothing in the
+ * program ever refers to them. The interpreter's own file first, then others.
+ */
+function findSlack(pid: number, maps: Mapping[], interp: Interpreter, need: number): Slack {
+  const files = [interp.path, ...new Set(maps.filter((m) => m.path.startsWith("/") && m.perms.includes("x")).map((m) => m.path))];
+  for (const path of new Set(files)) {
+    const first = maps.find((m) => m.path === path && m.offset === 0);
+    if (!first) continue;
+    let elf: ElfImage;
+    try {
+      elf = path === interp.path ? interp.elf : readElfFile(`/proc/${pid}/root${path}`);
+    } catch {
+      continue;
+    }
+    const base = Math.min(...elf.segments.filter((s) => s.type === PT_LOAD).map((s) => s.vaddr - (s.offset % 4096)));
+    const bias = first.start - base;
+    for (const seg of elf.segments) {
+      if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
+      const end = bias + seg.vaddr + seg.filesz;
+      const pageEnd = Math.ceil(end / 4096) * 4096;
+      const start = Math.ceil(end / 16) * 16 + 16; // keep a gap after the last instruction
+      if (pageEnd - start < need) continue;
+      const m = maps.find((m) => m.start <= start && pageEnd <= m.end);
+      if (!m || m.path !== path || !m.perms.startsWith("r-x")) continue;
+      return { address: BigInt(start), size: pageEnd - start };
+    }
+  }
+  throw new AttachError("INJECT_FAILED", `no room for the trampoline in the code mappings of process ${pid}`);
+}
+
+/** Stops one thread, prepares its trampoline and lets it go. Returns null if this thread is unsuitable. */
+function hijack(
+  pid: number,
+  thread: ThreadState,
+  maps: Mapping[],
+  slack: Slack,
+  payload: Uint8Array,
+  codeOffset: number,
+  table: BigUint64Array,
+): "direct" | "pending" | null {
+  const tid = thread.tid;
+  ptrace(PTRACE.SEIZE, tid);
+  let signalToDeliver = 0;
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    try {
+      ptrace(PTRACE.DETACH, tid, 0n, BigInt(signalToDeliver));
+    } catch (e) {
+      if (!(e instanceof SysError && e.errno === ERRNO.ESRCH)) throw e;
+    }
+  };
+  try {
+    ptrace(PTRACE.INTERRUPT, tid);
+    const status = waitThread(tid)!;
+    const sig = stoppedSignal(status);
+    if (!sig) throw new Error(`thread ${tid} exited while being stopped`);
+    // A signal-delivery stop (not our interrupt): hand the signal back on detach.
+    if (!(sig === 5 && ptraceEvent(status) === 128)) signalToDeliver = sig === 19 || sig === 5 ? 0 : sig;
+
+    const regs = new BigInt64Array(USER_REGS_SIZE / 8);
+    ptrace(PTRACE.GETREGS, tid, 0n, ptrAddr(regs));
+    const xstate = getXState(tid);
+
+    const inSyscall = regs[REG.orig_rax] >= 0n;
+    const direct = inSyscall && SAFE_WAITS.has(Number(regs[REG.orig_rax]));
+    if (!inSyscall && thread.tid !== pid && thread.syscall !== -1) return null; // it woke up: try another
+    const { rip, restarts } = resumePoint(regs);
+    if (restarts) {
+      const insn = readMemory(pid, rip, 2);
+      if (insn[0] !== 0x0f || insn[1] !== 0x05) return null; // not at a plain `syscall`: leave it alone
+    }
+
+    // Stack layout below the red zone: [fpstate (64-aligned)] [frame] [table] [scratch stack...]
+    const rsp = BigInt.asUintN(64, regs[REG.rsp]);
+    const fp = signalFpState(xstate);
+    const fpAddr = (rsp - 128n - BigInt(fp.length)) & ~63n;
+    const frameAddr = (fpAddr - BigInt(FRAME_SIZE)) & ~15n;
+    const tableAddr = (frameAddr - 64n) & ~15n;
+    const scratch = (tableAddr - 64n) & ~15n;
+    checkStackRoom(maps, rsp, scratch, tid === pid);
+
+    writeMemory(pid, fpAddr, fp);
+    writeMemory(pid, frameAddr, buildFrame(regs, fpAddr));
+    writeMemory(pid, tableAddr, new Uint8Array(table.buffer));
+    pokeCode(pid, tid, slack.address, payload);
+
+    const next = regs.slice();
+    next[REG.rip] = slack.address;
+    next[REG.rsp] = scratch;
+    next[REG.rbx] = tableAddr;
+    next[REG.r12] = frameAddr + 8n;
+    next[REG.r13] = slack.address + BigInt(codeOffset);
+    next[REG.r14] = direct ? 1n : 0n;
+    next[REG.rax] = 0n;
+    next[REG.orig_rax] = -1n; // no restart processing on our entry: the frame carries the restart
+    ptrace(PTRACE.SETREGS, tid, 0n, ptrAddr(next));
+    release();
+    return direct ? "direct" : "pending";
+  } finally {
+    release();
+  }
+}
+
+function ptrAddr(buf: ArrayBufferView): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as BufferSource)));
+}
+
+function getXState(tid: number): Uint8Array {
+  const buf = new Uint8Array(64 * 1024);
+  const iov = new BigUint64Array([ptrAddr(buf), BigInt(buf.length)]);
+  ptrace(PTRACE.GETREGSET, tid, BigInt(NT_X86_XSTATE), ptrAddr(iov));
+  return buf.slice(0, Number(iov[1]));
+}
+
+/** The trampoline's data and scratch stack must fit in the thread's stack mapping. */
+function checkStackRoom(maps: Mapping[], rsp: bigint, low: bigint, isMain: boolean): void {
+  const sp = Number(rsp);
+  const m = maps.find((m) => m.start <= sp - 1 && sp - 1 < m.end);
+  if (!m || !m.perms.startsWith("rw")) throw new Error("stack pointer is not in a writable mapping");
+  if (Number(low) < m.start) throw new Error("not enough stack below the red zone");
+  // The C API calls need real stack too; the main thread's stack grows on demand.
+  if (!isMain && Number(low) - m.start < 256 * 1024) throw new Error("thread stack too small to run Python on");
+}
+
+/**
+ * Writes the trampoline into code padding with PTRACE_POKEDATA (allowed on
+ * read-only code pages for the tracer, whatever /proc/PID/mem permits).
+ * Skips words that already hold the same bytes, so a second attach rewrites nothing.
+ */
+function pokeCode(pid: number, tid: number, addr: bigint, data: Uint8Array): void {
+  const len = Math.ceil(data.length / 8) * 8;
+  const current = readMemory(pid, addr, len);
+  const wanted = current.slice();
+  wanted.set(data);
+  const ours = current.subarray(0, TRAMPOLINE.length).every((b, i) => b === TRAMPOLINE[i]);
+  if (!ours && current.some((b) => b !== 0)) {
+    throw new Error("the code padding is not empty: something else uses it");
+  }
+  const cur = new DataView(current.buffer), want = new DataView(wanted.buffer);
+  for (let o = 0; o < len; o += 8) {
+    const w = want.getBigUint64(o, true);
+    if (cur.getBigUint64(o, true) !== w) ptrace(PTRACE.POKEDATA, tid, addr + BigInt(o), w);
+  }
+}
