@@ -1,0 +1,9 @@
+// Every built-in command: one folder each, one line here.
+import type { PeekaCommand } from "../core/command.ts";
+import attach from "./attach/command.ts";
+import detach from "./detach/command.ts";
+import ps from "./ps/command.ts";
+import thread from "./thread/command.ts";
+import demo from "./demo/command.ts";
+
+export const builtinCommands: PeekaCommand[] = [attach, detach, ps, thread, demo];

@@ -1,0 +1,60 @@
+// The command API: what a built-in or third-party command declares. A
+// command is either an agent command (a Python snippet plus how to build its
+// arguments and render its result) or a local one with its own `run`.
+
+import type { Output } from "./output.ts";
+import type { AgentClient, Frame } from "./protocol.ts";
+
+export type OptionType = "string" | "int" | "float" | "boolean";
+
+export interface OptionSpec {
+  /** Commander flags, e.g. "-n, --times <n>" or "--all". */
+  flags: string;
+  description: string;
+  type?: OptionType;
+  default?: string | number | boolean;
+}
+
+export interface ArgumentSpec {
+  name: string;
+  description: string;
+  required?: boolean;
+}
+
+export type Options = Record<string, unknown>;
+
+/** What a command's code gets to work with. */
+export interface CommandContext {
+  out: Output;
+  opts: Options;
+  args: string[];
+  /** The pid the command acts on (--pid, the remembered session, or the only attached process). */
+  targetPid(): number;
+  /** A connection to the target's agent (opened on first use, closed after the command). */
+  agent(): Promise<AgentClient>;
+}
+
+export interface PeekaCommand {
+  name: string;
+  summary: string;
+  description?: string;
+  arguments?: ArgumentSpec[];
+  options?: OptionSpec[];
+  /** Python source the agent runs for this command; must define run(ctx, args). */
+  snippet?: string;
+  /** Builds the snippet's arguments from the command line. */
+  request?(opts: Options, args: string[]): Record<string, unknown>;
+  /** Human rendering of the snippet's result (JSON mode prints the data as is). */
+  render?(data: Record<string, unknown>, opts: Options): string;
+  /** Streamed frames (observations, events) before the result. */
+  onFrame?(frame: Frame, ctx: CommandContext): void;
+  /** A command that does its own work instead of calling a snippet; returns the exit status. */
+  run?(ctx: CommandContext): Promise<number>;
+  /** Whether the command acts on an attached process (adds --pid). Default: true when it has a snippet. */
+  needsTarget?: boolean;
+}
+
+/** Identity helper that gives plugin authors type checking. */
+export function defineCommand(cmd: PeekaCommand): PeekaCommand {
+  return cmd;
+}
