@@ -1,0 +1,150 @@
+// Every failure has one clear line on stderr, a JSONL error object and a non-zero exit.
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { cli, cliEnv, DENO, pythons, REPO, sessionDirOf, Target } from "./helpers/env.ts";
+import { encodeFrame } from "../core/protocol.ts";
+
+const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
+
+function theError(r: { code: number; lines: Record<string, unknown>[]; stderr: string }) {
+  assert(r.code !== 0, "non-zero exit");
+  const errs = r.lines.filter((l) => l.type === "error");
+  assertEquals(errs.length, 1, "one JSONL error");
+  const lines = r.stderr.split("\n").filter(Boolean);
+  assertEquals(lines.length, 1, `one line on stderr: ${r.stderr}`);
+  return errs[0] as { code: string; error: string; command: string };
+}
+
+Deno.test("attach to a pid that does not exist", async () => {
+  const e = theError(await cli(["attach", "999999999", "--json"]));
+  assertEquals(e.code, "NO_SUCH_PROCESS");
+  assert(/no process with pid 999999999.*peeka ps/.test(e.error), e.error);
+});
+
+Deno.test("attach to a process that is not Python", async () => {
+  const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    const e = theError(await cli(["attach", String(child.pid), "--json"]));
+    assertEquals(e.code, "NOT_PYTHON");
+    assert(/not a CPython process/.test(e.error), e.error);
+  } finally {
+    child.kill();
+    await child.status;
+  }
+});
+
+Deno.test("attach to a process already traced by another debugger", async () => {
+  const t = await Target.start(py, "idle");
+  const tracer = new Deno.Command(DENO, { args: ["run", "-A", `${REPO}/tests/helpers/tracer.ts`, String(t.pid)], stdout: "piped" }).spawn();
+  try {
+    const reader = tracer.stdout.getReader();
+    await reader.read();
+    const e = theError(await cli(["attach", String(t.pid), "--json"]));
+    assertEquals(e.code, "ALREADY_TRACED");
+    assert(/already being traced by pid \d+/.test(e.error), e.error);
+    reader.releaseLock();
+  } finally {
+    tracer.kill("SIGKILL");
+    await tracer.status;
+    await tracer.stdout.cancel().catch(() => {});
+    await t.stop();
+  }
+});
+
+Deno.test("commands without an attached process, bad pid, bad usage", async () => {
+  const env = cliEnv();
+  const e = theError(await cli(["thread", "--json"], env));
+  assertEquals(e.code, "NOT_ATTACHED");
+  assert(/peeka attach <pid>/.test(e.error), e.error);
+  const bad = theError(await cli(["attach", "abc", "--json"], env));
+  assertEquals(bad.code, "BAD_PID");
+  const usage = await cli(["thread", "--depth", "x", "--json"], env);
+  assertEquals(usage.code, 2);
+  assertEquals((usage.lines[0] as { code: string }).code, "USAGE");
+});
+
+Deno.test("a non-root user cannot attach to another user's process", async () => {
+  const t = await Target.start(py, "idle");
+  try {
+    const denoDir = Deno.makeTempDirSync();
+    Deno.chmodSync(denoDir, 0o777);
+    const out = await new Deno.Command("/usr/bin/setpriv", {
+      args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", DENO, "run", "-A", `${REPO}/mod.ts`, "attach", String(t.pid), "--json"],
+      env: { ...cliEnv(), HOME: "/tmp", DENO_DIR: denoDir, PEEKA_STATE_DIR: denoDir },
+      clearEnv: true,
+      cwd: REPO,
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout), stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 1, stderr);
+    const e = JSON.parse(stdout.trim().split("\n").pop()!);
+    assertEquals(e.code, "PERMISSION_DENIED");
+    assert(/belongs to uid 0; run peeka as that user or as root/.test(e.error), e.error);
+    assertEquals(sessionDirOf(t.pid), null);
+  } finally {
+    await t.stop();
+  }
+});
+
+async function rawFrames(socket: string, payloads: Uint8Array[]): Promise<Record<string, unknown>[]> {
+  const conn = await Deno.connect({ transport: "unix", path: socket });
+  const replies: Record<string, unknown>[] = [];
+  try {
+    for (const p of payloads) await conn.write(p);
+    let buf = new Uint8Array(0);
+    const chunk = new Uint8Array(65536);
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline && replies.length < payloads.length) {
+      const n = await Promise.race([conn.read(chunk), new Promise<null>((r) => setTimeout(() => r(null), 500))]);
+      if (n === null) break;
+      const merged = new Uint8Array(buf.length + n);
+      merged.set(buf);
+      merged.set(chunk.subarray(0, n), buf.length);
+      buf = merged;
+      while (buf.length >= 4) {
+        const len = new DataView(buf.buffer).getUint32(0);
+        if (buf.length < 4 + len) break;
+        replies.push(JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + len))));
+        buf = buf.slice(4 + len);
+      }
+    }
+  } finally {
+    conn.close();
+  }
+  return replies;
+}
+
+Deno.test("the agent refuses malformed frames, unknown ops and other users, and keeps serving", async () => {
+  const t = await Target.start(py, "idle");
+  const env = cliEnv();
+  try {
+    assertEquals((await cli(["attach", String(t.pid), "--json"], env)).code, 0);
+    const dir = sessionDirOf(t.pid)!;
+    const socket = `${dir}/agent.sock`;
+    const text = new TextEncoder();
+    const badJson = new Uint8Array([0, 0, 0, 5, ...text.encode("{nope")]);
+    const replies = await rawFrames(socket, [badJson, encodeFrame([1, 2]), encodeFrame({ id: 7, op: "launch" })]);
+    assertEquals(replies.map((r) => r.code), ["BAD_FRAME", "BAD_FRAME", "UNKNOWN_OP"]);
+    assertEquals(replies[2].id, 7);
+    // A length beyond the limit: refused, that connection closed.
+    const huge = await rawFrames(socket, [new Uint8Array([0x7f, 0xff, 0xff, 0xff])]);
+    assertEquals(huge.map((r) => r.code), ["BAD_FRAME"]);
+
+    // Another uid: the 0700 directory keeps it out; opened up, SO_PEERCRED still does.
+    const probe = `import socket,struct,json,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('connect-refused', e.errno); sys.exit()\nd=json.dumps({'id':1,'op':'hello'}).encode()\ns.sendall(struct.pack('>I',len(d))+d)\nh=s.recv(4)\nprint(s.recv(struct.unpack('>I',h)[0]).decode() if len(h)==4 else 'closed')\n`;
+    const asNobody = async () =>
+      new TextDecoder().decode((await new Deno.Command("/usr/bin/setpriv", { args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", probe, socket] }).output()).stdout).trim();
+    assert((await asNobody()).startsWith("connect-refused 13"));
+    Deno.chmodSync(dir, 0o755);
+    Deno.chmodSync(dir.slice(0, dir.lastIndexOf("/")), 0o755);
+    Deno.chmodSync(socket, 0o777);
+    const reply = JSON.parse(await asNobody());
+    assertEquals(reply.code, "PERMISSION_DENIED");
+    Deno.chmodSync(dir, 0o700);
+    Deno.chmodSync(dir.slice(0, dir.lastIndexOf("/")), 0o700);
+
+    const th = await cli(["thread", "--json"], env);
+    assertEquals(th.code, 0, "still serving after all that");
+    assertEquals((await cli(["detach", "--json"], env)).code, 0);
+  } finally {
+    await t.stop();
+  }
+});

@@ -1,0 +1,197 @@
+// Shared test plumbing: the interpreters on this machine, real target
+// processes, and the CLI run as a real subprocess (with no gdb on PATH).
+
+export const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+export const TARGET_SCRIPT = `${REPO}/tests/targets/target.py`;
+const HOME = Deno.env.get("HOME") ?? "/root";
+
+export interface Python {
+  version: string; // "3.12"
+  path: string;
+}
+
+function newestPatch(minor: string): string | null {
+  try {
+    const dirs = [...Deno.readDirSync(`${HOME}/.pyenv/versions`)]
+      .map((e) => e.name)
+      .filter((n) => n.startsWith(minor + ".") && /^\d+\.\d+\.\d+$/.test(n))
+      .sort((a, b) => Number(a.split(".")[2]) - Number(b.split(".")[2]));
+    return dirs.length ? `${HOME}/.pyenv/versions/${dirs[dirs.length - 1]}/bin/python${minor}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every CPython 3.8+ the machine has: pyenv's, and Debian's 3.14/3.15 unpacked by .ci/run. */
+export function pythons(): Python[] {
+  const listed = Deno.env.get("PEEKA_TEST_PYTHONS");
+  if (listed) {
+    return listed.split(/[,:]/).filter(Boolean).map((path) => ({
+      version: /python(\d+\.\d+)/.exec(path)?.[1] ?? path,
+      path,
+    }));
+  }
+  const found: Python[] = [];
+  for (const minor of ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]) {
+    const p = newestPatch(minor);
+    if (p) found.push({ version: minor, path: p });
+  }
+  for (const minor of ["3.14", "3.15"]) {
+    const p = `${HOME}/.cache/debian-python/${minor}/bin/python${minor}`;
+    try {
+      Deno.statSync(p);
+      found.push({ version: minor, path: p });
+    } catch { /* not provisioned */ }
+  }
+  return found;
+}
+
+/** A running target process whose stdout lines are collected. */
+export class Target {
+  lines: string[] = [];
+  /** Everything the target wrote to its stderr (must stay empty: peeka never writes there). */
+  errText = "";
+  port = 0;
+  private done: Promise<unknown>;
+  private constructor(readonly child: Deno.ChildProcess, readonly python: Python) {
+    this.done = Promise.all([this.collect(), this.collectErr()]);
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  static async start(python: Python, shape: string, opts: { user?: string } = {}): Promise<Target> {
+    const cmd = opts.user
+      ? new Deno.Command("setpriv", {
+        args: [`--reuid=${opts.user}`, `--regid=${opts.user === "nobody" ? "nogroup" : opts.user}`, "--clear-groups", python.path, "-u", TARGET_SCRIPT, shape],
+        stdout: "piped",
+        stderr: "piped",
+        cwd: "/tmp",
+      })
+      : new Deno.Command(python.path, { args: ["-u", TARGET_SCRIPT, shape], stdout: "piped", stderr: "piped", cwd: "/tmp" });
+    const t = new Target(cmd.spawn(), python);
+    const ready = await t.waitFor((l) => l.startsWith("ready"), 15000);
+    t.port = Number(ready.split(" ")[2]);
+    return t;
+  }
+
+  private async collect(): Promise<void> {
+    let rest = "";
+    for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      this.lines.push(...parts);
+    }
+  }
+
+  private async collectErr(): Promise<void> {
+    for await (const chunk of this.child.stderr.pipeThrough(new TextDecoderStream())) this.errText += chunk;
+  }
+
+  async waitFor(pred: (line: string) => boolean, timeoutMs = 10000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = 0;
+    while (Date.now() < deadline) {
+      for (; seen < this.lines.length; seen++) if (pred(this.lines[seen])) return this.lines[seen];
+      await sleep(5);
+    }
+    throw new Error(`target ${this.pid} (${this.python.version}) never printed the expected line; got: ${this.lines.slice(-5).join(" | ")}`);
+  }
+
+  /** Talks to the target's own accept() loop. */
+  async ask(cmd = "report"): Promise<Record<string, unknown>> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+    try {
+      await conn.write(new TextEncoder().encode(cmd + "\n"));
+      let text = "";
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      return text.trim() === "ok" ? { ok: true } : JSON.parse(text);
+    } finally {
+      conn.close();
+    }
+  }
+
+  alive(): boolean {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${this.pid}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2)[0];
+      return state !== "Z" && state !== "X";
+    } catch {
+      return false;
+    }
+  }
+
+  /** Kernel-level state: R/S/D, or t/T when stopped (which must never persist). */
+  state(): string {
+    const stat = Deno.readTextFileSync(`/proc/${this.pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0];
+  }
+
+  taskCount(): number {
+    return [...Deno.readDirSync(`/proc/${this.pid}/task`)].length;
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await this.child.status;
+    await this.done;
+  }
+}
+
+export interface CliResult {
+  code: number;
+  lines: Record<string, unknown>[];
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export const DENO = Deno.execPath();
+
+/** Environment for the CLI: no gdb anywhere on PATH, a private session state dir. */
+export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: "/nonexistent-no-gdb-here",
+    HOME: Deno.env.get("HOME") ?? "/root",
+    PEEKA_STATE_DIR: Deno.makeTempDirSync({ prefix: "peeka-state-" }),
+    NO_COLOR: "1",
+    ...extra,
+  };
+}
+
+export async function cli(args: string[], env = cliEnv(), entry = `${REPO}/mod.ts`, cwd = REPO): Promise<CliResult> {
+  const t0 = performance.now();
+  const out = await new Deno.Command(DENO, { args: ["run", "-A", entry, ...args], env, clearEnv: true, cwd, stdin: "null" }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const lines = stdout.split("\n").filter((l) => l.trim()).map((l) => {
+    try {
+      return JSON.parse(l);
+    } catch {
+      return { unparsed: l };
+    }
+  });
+  return { code: out.code, lines, stdout, stderr: new TextDecoder().decode(out.stderr), ms: performance.now() - t0 };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function sessionDirOf(pid: number): string | null {
+  try {
+    for (const base of Deno.readDirSync("/tmp")) {
+      if (!base.name.startsWith("peeka-")) continue;
+      for (const e of Deno.readDirSync(`/tmp/${base.name}`)) if (e.name.startsWith(`${pid}-`)) return `/tmp/${base.name}/${e.name}`;
+    }
+  } catch { /* none */ }
+  return null;
+}

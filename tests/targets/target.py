@@ -1,0 +1,91 @@
+# A real target for peeka's tests. Shapes:
+#   idle  - every thread blocked in a system call: the main thread in accept(),
+#           a worker in time.sleep(). Each connection gets one JSON report line
+#           about the process's own state (proves accept() still works).
+#   busy  - the main thread in a pure-Python CPU loop printing deterministic
+#           results ("chunk <i> <value>"); `reference N` prints the first N.
+#   stuck - like idle, plus a worker that, when poked ("stuck" on the socket),
+#           holds the GIL inside one long C call (sum over a range) for ~SECONDS.
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+
+def chunk_value(i):
+    # Pure Python work whose result is known in advance.
+    acc = i
+    for k in range(200000):
+        acc = (acc * 1103515245 + 12345 + k) % 2147483647
+    return acc
+
+
+def report():
+    return {
+        "pid": os.getpid(),
+        "threads": threading.active_count(),
+        "frames": len(sys._current_frames()),
+        "peeka_agent": hasattr(sys, "_peeka_agent"),
+        "thread_names": sorted(t.name for t in threading.enumerate()),
+    }
+
+
+def calibrated_c_call(seconds):
+    # Find n such that sum(range(n)) takes about `seconds`, then run it once.
+    n = 1 << 16
+    while True:
+        t0 = time.perf_counter()
+        sum(range(n))
+        dt = time.perf_counter() - t0
+        if dt > 0.05:
+            break
+        n *= 2
+    print("stuck-start", flush=True)
+    sum(range(int(n * seconds / dt)))
+    print("stuck-end", flush=True)
+
+
+def sleeper():
+    while True:
+        time.sleep(0.2)
+
+
+def serve(shape):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
+    while True:
+        conn, _ = srv.accept()
+        try:
+            cmd = conn.recv(64).strip()
+            if cmd.startswith(b"stuck") and shape == "stuck":
+                seconds = float(cmd.split()[1]) if len(cmd.split()) > 1 else 2.5
+                threading.Thread(target=calibrated_c_call, args=(seconds,), name="c-call").start()
+                conn.sendall(b"ok\n")
+            else:
+                conn.sendall((json.dumps(report()) + "\n").encode())
+        finally:
+            conn.close()
+
+
+def busy(limit):
+    print("ready %d 0" % os.getpid(), flush=True)
+    i = 0
+    while limit is None or i < limit:
+        print("chunk %d %d" % (i, chunk_value(i)), flush=True)
+        i += 1
+
+
+if __name__ == "__main__":
+    shape = sys.argv[1]
+    if shape in ("idle", "stuck"):
+        threading.Thread(target=sleeper, name="sleeper", daemon=True).start()
+        serve(shape)
+    elif shape == "busy":
+        busy(None)
+    elif shape == "reference":
+        for i in range(int(sys.argv[2])):
+            print("chunk %d %d" % (i, chunk_value(i)))
