@@ -8,8 +8,12 @@ export type { ArgumentSpec, CommandContext, OptionSpec, PeekaCommand } from "./c
 
 /** The name we were invoked as: `peeka-cli` prints JSON lines by default, as the seed's CLI does. */
 function invokedAs(): string {
-  const exe = Deno.execPath().split("/").pop() ?? "peeka";
-  return exe === "peeka-cli" ? "peeka-cli" : "peeka";
+  // argv[0] as typed (a symlink's name), which Deno.execPath() resolves away.
+  let argv0 = "";
+  try {
+    argv0 = Deno.readTextFileSync("/proc/self/cmdline").split("\0")[0];
+  } catch { /* not Linux procfs */ }
+  return argv0.split("/").pop() === "peeka-cli" ? "peeka-cli" : "peeka";
 }
 
 if (import.meta.main) {

@@ -7,8 +7,8 @@ import {
   hasSocket,
   prepareSessionDir,
   processGid,
-  sessionPaths,
   type SessionPaths,
+  sessionPaths,
   writePrivate,
 } from "../core/session.ts";
 import { AttachError, checkTarget, injectNative } from "./native.ts";
@@ -43,7 +43,10 @@ export function bootstrapSource(bootPath: string): string {
 }
 
 /** Asks an agent for hello; null when none answers. */
-export async function hello(socket: string, timeoutMs = 1000): Promise<Record<string, unknown> | null> {
+export async function hello(
+  socket: string,
+  timeoutMs = 1000,
+): Promise<Record<string, unknown> | null> {
   let client: AgentClient | null = null;
   try {
     client = await AgentClient.connect(socket, timeoutMs);
@@ -81,15 +84,22 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
     token: crypto.randomUUID(),
     agent_version: AGENT_VERSION,
   };
-  writePrivate(paths.boot, `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`, paths.uid, gid);
+  writePrivate(
+    paths.boot,
+    `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`,
+    paths.uid,
+    gid,
+  );
 
   const injected = injectNative(pid, bootstrapSource(`${paths.targetDir}/boot.py`));
   const h = await waitForAgent(paths, t0 + opts.timeoutMs);
   if (!h) {
     // Withdraw: a bootstrap that runs later finds no boot.py and does nothing.
-    try {
-      Deno.removeSync(paths.boot);
-    } catch { /* already gone */ }
+    for (const path of [paths.boot, paths.hostDir]) {
+      try {
+        Deno.removeSync(path);
+      } catch { /* already gone, or the agent came up after all */ }
+    }
     const late = hasSocket(paths) ? await hello(paths.socket) : null;
     if (!late) {
       throw new AttachError(
@@ -99,12 +109,19 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
           `Retry later or with a longer --timeout`,
       );
     }
-    return { ...result(paths, late, "ptrace", t0, false), route: injected.route, thread: injected.tid };
+    return {
+      ...result(paths, late, "ptrace", t0, false),
+      route: injected.route,
+      thread: injected.tid,
+    };
   }
   return { ...result(paths, h, "ptrace", t0, false), route: injected.route, thread: injected.tid };
 }
 
-async function waitForAgent(paths: SessionPaths, deadline: number): Promise<Record<string, unknown> | null> {
+async function waitForAgent(
+  paths: SessionPaths,
+  deadline: number,
+): Promise<Record<string, unknown> | null> {
   while (performance.now() < deadline) {
     if (hasSocket(paths)) {
       const h = await hello(paths.socket, 500);

@@ -55,7 +55,9 @@ export function readElfFile(path: string): ElfImage {
 
 export function parseElf(readAt: ReadAt): ElfImage {
   const head = readAt(0, 64);
-  if (head.length < 64 || head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46) {
+  if (
+    head.length < 64 || head[0] !== 0x7f || head[1] !== 0x45 || head[2] !== 0x4c || head[3] !== 0x46
+  ) {
     throw new ElfError("not an ELF file");
   }
   if (head[4] !== 2 || head[5] !== 1) throw new ElfError("not a 64-bit little-endian ELF file");
@@ -83,7 +85,14 @@ export function parseElf(readAt: ReadAt): ElfImage {
 
   const sh = shoff ? readAt(shoff, shnum * shentsize) : new Uint8Array(0);
   const sv = view(sh);
-  const raw: { nameOff: number; type: number; addr: number; offset: number; size: number; link: number }[] = [];
+  const raw: {
+    nameOff: number;
+    type: number;
+    addr: number;
+    offset: number;
+    size: number;
+    link: number;
+  }[] = [];
   for (let i = 0; i < shnum && (i + 1) * shentsize <= sh.length; i++) {
     const o = i * shentsize;
     raw.push({
@@ -100,7 +109,9 @@ export function parseElf(readAt: ReadAt): ElfImage {
     while (end < table.length && table[end] !== 0) end++;
     return new TextDecoder().decode(table.subarray(off, end));
   };
-  const shstr = raw[shstrndx] ? readAt(raw[shstrndx].offset, raw[shstrndx].size) : new Uint8Array(0);
+  const shstr = raw[shstrndx]
+    ? readAt(raw[shstrndx].offset, raw[shstrndx].size)
+    : new Uint8Array(0);
   const sections: Section[] = raw.map((s) => ({
     name: cstr(shstr, s.nameOff),
     addr: s.addr,

@@ -60,7 +60,12 @@ export function ptrace(req: number, tid: number, addr: bigint = 0n, data: bigint
 }
 
 export function ptraceBuffer(req: number, tid: number, addr: bigint, buf: Uint8Array): void {
-  ptrace(req, tid, addr, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as BufferSource))));
+  ptrace(
+    req,
+    tid,
+    addr,
+    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as BufferSource))),
+  );
 }
 
 /** Waits for a state change of one thread; returns the raw status word. */
@@ -84,7 +89,10 @@ function iovec(addr: bigint, len: number): Uint8Array {
 /** Reads target memory; returns fewer bytes than asked only at an unmapped edge. */
 export function readMemory(pid: number, addr: bigint, len: number): Uint8Array {
   const out = new Uint8Array(len);
-  const local = iovec(BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(out as BufferSource))), len);
+  const local = iovec(
+    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(out as BufferSource))),
+    len,
+  );
   const r = Number(lib.symbols.process_vm_readv(pid, local, 1n, iovec(addr, len), 1n, 0n));
   if (r < 0) throw new SysError("process_vm_readv", errno());
   return out.subarray(0, r);
@@ -92,7 +100,10 @@ export function readMemory(pid: number, addr: bigint, len: number): Uint8Array {
 
 /** Writes writable target memory (stack, heap); not code pages. */
 export function writeMemory(pid: number, addr: bigint, data: Uint8Array): void {
-  const local = iovec(BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(data as BufferSource))), data.length);
+  const local = iovec(
+    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(data as BufferSource))),
+    data.length,
+  );
   const r = Number(lib.symbols.process_vm_writev(pid, local, 1n, iovec(addr, data.length), 1n, 0n));
   if (r < 0) throw new SysError("process_vm_writev", errno());
   if (r !== data.length) throw new SysError("process_vm_writev (short)", ERRNO.EFAULT);

@@ -18,8 +18,8 @@ import {
   effectiveUid,
   ERRNO,
   NT_X86_XSTATE,
-  ptrace,
   PTRACE,
+  ptrace,
   ptraceEvent,
   readMemory,
   stoppedSignal,
@@ -94,7 +94,10 @@ export interface NativeResult {
 export function checkTarget(pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0) throw new AttachError("BAD_PID", `invalid pid ${pid}`);
   if (!processExists(pid)) {
-    throw new AttachError("NO_SUCH_PROCESS", `no process with pid ${pid}; find Python processes with 'peeka ps'`);
+    throw new AttachError(
+      "NO_SUCH_PROCESS",
+      `no process with pid ${pid}; find Python processes with 'peeka ps'`,
+    );
   }
   const uid = processUid(pid);
   const me = effectiveUid();
@@ -123,7 +126,10 @@ export function injectNative(pid: number, bootstrap: string): NativeResult {
     throw new AttachError("NOT_PYTHON", (e as Error).message);
   }
   if (/x86_Thread_features:.*shstk/.test(readText(`/proc/${pid}/status`) ?? "")) {
-    throw new AttachError("UNSUPPORTED", `process ${pid} uses CET shadow stacks; the native injector cannot attach`);
+    throw new AttachError(
+      "UNSUPPORTED",
+      `process ${pid} uses CET shadow stacks; the native injector cannot attach`,
+    );
   }
   const table = new BigUint64Array([
     symbolAddress(interp, "PyGILState_Check"),
@@ -141,7 +147,15 @@ export function injectNative(pid: number, bootstrap: string): NativeResult {
   const errors: string[] = [];
   for (const thread of rankThreads(pid)) {
     try {
-      const route = hijack(pid, thread, maps, slack, payload.subarray(0, codeOffset + bootstrap.length + 1), codeOffset, table);
+      const route = hijack(
+        pid,
+        thread,
+        maps,
+        slack,
+        payload.subarray(0, codeOffset + bootstrap.length + 1),
+        codeOffset,
+        table,
+      );
       if (route) return { tid: thread.tid, route, interpreter: interp.path };
     } catch (e) {
       if (e instanceof SysError && e.errno === ERRNO.ESRCH) continue; // the thread exited meanwhile
@@ -153,12 +167,18 @@ export function injectNative(pid: number, bootstrap: string): NativeResult {
         );
       }
       if (e instanceof SysError && e.errno === ERRNO.EBUSY) {
-        throw new AttachError("ALREADY_TRACED", `process ${pid} is already being traced; detach the other debugger`);
+        throw new AttachError(
+          "ALREADY_TRACED",
+          `process ${pid} is already being traced; detach the other debugger`,
+        );
       }
       errors.push(`thread ${thread.tid}: ${(e as Error).message}`);
     }
   }
-  throw new AttachError("INJECT_FAILED", `no thread of process ${pid} could be used: ${errors.join("; ") || "none found"}`);
+  throw new AttachError(
+    "INJECT_FAILED",
+    `no thread of process ${pid} could be used: ${errors.join("; ") || "none found"}`,
+  );
 }
 
 /** Threads in the order to try: blocked in a safe wait (main first), then futex waiters, then the main thread. */
@@ -169,7 +189,8 @@ function rankThreads(pid: number): ThreadState[] {
     if (t.syscall === FUTEX) return t.tid === pid ? 2 : 3;
     return t.tid === pid ? 4 : 5;
   };
-  return threads.filter((t) => t.state !== "Z").sort((a, b) => score(a) - score(b) || a.tid - b.tid).slice(0, 4);
+  return threads.filter((t) => t.state !== "Z").sort((a, b) => score(a) - score(b) || a.tid - b.tid)
+    .slice(0, 4);
 }
 
 interface Slack {
@@ -183,7 +204,12 @@ interface Slack {
  * program ever refers to them. The interpreter's own file first, then others.
  */
 function findSlack(pid: number, maps: Mapping[], interp: Interpreter, need: number): Slack {
-  const files = [interp.path, ...new Set(maps.filter((m) => m.path.startsWith("/") && m.perms.includes("x")).map((m) => m.path))];
+  const files = [
+    interp.path,
+    ...new Set(
+      maps.filter((m) => m.path.startsWith("/") && m.perms.includes("x")).map((m) => m.path),
+    ),
+  ];
   for (const path of new Set(files)) {
     const first = maps.find((m) => m.path === path && m.offset === 0);
     if (!first) continue;
@@ -193,7 +219,9 @@ function findSlack(pid: number, maps: Mapping[], interp: Interpreter, need: numb
     } catch {
       continue;
     }
-    const base = Math.min(...elf.segments.filter((s) => s.type === PT_LOAD).map((s) => s.vaddr - (s.offset % 4096)));
+    const base = Math.min(
+      ...elf.segments.filter((s) => s.type === PT_LOAD).map((s) => s.vaddr - (s.offset % 4096)),
+    );
     const bias = first.start - base;
     for (const seg of elf.segments) {
       if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
@@ -206,7 +234,10 @@ function findSlack(pid: number, maps: Mapping[], interp: Interpreter, need: numb
       return { address: BigInt(start), size: pageEnd - start };
     }
   }
-  throw new AttachError("INJECT_FAILED", `no room for the trampoline in the code mappings of process ${pid}`);
+  throw new AttachError(
+    "INJECT_FAILED",
+    `no room for the trampoline in the code mappings of process ${pid}`,
+  );
 }
 
 /** Stops one thread, prepares its trampoline and lets it go. Returns null if this thread is unsuitable. */
@@ -238,7 +269,9 @@ function hijack(
     const sig = stoppedSignal(status);
     if (!sig) throw new Error(`thread ${tid} exited while being stopped`);
     // A signal-delivery stop (not our interrupt): hand the signal back on detach.
-    if (!(sig === 5 && ptraceEvent(status) === 128)) signalToDeliver = sig === 19 || sig === 5 ? 0 : sig;
+    if (!(sig === 5 && ptraceEvent(status) === 128)) {
+      signalToDeliver = sig === 19 || sig === 5 ? 0 : sig;
+    }
 
     const regs = new BigInt64Array(USER_REGS_SIZE / 8);
     ptrace(PTRACE.GETREGS, tid, 0n, ptrAddr(regs));
@@ -299,10 +332,14 @@ function getXState(tid: number): Uint8Array {
 function checkStackRoom(maps: Mapping[], rsp: bigint, low: bigint, isMain: boolean): void {
   const sp = Number(rsp);
   const m = maps.find((m) => m.start <= sp - 1 && sp - 1 < m.end);
-  if (!m || !m.perms.startsWith("rw")) throw new Error("stack pointer is not in a writable mapping");
+  if (!m || !m.perms.startsWith("rw")) {
+    throw new Error("stack pointer is not in a writable mapping");
+  }
   if (Number(low) < m.start) throw new Error("not enough stack below the red zone");
   // The C API calls need real stack too; the main thread's stack grows on demand.
-  if (!isMain && Number(low) - m.start < 256 * 1024) throw new Error("thread stack too small to run Python on");
+  if (!isMain && Number(low) - m.start < 256 * 1024) {
+    throw new Error("thread stack too small to run Python on");
+  }
 }
 
 /**

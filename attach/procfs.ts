@@ -131,7 +131,9 @@ export function findInterpreter(pid: number, maps = readMaps(pid)): Interpreter 
       version: { major: Number(m[1]), minor: Number(m[2]) },
     };
   }
-  throw new NotPythonError(`process ${pid} is not a CPython process (no python binary or libpython is mapped)`);
+  throw new NotPythonError(
+    `process ${pid} is not a CPython process (no python binary or libpython is mapped)`,
+  );
 }
 
 function fileReadPath(pid: number, path: string, m: Mapping): string {

@@ -56,14 +56,41 @@ function hex(s: string): Uint8Array {
 
 /** Offsets in struct user_regs_struct (PTRACE_GETREGS), in 8-byte words. */
 export const REG = {
-  r15: 0, r14: 1, r13: 2, r12: 3, rbp: 4, rbx: 5, r11: 6, r10: 7, r9: 8, r8: 9,
-  rax: 10, rcx: 11, rdx: 12, rsi: 13, rdi: 14, orig_rax: 15, rip: 16, cs: 17,
-  eflags: 18, rsp: 19, ss: 20, fs_base: 21, gs_base: 22, ds: 23, es: 24, fs: 25, gs: 26,
+  r15: 0,
+  r14: 1,
+  r13: 2,
+  r12: 3,
+  rbp: 4,
+  rbx: 5,
+  r11: 6,
+  r10: 7,
+  r9: 8,
+  r8: 9,
+  rax: 10,
+  rcx: 11,
+  rdx: 12,
+  rsi: 13,
+  rdi: 14,
+  orig_rax: 15,
+  rip: 16,
+  cs: 17,
+  eflags: 18,
+  rsp: 19,
+  ss: 20,
+  fs_base: 21,
+  gs_base: 22,
+  ds: 23,
+  es: 24,
+  fs: 25,
+  gs: 26,
 } as const;
 export const USER_REGS_SIZE = 27 * 8;
 
 // Kernel return codes that mean "restart this system call".
-const ERESTARTSYS = -512n, ERESTARTNOINTR = -513n, ERESTARTNOHAND = -514n, ERESTART_RESTARTBLOCK = -516n;
+const ERESTARTSYS = -512n,
+  ERESTARTNOINTR = -513n,
+  ERESTARTNOHAND = -514n,
+  ERESTART_RESTARTBLOCK = -516n;
 const RESTART_CODES = [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK];
 
 /** Where the interrupted thread must continue, and with which rax. */
@@ -106,7 +133,9 @@ const TILEDATA_SIZE = 8192;
 export function signalFpState(xstate: Uint8Array): Uint8Array {
   if (xstate.length < 576) throw new Error(`XSAVE image of ${xstate.length} bytes is too small`);
   const xcr0 = new DataView(xstate.buffer, xstate.byteOffset).getBigUint64(464, true);
-  if ((xcr0 & 3n) !== 3n) throw new Error(`unexpected XCR0 0x${xcr0.toString(16)} in the XSAVE image`);
+  if ((xcr0 & 3n) !== 3n) {
+    throw new Error(`unexpected XCR0 0x${xcr0.toString(16)} in the XSAVE image`);
+  }
   const stateSize = xstate.length - ((xcr0 & XFEATURE_TILEDATA) ? TILEDATA_SIZE : 0);
   const out = new Uint8Array(Math.ceil((xstate.length + 4) / 64) * 64);
   out.set(xstate);

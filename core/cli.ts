@@ -2,7 +2,7 @@
 // and runs agent commands: connect, send the snippet's request, print.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import type { CommandContext, OptionSpec, Options, PeekaCommand } from "./command.ts";
+import type { CommandContext, Options, OptionSpec, PeekaCommand } from "./command.ts";
 import { Output } from "./output.ts";
 import { AgentClient, AgentError, AgentGoneError, sha256 } from "./protocol.ts";
 import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts";
@@ -31,20 +31,35 @@ function parserFor(spec: OptionSpec) {
 
 /** Turns any failure into the one-line message and code users see. */
 export function describeError(e: unknown, pid?: number): { code: string; message: string } {
-  if (e instanceof AttachError || e instanceof SessionError) return { code: e.code, message: e.message };
+  if (e instanceof AttachError || e instanceof SessionError) {
+    return { code: e.code, message: e.message };
+  }
   if (e instanceof AgentError) return { code: e.code, message: e.message };
-  if (e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.NotFound) {
+  if (
+    e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused ||
+    e instanceof Deno.errors.NotFound
+  ) {
     const who = pid ? `process ${pid}` : "the target";
-    const gone = pid && !processExists(pid) ? `${who} has exited` : `the agent of ${who} is not answering`;
+    const gone = pid && !processExists(pid)
+      ? `${who} has exited`
+      : `the agent of ${who} is not answering`;
     return { code: "AGENT_GONE", message: `${gone}; run 'peeka attach ${pid ?? "<pid>"}' again` };
   }
   if (e instanceof Deno.errors.PermissionDenied) {
-    return { code: "PERMISSION_DENIED", message: `${(e as Error).message}; run peeka as the target's user or root` };
+    return {
+      code: "PERMISSION_DENIED",
+      message: `${(e as Error).message}; run peeka as the target's user or root`,
+    };
   }
   return { code: "INTERNAL_ERROR", message: e instanceof Error ? e.message : String(e) };
 }
 
-async function runCommand(cmd: PeekaCommand, opts: Options, args: string[], out: Output): Promise<number> {
+async function runCommand(
+  cmd: PeekaCommand,
+  opts: Options,
+  args: string[],
+  out: Output,
+): Promise<number> {
   let client: AgentClient | null = null;
   let pid: number | undefined;
   const ctx: CommandContext = {
@@ -57,7 +72,10 @@ async function runCommand(cmd: PeekaCommand, opts: Options, args: string[], out:
       const target = ctx.targetPid();
       const paths = sessionPaths(target);
       if (!hasSocket(paths)) {
-        throw new SessionError("NOT_ATTACHED", `process ${target} is not attached; run 'peeka attach ${target}' first`);
+        throw new SessionError(
+          "NOT_ATTACHED",
+          `process ${target} is not attached; run 'peeka attach ${target}' first`,
+        );
       }
       client = await AgentClient.connect(paths.socket);
       return client;
@@ -68,7 +86,12 @@ async function runCommand(cmd: PeekaCommand, opts: Options, args: string[], out:
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
     const agent = await ctx.agent();
     const snippet = { source: cmd.snippet, hash: await sha256(cmd.snippet) };
-    const data = await agent.call(cmd.name, snippet, cmd.request?.(opts, args) ?? {}, (f) => cmd.onFrame?.(f, ctx));
+    const data = await agent.call(
+      cmd.name,
+      snippet,
+      cmd.request?.(opts, args) ?? {},
+      (f) => cmd.onFrame?.(f, ctx),
+    );
     out.result(cmd.name, data, () => cmd.render?.(data, opts) ?? JSON.stringify(data, null, 2));
     return 0;
   } catch (e) {
@@ -80,7 +103,11 @@ async function runCommand(cmd: PeekaCommand, opts: Options, args: string[], out:
   }
 }
 
-export function buildProgram(commands: PeekaCommand[], name: string, setExit: (code: number) => void): Command {
+export function buildProgram(
+  commands: PeekaCommand[],
+  name: string,
+  setExit: (code: number) => void,
+): Command {
   const program = new Command(name)
     .description("Look inside a running CPython process: attach, then watch, trace and inspect it.")
     .version(VERSION, "-V, --version")
@@ -90,8 +117,12 @@ export function buildProgram(commands: PeekaCommand[], name: string, setExit: (c
   for (const cmd of commands) {
     if (seen.has(cmd.name)) throw new Error(`two commands are named ${cmd.name}`);
     seen.add(cmd.name);
-    const sub = program.command(cmd.name).summary(cmd.summary).description(cmd.description ?? cmd.summary);
-    for (const a of cmd.arguments ?? []) sub.argument(a.required ? `<${a.name}>` : `[${a.name}]`, a.description);
+    const sub = program.command(cmd.name).summary(cmd.summary).description(
+      cmd.description ?? cmd.summary,
+    );
+    for (const a of cmd.arguments ?? []) {
+      sub.argument(a.required ? `<${a.name}>` : `[${a.name}]`, a.description);
+    }
     for (const spec of cmd.options ?? []) {
       const opt = new Option(spec.flags, spec.description);
       const parse = parserFor(spec);
@@ -109,7 +140,9 @@ export function buildProgram(commands: PeekaCommand[], name: string, setExit: (c
     sub.action(async (...params: unknown[]) => {
       const command = params[params.length - 1] as Command;
       const opts = command.opts();
-      const args = (params.slice(0, -2) as (string | undefined)[]).filter((a): a is string => a !== undefined);
+      const args = (params.slice(0, -2) as (string | undefined)[]).filter((a): a is string =>
+        a !== undefined
+      );
       const out = new Output(opts.json === true || name === "peeka-cli" ? true : undefined);
       setExit(await runCommand(cmd, opts, args, out));
     });
@@ -118,7 +151,11 @@ export function buildProgram(commands: PeekaCommand[], name: string, setExit: (c
 }
 
 /** Entry point: parses argv and returns the exit status. */
-export async function main(commands: PeekaCommand[], argv: string[], name = "peeka"): Promise<number> {
+export async function main(
+  commands: PeekaCommand[],
+  argv: string[],
+  name = "peeka",
+): Promise<number> {
   let status = 0;
   const program = buildProgram(commands, name, (c) => (status = c));
   if (argv.length === 0) {
@@ -129,9 +166,17 @@ export async function main(commands: PeekaCommand[], argv: string[], name = "pee
     await program.parseAsync(argv, { from: "user" });
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      if (
+        e.code === "commander.helpDisplayed" || e.code === "commander.version" ||
+        e.code === "commander.help"
+      ) return 0;
       if (!Deno.stdout.isTerminal() || argv.includes("--json")) {
-        new Output(true).line({ type: "error", command: argv[0] ?? name, error: e.message.replace(/^error: /, ""), code: "USAGE" });
+        new Output(true).line({
+          type: "error",
+          command: argv[0] ?? name,
+          error: e.message.replace(/^error: /, ""),
+          code: "USAGE",
+        });
       }
       return 2;
     }

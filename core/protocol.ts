@@ -57,7 +57,9 @@ export class AgentClient {
     for (;;) {
       if (this.buffer.length >= 4) {
         const len = new DataView(this.buffer.buffer, this.buffer.byteOffset).getUint32(0, false);
-        if (len > MAX_FRAME) throw new AgentGoneError(`agent sent an oversized frame (${len} bytes)`);
+        if (len > MAX_FRAME) {
+          throw new AgentGoneError(`agent sent an oversized frame (${len} bytes)`);
+        }
         if (this.buffer.length >= 4 + len) {
           const body = this.buffer.subarray(4, 4 + len);
           this.buffer = this.buffer.slice(4 + len);
@@ -80,7 +82,11 @@ export class AgentClient {
   }
 
   /** Sends one request and returns its single reply (frames for other ids are passed to onOther). */
-  async request(op: string, fields: Record<string, unknown> = {}, onOther?: (f: Frame) => void): Promise<Frame> {
+  async request(
+    op: string,
+    fields: Record<string, unknown> = {},
+    onOther?: (f: Frame) => void,
+  ): Promise<Frame> {
     const id = await this.send(op, fields);
     for (;;) {
       const f = await this.readFrame();
@@ -111,7 +117,11 @@ export class AgentClient {
         if (f.type === "result") return (f.data ?? {}) as Record<string, unknown>;
         if (f.type === "error") {
           if (f.code === "SNIPPET_MISSING" && attempt === 0) {
-            await this.request("load", { name: command, hash: snippet.hash, source: snippet.source });
+            await this.request("load", {
+              name: command,
+              hash: snippet.hash,
+              source: snippet.source,
+            });
             continue attempts;
           }
           throw new AgentError(String(f.code ?? "ERROR"), String(f.error), f);
@@ -119,7 +129,11 @@ export class AgentClient {
         onFrame?.(f);
       }
     }
-    throw new AgentError("SNIPPET_MISSING", `the agent did not keep the snippet for ${command}`, {});
+    throw new AgentError(
+      "SNIPPET_MISSING",
+      `the agent did not keep the snippet for ${command}`,
+      {},
+    );
   }
 }
 

@@ -36,10 +36,32 @@ function sameMountNamespace(pid: number): boolean {
 export function sessionPaths(pid: number): SessionPaths {
   const uid = processUid(pid);
   const start = startTime(pid);
-  if (uid === null || start === null) throw new SessionError("NO_SUCH_PROCESS", `no process with pid ${pid}`);
+  if (uid === null || start === null) {
+    throw new SessionError("NO_SUCH_PROCESS", `no process with pid ${pid}`);
+  }
   const targetDir = `/tmp/peeka-${uid}/${pid}-${start}`;
   const hostDir = sameMountNamespace(pid) ? targetDir : `/proc/${pid}/root${targetDir}`;
-  return { pid, uid, targetDir, hostDir, socket: `${hostDir}/agent.sock`, boot: `${hostDir}/boot.py` };
+  return {
+    pid,
+    uid,
+    targetDir,
+    hostDir,
+    socket: `${hostDir}/agent.sock`,
+    boot: `${hostDir}/boot.py`,
+  };
+}
+
+/** Removes session directories left by processes that are gone (killed before the agent could clean up). */
+function removeStaleSessions(parent: string): void {
+  for (const e of Deno.readDirSync(parent)) {
+    const m = /^(\d+)-(\d+)$/.exec(e.name);
+    if (!m || !e.isDirectory) continue;
+    const pid = Number(m[1]);
+    if (processExists(pid) && startTime(pid) === Number(m[2])) continue;
+    try {
+      Deno.removeSync(`${parent}/${e.name}`, { recursive: true });
+    } catch { /* another peeka got there first */ }
+  }
 }
 
 /** Creates (or checks) the session directory chain with owner-only access. */
@@ -59,6 +81,7 @@ export function prepareSessionDir(paths: SessionPaths, gid: number): void {
         `${dir} is not a private directory of uid ${paths.uid}; remove it and attach again`,
       );
     }
+    if (dir === parent) removeStaleSessions(parent);
   }
 }
 
@@ -87,7 +110,9 @@ export function attachedPids(): number[] {
   const pids: number[] = [];
   let bases: Deno.DirEntry[] = [];
   try {
-    bases = [...Deno.readDirSync("/tmp")].filter((e) => e.isDirectory && /^peeka-\d+$/.test(e.name));
+    bases = [...Deno.readDirSync("/tmp")].filter((e) =>
+      e.isDirectory && /^peeka-\d+$/.test(e.name)
+    );
   } catch {
     return pids;
   }
@@ -119,7 +144,9 @@ export function rememberSession(pid: number): void {
   const file = stateFile();
   try {
     Deno.mkdirSync(file.slice(0, file.lastIndexOf("/")), { recursive: true, mode: 0o700 });
-    Deno.writeTextFileSync(file, JSON.stringify({ pid, start: startTime(pid) }) + "\n", { mode: 0o600 });
+    Deno.writeTextFileSync(file, JSON.stringify({ pid, start: startTime(pid) }) + "\n", {
+      mode: 0o600,
+    });
   } catch { /* remembering is a convenience; --pid still works */ }
 }
 
@@ -155,5 +182,8 @@ export function resolvePid(explicit?: number): number {
       `several processes are attached (${live.join(", ")}); choose one with --pid`,
     );
   }
-  throw new SessionError("NOT_ATTACHED", "not attached to any process; run 'peeka attach <pid>' first");
+  throw new SessionError(
+    "NOT_ATTACHED",
+    "not attached to any process; run 'peeka attach <pid>' first",
+  );
 }

@@ -34,7 +34,10 @@ Deno.test("attach to a process that is not Python", async () => {
 
 Deno.test("attach to a process already traced by another debugger", async () => {
   const t = await Target.start(py, "idle");
-  const tracer = new Deno.Command(DENO, { args: ["run", "-A", `${REPO}/tests/helpers/tracer.ts`, String(t.pid)], stdout: "piped" }).spawn();
+  const tracer = new Deno.Command(DENO, {
+    args: ["run", "-A", `${REPO}/tests/helpers/tracer.ts`, String(t.pid)],
+    stdout: "piped",
+  }).spawn();
   try {
     const reader = tracer.stdout.getReader();
     await reader.read();
@@ -68,12 +71,24 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
     const denoDir = Deno.makeTempDirSync();
     Deno.chmodSync(denoDir, 0o777);
     const out = await new Deno.Command("/usr/bin/setpriv", {
-      args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", DENO, "run", "-A", `${REPO}/mod.ts`, "attach", String(t.pid), "--json"],
+      args: [
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        DENO,
+        "run",
+        "-A",
+        `${REPO}/mod.ts`,
+        "attach",
+        String(t.pid),
+        "--json",
+      ],
       env: { ...cliEnv(), HOME: "/tmp", DENO_DIR: denoDir, PEEKA_STATE_DIR: denoDir },
       clearEnv: true,
       cwd: REPO,
     }).output();
-    const stdout = new TextDecoder().decode(out.stdout), stderr = new TextDecoder().decode(out.stderr);
+    const stdout = new TextDecoder().decode(out.stdout),
+      stderr = new TextDecoder().decode(out.stderr);
     assertEquals(out.code, 1, stderr);
     const e = JSON.parse(stdout.trim().split("\n").pop()!);
     assertEquals(e.code, "PERMISSION_DENIED");
@@ -84,7 +99,10 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
   }
 });
 
-async function rawFrames(socket: string, payloads: Uint8Array[]): Promise<Record<string, unknown>[]> {
+async function rawFrames(
+  socket: string,
+  payloads: Uint8Array[],
+): Promise<Record<string, unknown>[]> {
   const conn = await Deno.connect({ transport: "unix", path: socket });
   const replies: Record<string, unknown>[] = [];
   try {
@@ -93,7 +111,10 @@ async function rawFrames(socket: string, payloads: Uint8Array[]): Promise<Record
     const chunk = new Uint8Array(65536);
     const deadline = Date.now() + 2000;
     while (Date.now() < deadline && replies.length < payloads.length) {
-      const n = await Promise.race([conn.read(chunk), new Promise<null>((r) => setTimeout(() => r(null), 500))]);
+      const n = await Promise.race([
+        conn.read(chunk),
+        new Promise<null>((r) => setTimeout(() => r(null), 500)),
+      ]);
       if (n === null) break;
       const merged = new Uint8Array(buf.length + n);
       merged.set(buf);
@@ -121,7 +142,11 @@ Deno.test("the agent refuses malformed frames, unknown ops and other users, and 
     const socket = `${dir}/agent.sock`;
     const text = new TextEncoder();
     const badJson = new Uint8Array([0, 0, 0, 5, ...text.encode("{nope")]);
-    const replies = await rawFrames(socket, [badJson, encodeFrame([1, 2]), encodeFrame({ id: 7, op: "launch" })]);
+    const replies = await rawFrames(socket, [
+      badJson,
+      encodeFrame([1, 2]),
+      encodeFrame({ id: 7, op: "launch" }),
+    ]);
     assertEquals(replies.map((r) => r.code), ["BAD_FRAME", "BAD_FRAME", "UNKNOWN_OP"]);
     assertEquals(replies[2].id, 7);
     // A length beyond the limit: refused, that connection closed.
@@ -129,17 +154,34 @@ Deno.test("the agent refuses malformed frames, unknown ops and other users, and 
     assertEquals(huge.map((r) => r.code), ["BAD_FRAME"]);
 
     // Another uid: the 0700 directory keeps it out; opened up, SO_PEERCRED still does.
-    const probe = `import socket,struct,json,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('connect-refused', e.errno); sys.exit()\nd=json.dumps({'id':1,'op':'hello'}).encode()\ns.sendall(struct.pack('>I',len(d))+d)\nh=s.recv(4)\nprint(s.recv(struct.unpack('>I',h)[0]).decode() if len(h)==4 else 'closed')\n`;
+    const probe =
+      `import socket,struct,json,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('connect-refused', e.errno); sys.exit()\nd=json.dumps({'id':1,'op':'hello'}).encode()\ns.sendall(struct.pack('>I',len(d))+d)\nh=s.recv(4)\nprint(s.recv(struct.unpack('>I',h)[0]).decode() if len(h)==4 else 'closed')\n`;
     const asNobody = async () =>
-      new TextDecoder().decode((await new Deno.Command("/usr/bin/setpriv", { args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", probe, socket] }).output()).stdout).trim();
+      new TextDecoder().decode(
+        (await new Deno.Command("/usr/bin/setpriv", {
+          args: [
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+            socket,
+          ],
+        }).output()).stdout,
+      ).trim();
     assert((await asNobody()).startsWith("connect-refused 13"));
-    Deno.chmodSync(dir, 0o755);
-    Deno.chmodSync(dir.slice(0, dir.lastIndexOf("/")), 0o755);
-    Deno.chmodSync(socket, 0o777);
-    const reply = JSON.parse(await asNobody());
-    assertEquals(reply.code, "PERMISSION_DENIED");
-    Deno.chmodSync(dir, 0o700);
-    Deno.chmodSync(dir.slice(0, dir.lastIndexOf("/")), 0o700);
+    const parent = dir.slice(0, dir.lastIndexOf("/"));
+    try {
+      Deno.chmodSync(dir, 0o755);
+      Deno.chmodSync(parent, 0o755);
+      Deno.chmodSync(socket, 0o777);
+      const reply = JSON.parse(await asNobody());
+      assertEquals(reply.code, "PERMISSION_DENIED");
+    } finally {
+      Deno.chmodSync(dir, 0o700);
+      Deno.chmodSync(parent, 0o700);
+    }
 
     const th = await cli(["thread", "--json"], env);
     assertEquals(th.code, 0, "still serving after all that");

@@ -1,28 +1,44 @@
 // The spine on every interpreter: attach, thread, detach against real
 // processes of three shapes, with no gdb on PATH.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { cli, cliEnv, type Python, pythons, sessionDirOf, sleep, Target } from "./helpers/env.ts";
-
-async function waitUntil(pred: () => boolean | Promise<boolean>, ms: number, what: string) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await sleep(20);
-  }
-  throw new Error(`timed out waiting until ${what}`);
-}
+import {
+  cli,
+  cliEnv,
+  type Python,
+  pythons,
+  sessionDirOf,
+  sleep,
+  Target,
+  waitUntil,
+} from "./helpers/env.ts";
 
 async function attachThreadDetach(t: Target, env: Record<string, string>) {
   const a = await cli(["attach", String(t.pid), "--json"], env);
   assertEquals(a.code, 0, a.stderr);
-  assertEquals(a.lines[0], { type: "status", level: "info", message: `Attaching to process ${t.pid}` });
+  assertEquals(a.lines[0], {
+    type: "status",
+    level: "info",
+    message: `Attaching to process ${t.pid}`,
+  });
   const ok = a.lines[1] as { type: string; command: string; data: Record<string, unknown> };
-  assertEquals([ok.type, ok.command, ok.data.pid, ok.data.mechanism], ["success", "attach", t.pid, "ptrace"]);
-  assert(String(ok.data.python_version).startsWith(t.python.version), `version ${ok.data.python_version}`);
+  assertEquals([ok.type, ok.command, ok.data.pid, ok.data.mechanism], [
+    "success",
+    "attach",
+    t.pid,
+    "ptrace",
+  ]);
+  assert(
+    String(ok.data.python_version).startsWith(t.python.version),
+    `version ${ok.data.python_version}`,
+  );
 
   const th = await cli(["thread", "--json"], env);
   assertEquals(th.code, 0, th.stderr);
-  const result = th.lines[0] as { type: string; command: string; data: { threads: { name: string; stack: { function: string }[] }[] } };
+  const result = th.lines[0] as {
+    type: string;
+    command: string;
+    data: { threads: { name: string; stack: { function: string }[] }[] };
+  };
   assertEquals([result.type, result.command], ["result", "thread"]);
   const d = await cli(["detach", "--json"], env);
   assertEquals(d.code, 0, d.stderr);
@@ -31,7 +47,11 @@ async function attachThreadDetach(t: Target, env: Record<string, string>) {
 }
 
 async function assertClean(t: Target, tasksBefore: number) {
-  await waitUntil(() => t.taskCount() === tasksBefore, 3000, `process ${t.pid} is back to ${tasksBefore} threads`);
+  await waitUntil(
+    () => t.taskCount() === tasksBefore,
+    3000,
+    `process ${t.pid} is back to ${tasksBefore} threads`,
+  );
   assertEquals(sessionDirOf(t.pid), null, "session directory removed");
 }
 
@@ -63,12 +83,17 @@ for (const py of pythons()) {
       await t.waitFor((l) => l.startsWith("chunk 1 "));
       const tasks = t.taskCount();
       const threads = await attachThreadDetach(t, env);
-      assert(threads[0].stack.some((f) => f.function === "chunk_value" || f.function === "busy"), JSON.stringify(threads));
+      assert(
+        threads[0].stack.some((f) => f.function === "chunk_value" || f.function === "busy"),
+        JSON.stringify(threads),
+      );
       await assertClean(t, tasks);
       const n = t.lines.filter((l) => l.startsWith("chunk")).length + 3;
       await t.waitFor((l) => l.startsWith(`chunk ${n} `), 20000);
       const got = t.lines.filter((l) => l.startsWith("chunk")).slice(0, n);
-      const ref = await new Deno.Command(py.path, { args: [new URL("./targets/target.py", import.meta.url).pathname, "reference", String(n)] }).output();
+      const ref = await new Deno.Command(py.path, {
+        args: [new URL("./targets/target.py", import.meta.url).pathname, "reference", String(n)],
+      }).output();
       assertEquals(got, new TextDecoder().decode(ref.stdout).trim().split("\n"));
     } finally {
       await t.stop();
@@ -86,13 +111,20 @@ for (const py of pythons()) {
       assertEquals(a.code, 1);
       const err = a.lines.find((l) => l.type === "error") as { code: string; error: string };
       assertEquals(err.code, "ATTACH_TIMEOUT");
-      assert(/safe point/.test(err.error) && a.stderr.split("\n").filter(Boolean).length === 1, a.stderr);
+      assert(
+        /safe point/.test(err.error) && a.stderr.split("\n").filter(Boolean).length === 1,
+        a.stderr,
+      );
       assert(t.alive() && !"tT".includes(t.state()), "target keeps running, not stopped");
       await t.waitFor((l) => l === "stuck-end", 20000);
       await sleep(300);
       // Either a complete agent or none: here the cancelled bootstrap must do nothing.
       assertEquals(sessionDirOf(t.pid), null);
-      await waitUntil(() => t.taskCount() === tasks, 3000, "the C-call thread ended and nothing was left");
+      await waitUntil(
+        () => t.taskCount() === tasks,
+        3000,
+        "the C-call thread ended and nothing was left",
+      );
       const r = await t.ask();
       assertEquals(r.peeka_agent, false);
       // ...and a later attach works.

@@ -6,22 +6,34 @@ import { rememberSession } from "../../core/session.ts";
 export default defineCommand({
   name: "attach",
   summary: "Attach to a running Python process",
-  description: "Inject peeka's agent into a running CPython process (no gdb, no restart) and remember it " +
+  description:
+    "Inject peeka's agent into a running CPython process (no gdb, no restart) and remember it " +
     "as the current session, so later commands need no --pid.",
   arguments: [{ name: "pid", description: "process id of the Python process", required: true }],
   options: [
-    { flags: "--timeout <ms>", description: "how long to wait for the agent to start", type: "int", default: 5000 },
+    {
+      flags: "--timeout <ms>",
+      description: "how long to wait for the agent to start",
+      type: "int",
+      default: 5000,
+    },
     { flags: "--via <mechanism>", description: "force an attach mechanism: ptrace" },
   ],
   needsTarget: false,
   async run({ out, opts, args }) {
     const pid = Number(args[0]);
     if (!/^\d+$/.test(args[0] ?? "") || pid <= 0) {
-      out.error("attach", `'${args[0]}' is not a process id; find Python processes with 'peeka ps'`, { code: "BAD_PID" });
+      out.error(
+        "attach",
+        `'${args[0]}' is not a process id; find Python processes with 'peeka ps'`,
+        { code: "BAD_PID" },
+      );
       return 1;
     }
     if (opts.via !== undefined && opts.via !== "ptrace") {
-      out.error("attach", `unknown mechanism '${opts.via}'; this version attaches with: ptrace`, { code: "USAGE" });
+      out.error("attach", `unknown mechanism '${opts.via}'; this version attaches with: ptrace`, {
+        code: "USAGE",
+      });
       return 1;
     }
     out.status(`Attaching to process ${pid}`);

@@ -15,7 +15,9 @@ function findPython(explicit?: string): string {
       } catch { /* not here */ }
     }
   }
-  throw new Error("the demo needs a CPython to run its sample service: none on PATH; pass --python /path/to/python3");
+  throw new Error(
+    "the demo needs a CPython to run its sample service: none on PATH; pass --python /path/to/python3",
+  );
 }
 
 async function readReadyLine(stdout: ReadableStream<Uint8Array>): Promise<string> {
@@ -33,28 +35,44 @@ async function readReadyLine(stdout: ReadableStream<Uint8Array>): Promise<string
 export default defineCommand({
   name: "demo",
   summary: "Run the whole flow on a sample service",
-  description: "Start a small sample Python service, attach to it, show its threads, detach and stop it.",
-  options: [{ flags: "--python <path>", description: "interpreter for the sample service (default: python3 on PATH)" }],
+  description:
+    "Start a small sample Python service, attach to it, show its threads, detach and stop it.",
+  options: [{
+    flags: "--python <path>",
+    description: "interpreter for the sample service (default: python3 on PATH)",
+  }],
   needsTarget: false,
   async run({ out, opts }) {
     const python = findPython(opts.python as string | undefined);
     const script = Deno.makeTempFileSync({ prefix: "peeka-demo-", suffix: ".py" });
     Deno.writeTextFileSync(script, serviceSource);
-    const child = new Deno.Command(python, { args: [script], stdout: "piped", stderr: "inherit" }).spawn();
+    const child = new Deno.Command(python, { args: [script], stdout: "piped", stderr: "inherit" })
+      .spawn();
     try {
       const ready = await readReadyLine(child.stdout);
       const pid = child.pid;
       out.status(`Started the sample service (${python}): ${ready}`);
       out.status(`Attaching to process ${pid}`);
       const attached = await attach(pid, { timeoutMs: 5000 });
-      out.success("attach", { ...attached }, `Attached in ${attached.elapsed_ms} ms (Python ${attached.python_version})`);
+      out.success(
+        "attach",
+        { ...attached },
+        `Attached in ${attached.elapsed_ms} ms (Python ${attached.python_version})`,
+      );
       const client = await AgentClient.connect(attached.socket);
       try {
-        const snippet = { source: threadCommand.snippet!, hash: await sha256(threadCommand.snippet!) };
+        const snippet = {
+          source: threadCommand.snippet!,
+          hash: await sha256(threadCommand.snippet!),
+        };
         const data = await client.call("thread", snippet, { depth: 20 });
         out.result("thread", data, () => threadCommand.render!(data, {}));
         const reply = await client.request("detach");
-        out.success("detach", { pid, message: `Detached from process ${pid}`, restored: reply.restored ?? 0 }, `Detached from process ${pid}`);
+        out.success("detach", {
+          pid,
+          message: `Detached from process ${pid}`,
+          restored: reply.restored ?? 0,
+        }, `Detached from process ${pid}`);
       } finally {
         client.close();
       }

@@ -5,11 +5,14 @@ import { forgetSession, resolvePid } from "../../core/session.ts";
 export default defineCommand({
   name: "detach",
   summary: "Detach from a process and restore it",
-  description: "Undo every change peeka made in the target, stop the agent and remove its socket and files.",
+  description:
+    "Undo every change peeka made in the target, stop the agent and remove its socket and files.",
   arguments: [{ name: "pid", description: "process to detach from (default: the attached one)" }],
   needsTarget: true,
   async run(ctx) {
-    const pid = ctx.args[0] !== undefined ? Number(ctx.args[0]) : resolvePid(ctx.opts.pid as number | undefined);
+    const pid = ctx.args[0] !== undefined
+      ? Number(ctx.args[0])
+      : resolvePid(ctx.opts.pid as number | undefined);
     ctx.targetPid = () => pid;
     const reply = await (await ctx.agent()).request("detach");
     forgetSession(pid);
@@ -17,7 +20,8 @@ export default defineCommand({
     ctx.out.success(
       "detach",
       { pid, message: `Detached from process ${pid}`, restored: reply.restored ?? 0, errors },
-      `Detached from process ${pid}` + (errors.length ? ` (restore errors: ${errors.join("; ")})` : ""),
+      `Detached from process ${pid}` +
+        (errors.length ? ` (restore errors: ${errors.join("; ")})` : ""),
     );
     return errors.length ? 2 : 0;
   },

@@ -29,7 +29,14 @@ export function pythonProcesses(): PythonProcess[] {
     try {
       attached = hasSocket(sessionPaths(pid));
     } catch { /* exited meanwhile */ }
-    found.push({ pid, uid: processUid(pid), version: m[2], interpreter: m[1], command: commandLine(pid), attached });
+    found.push({
+      pid,
+      uid: processUid(pid),
+      version: m[2],
+      interpreter: m[1],
+      command: commandLine(pid),
+      attached,
+    });
   }
   return found.sort((a, b) => a.pid - b.pid);
 }
@@ -45,7 +52,13 @@ export default defineCommand({
       if (!processes.length) return "No Python process found (or none this user may read).";
       const table = new Table({ head: ["PID", "UID", "PYTHON", "ATTACHED", "COMMAND"] });
       for (const p of processes) {
-        table.push([p.pid, p.uid ?? "?", p.version, p.attached ? "yes" : "", p.command.slice(0, 80)]);
+        table.push([
+          p.pid,
+          p.uid ?? "?",
+          p.version,
+          p.attached ? "yes" : "",
+          p.command.slice(0, 80),
+        ]);
       }
       return table.toString();
     });

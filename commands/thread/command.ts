@@ -25,7 +25,12 @@ export default defineCommand({
     "with its current Python stack, innermost frame last.",
   options: [
     { flags: "--tid <ident>", description: "only the thread with this ident", type: "int" },
-    { flags: "-d, --depth <n>", description: "frames per stack (innermost kept)", type: "int", default: 50 },
+    {
+      flags: "-d, --depth <n>",
+      description: "frames per stack (innermost kept)",
+      type: "int",
+      default: 50,
+    },
   ],
   snippet,
   request: (opts) => ({ depth: opts.depth, ...(opts.tid !== undefined ? { tid: opts.tid } : {}) }),

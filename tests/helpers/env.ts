@@ -16,7 +16,9 @@ function newestPatch(minor: string): string | null {
       .map((e) => e.name)
       .filter((n) => n.startsWith(minor + ".") && /^\d+\.\d+\.\d+$/.test(n))
       .sort((a, b) => Number(a.split(".")[2]) - Number(b.split(".")[2]));
-    return dirs.length ? `${HOME}/.pyenv/versions/${dirs[dirs.length - 1]}/bin/python${minor}` : null;
+    return dirs.length
+      ? `${HOME}/.pyenv/versions/${dirs[dirs.length - 1]}/bin/python${minor}`
+      : null;
   } catch {
     return null;
   }
@@ -64,12 +66,25 @@ export class Target {
   static async start(python: Python, shape: string, opts: { user?: string } = {}): Promise<Target> {
     const cmd = opts.user
       ? new Deno.Command("setpriv", {
-        args: [`--reuid=${opts.user}`, `--regid=${opts.user === "nobody" ? "nogroup" : opts.user}`, "--clear-groups", python.path, "-u", TARGET_SCRIPT, shape],
+        args: [
+          `--reuid=${opts.user}`,
+          `--regid=${opts.user === "nobody" ? "nogroup" : opts.user}`,
+          "--clear-groups",
+          python.path,
+          "-u",
+          TARGET_SCRIPT,
+          shape,
+        ],
         stdout: "piped",
         stderr: "piped",
         cwd: "/tmp",
       })
-      : new Deno.Command(python.path, { args: ["-u", TARGET_SCRIPT, shape], stdout: "piped", stderr: "piped", cwd: "/tmp" });
+      : new Deno.Command(python.path, {
+        args: ["-u", TARGET_SCRIPT, shape],
+        stdout: "piped",
+        stderr: "piped",
+        cwd: "/tmp",
+      });
     const t = new Target(cmd.spawn(), python);
     const ready = await t.waitFor((l) => l.startsWith("ready"), 15000);
     t.port = Number(ready.split(" ")[2]);
@@ -87,7 +102,9 @@ export class Target {
   }
 
   private async collectErr(): Promise<void> {
-    for await (const chunk of this.child.stderr.pipeThrough(new TextDecoderStream())) this.errText += chunk;
+    for await (const chunk of this.child.stderr.pipeThrough(new TextDecoderStream())) {
+      this.errText += chunk;
+    }
   }
 
   async waitFor(pred: (line: string) => boolean, timeoutMs = 10000): Promise<string> {
@@ -97,7 +114,11 @@ export class Target {
       for (; seen < this.lines.length; seen++) if (pred(this.lines[seen])) return this.lines[seen];
       await sleep(5);
     }
-    throw new Error(`target ${this.pid} (${this.python.version}) never printed the expected line; got: ${this.lines.slice(-5).join(" | ")}`);
+    throw new Error(
+      `target ${this.pid} (${this.python.version}) never printed the expected line; got: ${
+        this.lines.slice(-5).join(" | ")
+      }`,
+    );
   }
 
   /** Talks to the target's own accept() loop. */
@@ -168,9 +189,20 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
   };
 }
 
-export async function cli(args: string[], env = cliEnv(), entry = `${REPO}/mod.ts`, cwd = REPO): Promise<CliResult> {
+export async function cli(
+  args: string[],
+  env = cliEnv(),
+  entry = `${REPO}/mod.ts`,
+  cwd = REPO,
+): Promise<CliResult> {
   const t0 = performance.now();
-  const out = await new Deno.Command(DENO, { args: ["run", "-A", entry, ...args], env, clearEnv: true, cwd, stdin: "null" }).output();
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "-A", entry, ...args],
+    env,
+    clearEnv: true,
+    cwd,
+    stdin: "null",
+  }).output();
   const stdout = new TextDecoder().decode(out.stdout);
   const lines = stdout.split("\n").filter((l) => l.trim()).map((l) => {
     try {
@@ -179,7 +211,22 @@ export async function cli(args: string[], env = cliEnv(), entry = `${REPO}/mod.t
       return { unparsed: l };
     }
   });
-  return { code: out.code, lines, stdout, stderr: new TextDecoder().decode(out.stderr), ms: performance.now() - t0 };
+  return {
+    code: out.code,
+    lines,
+    stdout,
+    stderr: new TextDecoder().decode(out.stderr),
+    ms: performance.now() - t0,
+  };
+}
+
+export async function waitUntil(pred: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await pred()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting until ${what}`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -190,7 +237,9 @@ export function sessionDirOf(pid: number): string | null {
   try {
     for (const base of Deno.readDirSync("/tmp")) {
       if (!base.name.startsWith("peeka-")) continue;
-      for (const e of Deno.readDirSync(`/tmp/${base.name}`)) if (e.name.startsWith(`${pid}-`)) return `/tmp/${base.name}/${e.name}`;
+      for (const e of Deno.readDirSync(`/tmp/${base.name}`)) {
+        if (e.name.startsWith(`${pid}-`)) return `/tmp/${base.name}/${e.name}`;
+      }
     }
   } catch { /* none */ }
   return null;

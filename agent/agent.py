@@ -1,0 +1,634 @@
+# peeka agent: runs inside the target CPython process (3.8+), serves diagnostic
+# commands over a Unix socket. The CLI writes this file plus one line calling
+# _peeka_main(config) to <session_dir>/boot.py; the injector execs it on a
+# borrowed thread of the target. Standard library only, 3.8 syntax only.
+#
+# Wire format (both directions): 4-byte big-endian length N (1..16 MiB), then N
+# bytes of UTF-8 JSON encoding one object.
+#
+# The agent deliberately never imports `threading`: importing it for the first
+# time from a non-main thread would make that thread threading.main_thread().
+import _thread
+import atexit
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+
+MAX_FRAME = 16 * 1024 * 1024
+MAX_PENDING = 10000          # frames waiting to be sent on one connection
+SEND_TIMEOUT = 2.0           # also the read poll interval of connection threads
+ACCEPT_POLL = 0.2            # how quickly the accept loop notices a stop
+STALL_LIMIT = 5              # recv timeouts inside one frame (~10 s) => truncated
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)   # no SIGPIPE if the target reset it
+_OPS = ("hello", "load", "call", "cancel", "stats", "detach")
+
+
+class CommandError(Exception):
+    """Raised by snippets for an expected failure; `code` reaches the client."""
+
+    def __init__(self, message, code="COMMAND_ERROR"):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class _BadFrame(Exception):
+    """The byte stream is broken (bad length or truncated): the connection must close."""
+
+
+class _Event(object):
+    """threading.Event look-alike (set/is_set/wait/clear) built on _thread locks."""
+
+    def __init__(self):
+        self._flag = False
+        self._mutex = _thread.allocate_lock()
+        self._gate = _thread.allocate_lock()
+        self._gate.acquire()  # held while unset; set() opens it for waiters
+
+    def is_set(self):
+        return self._flag
+
+    def set(self):
+        with self._mutex:
+            if not self._flag:
+                self._flag = True
+                self._gate.release()
+
+    def clear(self):
+        with self._mutex:
+            if self._flag:
+                self._gate.acquire()
+                self._flag = False
+
+    def wait(self, timeout=None):
+        if self._flag:
+            return True
+        if timeout is None:
+            got = self._gate.acquire()
+        else:
+            got = self._gate.acquire(True, min(max(0.0, float(timeout)), _thread.TIMEOUT_MAX))
+        if got:
+            self._gate.release()  # pass the open gate on to the next waiter
+        return self._flag
+
+
+def _safe_str(value):
+    try:
+        return str(value)
+    except Exception:
+        try:
+            return object.__repr__(value)
+        except Exception:
+            return "<unprintable>"
+
+
+def _jsonable(obj, seen, depth):
+    """Slow path: rebuild obj so strict JSON can encode it (NaN, odd keys, cycles, bad __str__)."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if not isinstance(obj, (dict, list, tuple)):
+        return _safe_str(obj)
+    if depth > 200 or id(obj) in seen:
+        return "<recursion>"
+    seen.add(id(obj))
+    try:
+        if isinstance(obj, dict):
+            return dict((k if isinstance(k, str) else _safe_str(k), _jsonable(v, seen, depth + 1))
+                        for k, v in list(obj.items()))
+        return [_jsonable(v, seen, depth + 1) for v in list(obj)]
+    finally:
+        seen.discard(id(obj))
+
+
+def _frame(obj):
+    """Encode one outgoing frame; never raises, whatever the snippet put in obj."""
+    try:
+        text = json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False)
+    except Exception:
+        try:
+            text = json.dumps(_jsonable(obj, set(), 0), separators=(",", ":"), allow_nan=False)
+        except Exception as e:
+            text = _replacement(obj, "ENCODE_ERROR", "cannot encode reply: %s" % _describe(e))
+    data = text.encode("utf-8")  # ensure_ascii output: always valid UTF-8
+    if len(data) > MAX_FRAME:
+        data = _replacement(obj, "FRAME_TOO_LARGE", "reply of %d bytes exceeds 16 MiB" % len(data)).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+def _replacement(obj, code, message):
+    """An error frame sent instead of an unsendable one, keeping its request id if plain."""
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return json.dumps(_error(rid if isinstance(rid, (int, str)) else None, code, message))
+
+
+def _error(rid, code, message, **extra):
+    reply = {"id": rid, "type": "error", "code": code, "error": message}
+    reply.update(extra)
+    return reply
+
+
+def _notice(code, message):
+    """Error frame that answers no request (bad frame, refused peer): it has no id."""
+    return {"type": "error", "code": code, "error": message}
+
+
+def _describe(exc):
+    return "%s: %s" % (type(exc).__name__, _safe_str(exc))
+
+
+def _quietly(fn, *args):
+    """Run a cleanup step that may legitimately fail (already closed, already gone)."""
+    try:
+        return fn(*args)
+    except Exception:
+        return None
+
+
+def _append_log(session_dir, message):
+    """Best-effort one-line diagnostic; the target's stdout/stderr are never touched."""
+    line = "%s pid=%d %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), os.getpid(), message)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    fd = _quietly(os.open, os.path.join(session_dir, "agent.log"), flags, 0o600)
+    if fd is not None:
+        _quietly(os.write, fd, line.encode("utf-8", "replace"))
+        os.close(fd)
+
+
+def _rss_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except Exception:
+        pass
+    return None
+
+
+class _Conn(object):
+    """One accepted client: owns its socket, serialises sends, tracks its running calls."""
+
+    def __init__(self, sock, peer):
+        self.sock = sock
+        self.peer = peer
+        self.dead = False
+        self.calls = {}                      # request id -> _Ctx
+        self._send_lock = _thread.allocate_lock()
+        self._count_lock = _thread.allocate_lock()
+        self._pending = 0
+
+    def send(self, obj, droppable=False):
+        """True if sent, False if the peer is gone, None if dropped (queue full)."""
+        data = _frame(obj)
+        with self._count_lock:
+            if droppable and self._pending >= MAX_PENDING:
+                return None
+            self._pending += 1
+        try:
+            with self._send_lock:
+                if self.dead:
+                    return False
+                try:
+                    self.sock.sendall(data, _SEND_FLAGS)
+                    return True
+                except Exception:  # timeout (client stuck), EPIPE, closed socket
+                    self.kill()
+                    return False
+        finally:
+            with self._count_lock:
+                self._pending -= 1
+
+    def kill(self):
+        """Mark dead, cancel its calls and wake its reader (which then closes the socket)."""
+        self.dead = True
+        for ctx in list(self.calls.values()):
+            ctx.cancelled.set()
+        _quietly(self.sock.shutdown, socket.SHUT_RDWR)
+
+    def close(self):
+        self.kill()
+        with self._send_lock:  # never close under a concurrent sendall
+            _quietly(self.sock.close)
+
+
+class _Ctx(object):
+    """What a snippet's run(ctx, args) sees for one call."""
+
+    def __init__(self, agent, conn, rid, args):
+        self.agent = agent
+        self.args = args
+        self.id = rid
+        self.client = {"pid": conn.peer["pid"], "uid": conn.peer["uid"]}
+        self.cancelled = _Event()
+        self.dropped = 0
+        self._conn = conn
+
+    def emit(self, obj):
+        frame = dict(obj) if isinstance(obj, dict) else {"data": obj}
+        frame["id"] = self.id
+        sent = self._conn.send(frame, droppable=True)
+        if sent is None:
+            self.dropped += 1
+            return True
+        if not sent:
+            self.cancelled.set()
+        return sent
+
+
+class _Agent(object):
+    """The agent kept at sys._peeka_agent: listener, connections, snippets, detach hooks."""
+
+    def __init__(self, config):
+        self.config = config
+        self.session_dir = config["session_dir"]
+        self.sock_path = config.get("socket") or os.path.join(self.session_dir, "agent.sock")
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.thread_idents = set()
+        self.stopping = False
+        self.allowed_uids = set([0, os.geteuid(), os.getuid()])
+        self.snippets = {}                   # hash -> run callable
+        self.names = {}                      # name -> hash
+        self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0}
+        self._conns = set()
+        self._detach_cbs = {}                # key -> fn, insertion order = registration order
+        self._lock = _thread.allocate_lock()
+        self._ident_lock = _thread.allocate_lock()
+        self._gen = 0                        # bumped to retire the current accept loop
+        self._accepting = False
+        self._sock_ino = None
+        self._can_log = True
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self):
+        self._listen()
+        atexit.register(self._atexit)
+
+    def ensure_serving(self):
+        """Second bootstrap: rebind only if the listener or its socket file is gone."""
+        if self.stopping or self._serving():
+            return
+        self._listen()
+
+    def _serving(self):
+        try:
+            return self._accepting and os.stat(self.sock_path).st_ino == self._sock_ino
+        except OSError:
+            return False
+
+    def _listen(self):
+        try:
+            os.unlink(self.sock_path)  # stale socket from an earlier session
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.sock_path)
+            os.chmod(self.sock_path, 0o600)
+            listener.listen(16)
+            listener.settimeout(ACCEPT_POLL)  # accept() wakes up to notice a stop
+            self._sock_ino = os.stat(self.sock_path).st_ino
+        except BaseException:
+            listener.close()
+            raise
+        self._gen += 1
+        self._accepting = True
+        self._spawn(self._accept_loop, listener, self._gen)
+
+    def _spawn(self, fn, *args):
+        # _thread keeps agent threads out of threading.enumerate(); the lock makes sure the
+        # ident is recorded before the thread can remove it again.
+        with self._ident_lock:
+            self.thread_idents.add(_thread.start_new_thread(self._thread_main, (fn, args)))
+
+    def _thread_main(self, fn, args):
+        try:
+            fn(*args)
+        except BaseException as e:  # nothing may reach the target's excepthook/stderr
+            self.log("agent thread failed: %s" % _describe(e))
+        finally:
+            with self._ident_lock:
+                self.thread_idents.discard(_thread.get_ident())
+
+    def log(self, message):
+        if self._can_log:
+            _append_log(self.session_dir, message)
+
+    def _bump(self, name):
+        with self._lock:
+            self.counts[name] += 1
+
+    # ---- accepting -------------------------------------------------------
+    def _accept_loop(self, listener, gen):
+        try:
+            while not self.stopping and gen == self._gen:
+                try:
+                    sock = listener.accept()[0]
+                except socket.timeout:
+                    continue
+                except OSError as e:
+                    if listener.fileno() < 0:
+                        break
+                    self.log("accept failed: %s" % _describe(e))
+                    time.sleep(ACCEPT_POLL)  # e.g. EMFILE: do not spin
+                    continue
+                try:
+                    self._admit(sock)
+                except Exception as e:
+                    self.log("admit failed: %s" % _describe(e))
+                    _quietly(sock.close)
+        finally:
+            if gen == self._gen:
+                self._accepting = False
+            listener.close()
+
+    def _admit(self, sock):
+        sock.settimeout(SEND_TIMEOUT)
+        try:
+            size = struct.calcsize("3i")
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size))
+        except Exception:
+            pid, uid, gid = -1, -1, -1
+        if uid not in self.allowed_uids:
+            self._bump("refused")
+            msg = "peer uid %d is not allowed to use this agent (only root or uid %d)" % (uid, os.geteuid())
+            _quietly(sock.sendall, _frame(_notice("PERMISSION_DENIED", msg)), _SEND_FLAGS)
+            sock.close()
+            return
+        conn = _Conn(sock, {"pid": pid, "uid": uid, "gid": gid})
+        with self._lock:
+            self._conns.add(conn)
+            self.counts["accepted"] += 1
+        try:
+            self._spawn(self._serve, conn)
+        except Exception:
+            self._drop(conn)
+
+    def _drop(self, conn):
+        conn.close()
+        with self._lock:
+            self._conns.discard(conn)
+
+    # ---- reading requests ------------------------------------------------
+    def _serve(self, conn):
+        try:
+            while not self.stopping and not conn.dead:
+                try:
+                    body = self._read_frame(conn)
+                except _BadFrame as e:
+                    self._bump("bad_frames")
+                    conn.send(_notice("BAD_FRAME", str(e)))
+                    break
+                if body is None:
+                    break
+                self._handle(conn, body)
+        finally:
+            self._drop(conn)  # EOF/reset/stop: cancels the connection's calls
+
+    def _read_frame(self, conn):
+        header = self._recv_exact(conn, 4, idle_ok=True)
+        if header is None:
+            return None
+        size = struct.unpack(">I", header)[0]
+        if size == 0 or size > MAX_FRAME:
+            raise _BadFrame("invalid frame length %d (must be 1..%d)" % (size, MAX_FRAME))
+        return self._recv_exact(conn, size, idle_ok=False)
+
+    def _recv_exact(self, conn, size, idle_ok):
+        """size bytes, or None when the peer left (or we stop) between frames."""
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = stalls = 0
+        while got < size:
+            if self.stopping or conn.dead:
+                return None
+            try:
+                n = conn.sock.recv_into(view[got:])
+            except socket.timeout:
+                if got or not idle_ok:
+                    stalls += 1
+                    if stalls >= STALL_LIMIT:
+                        raise _BadFrame("truncated frame: got %d of %d bytes, then silence" % (got, size))
+                continue
+            except OSError:
+                return None  # ECONNRESET etc.: the client is gone
+            if n == 0:
+                if got == 0 and idle_ok:
+                    return None
+                raise _BadFrame("truncated frame: got %d of %d bytes" % (got, size))
+            got += n
+            stalls = 0
+        return buf
+
+    def _handle(self, conn, body):
+        try:
+            req = json.loads(body.decode("utf-8"))
+        except Exception as e:
+            self._bump("bad_frames")
+            conn.send(_notice("BAD_FRAME", "frame is not valid UTF-8 JSON: %s" % _describe(e)))
+            return
+        if not isinstance(req, dict):
+            self._bump("bad_frames")
+            conn.send(_notice("BAD_FRAME", "frame is not a JSON object"))
+            return
+        rid, op = req.get("id"), req.get("op")
+        if op not in _OPS:
+            reply = _error(rid, "UNKNOWN_OP", "unknown op %s" % ("'%s'" % op if isinstance(op, str) else op))
+        else:
+            try:
+                reply = getattr(self, "_op_" + op)(conn, rid, req)
+            except Exception as e:
+                reply = _error(rid, "INTERNAL_ERROR", _describe(e))
+        if reply is not None:
+            if reply.get("type") == "error":
+                self._bump("errors")
+            conn.send(reply)
+
+    # ---- ops (each returns the reply, or None when it replies itself) ----
+    def _op_hello(self, conn, rid, req):
+        with self._lock:
+            snippets = dict(self.names)
+        return {"id": rid, "type": "hello", "pid": os.getpid(),
+                "python_version": "%d.%d.%d" % tuple(sys.version_info[:3]),
+                "implementation": sys.implementation.name,
+                "agent_version": self.config.get("agent_version"), "started_at": self.started_at,
+                "snippets": snippets, "executable": sys.executable,
+                "argv": list(getattr(sys, "argv", None) or []), "uid": os.getuid(),
+                "token": self.config.get("token")}
+
+    def _op_load(self, conn, rid, req):
+        name, digest, source = req.get("name"), req.get("hash"), req.get("source")
+        if not (isinstance(name, str) and isinstance(digest, str) and isinstance(source, str)):
+            return _error(rid, "BAD_REQUEST", "load needs string fields name, hash and source")
+        with self._lock:
+            known = digest in self.snippets
+            if known:
+                self.names[name] = digest
+        if not known:
+            namespace = {"CommandError": CommandError, "__name__": "__peeka_cmd_" + name + "__"}
+            try:
+                exec(compile(source, "<peeka:" + name + ">", "exec"), namespace)
+            except BaseException as e:  # also SystemExit: a snippet must not end our thread
+                return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
+            run = namespace.get("run")
+            if not callable(run):
+                return _error(rid, "LOAD_ERROR", "snippet '%s' does not define run(ctx, args)" % name)
+            with self._lock:
+                self.snippets[digest] = run
+                self.names[name] = digest
+        return {"id": rid, "type": "loaded", "name": name, "hash": digest}
+
+    def _op_call(self, conn, rid, req):
+        command = req.get("command")
+        with self._lock:
+            run = self.snippets.get(req.get("hash"))
+        if run is None:
+            return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command)
+        args = req.get("args")
+        args = {} if args is None else args
+        if not isinstance(args, dict):
+            return _error(rid, "BAD_REQUEST", "args must be a JSON object")
+        ctx = _Ctx(self, conn, rid, args)
+        conn.calls[rid] = ctx
+        self._bump("calls")
+        try:
+            self._spawn(self._run_call, conn, ctx, run)  # own thread: the reader stays free for cancel
+        except Exception as e:
+            conn.calls.pop(rid, None)
+            return _error(rid, "INTERNAL_ERROR", "cannot start call thread: %s" % _describe(e))
+        return None
+
+    def _run_call(self, conn, ctx, run):
+        try:
+            data = run(ctx, ctx.args)
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise TypeError("run() must return a dict or None, not %s" % type(data).__name__)
+            reply = {"id": ctx.id, "type": "result", "data": data}
+        except CommandError as e:
+            reply = _error(ctx.id, e.code, _safe_str(e))
+        except BaseException as e:
+            reply = _error(ctx.id, "SNIPPET_ERROR", _describe(e), traceback=_format_tb())
+        if conn.calls.get(ctx.id) is ctx:  # finished first: a later cancel reports found=false
+            conn.calls.pop(ctx.id, None)
+        if reply["type"] == "error":
+            self._bump("errors")
+        conn.send(reply)
+
+    def _op_cancel(self, conn, rid, req):
+        target = req.get("target")
+        ctx = conn.calls.get(target)
+        if ctx is not None:
+            ctx.cancelled.set()
+        return {"id": rid, "type": "cancelled", "target": target, "found": ctx is not None}
+
+    def _op_stats(self, conn, rid, req):
+        with self._lock:
+            reply = {"id": rid, "type": "stats", "connections": len(self._conns)}
+            reply.update(self.counts)
+        reply["thread_idents"] = sorted(self.thread_idents)
+        reply["rss_kb"] = _rss_kb()
+        return reply
+
+    def _op_detach(self, conn, rid, req):
+        with self._lock:
+            already, self.stopping = self.stopping, True
+            callbacks = [] if already else list(self._detach_cbs.items())
+            self._detach_cbs.clear()
+        restored, errors = self._run_detach_callbacks(callbacks)
+        conn.send({"id": rid, "type": "detached", "restored": restored, "errors": errors,
+                   "pid": os.getpid()})
+        if not already:
+            self._shutdown()
+        return None
+
+    # ---- detach ----------------------------------------------------------
+    def on_detach(self, key, fn):
+        with self._lock:
+            self._detach_cbs.pop(key, None)  # re-registering makes it the newest
+            self._detach_cbs[key] = fn
+
+    def remove_detach(self, key):
+        with self._lock:
+            return self._detach_cbs.pop(key, None) is not None
+
+    @staticmethod
+    def _run_detach_callbacks(callbacks):
+        restored, errors = 0, []
+        for key, fn in reversed(callbacks):  # newest first, like unwinding
+            try:
+                fn()
+                restored += 1
+            except BaseException as e:
+                errors.append("%s: %s" % (_safe_str(key), _describe(e)))
+        return restored, errors
+
+    def _shutdown(self):
+        """Stop everything and leave no trace: threads exit within ~ACCEPT_POLL."""
+        self.stopping = True
+        self._gen += 1  # the accept loop closes its listener on its next poll
+        _quietly(atexit.unregister, self._atexit)
+        self._close_all()
+        if getattr(sys, "_peeka_agent", None) is self:
+            del sys._peeka_agent
+
+    def _close_all(self):
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            conn.kill()  # readers wake up, close their sockets and exit
+        self._can_log = False
+        self._remove_files()
+
+    def _remove_files(self):
+        st = _quietly(os.stat, self.sock_path)
+        if st is not None and st.st_ino == self._sock_ino:  # not a newer agent's socket
+            _quietly(os.unlink, self.sock_path)
+        for name in ("boot.py", "agent.log"):
+            _quietly(os.unlink, os.path.join(self.session_dir, name))
+        _quietly(os.rmdir, self.session_dir)  # only succeeds when the CLI left nothing else
+
+    def _atexit(self):
+        if os.getpid() == self.pid:  # a forked child must not delete the parent's session
+            self.stopping = True
+            self._close_all()
+
+
+def _format_tb():
+    try:
+        import traceback  # lazily: keeps the bootstrap fast
+        return traceback.format_exc()
+    except Exception:
+        return None
+
+
+def _peeka_main(config):
+    """Bootstrap entry point: bind, start the server thread, return. Never raises."""
+    session_dir = None
+    try:
+        session_dir = config.get("session_dir")
+        if not isinstance(session_dir, str) or not os.path.isdir(session_dir):
+            return  # the CLI owns the session dir; without it there is nothing to do
+        old = getattr(sys, "_peeka_agent", None)
+        if old is not None:
+            if getattr(old, "pid", None) == os.getpid():
+                if not getattr(old, "stopping", True):
+                    old.ensure_serving()
+                return  # already running (or detaching right now)
+            # inherited through fork(): its threads do not exist here (its atexit hook checks
+            # the pid, so it will not delete the parent's session); start afresh
+            del sys._peeka_agent
+        agent = _Agent(config)
+        agent.start()
+        sys._peeka_agent = agent
+    except BaseException as e:
+        if session_dir:
+            _append_log(session_dir, "bootstrap failed: %s" % _describe(e))
