@@ -36,6 +36,7 @@ for (const py of pythons()) {
       const env = cliEnv();
       const inner: number[] = [], wall: number[] = [];
       let route = "", rss = 0;
+      const tasks = t.taskCount();
       for (let i = 0; i < RUNS; i++) {
         const before = rssKiB(t.pid);
         const a = await cli(["attach", String(t.pid), "--json"], env);
@@ -47,6 +48,8 @@ for (const py of pythons()) {
         await cli(["thread", "--json"], env);
         rss = Math.max(rss, rssKiB(t.pid) - before);
         await cli(["detach", "--json"], env);
+        // Let the agent's last threads exit, so the next attach sees the same process shape.
+        while (t.taskCount() > tasks) await new Promise((r) => setTimeout(r, 10));
       }
       console.log(
         `${py.version.padEnd(7)} ${shape.padEnd(6)} ${fmt(median(inner))}      ${

@@ -155,21 +155,24 @@ Deno.test("the agent refuses malformed frames, unknown ops and other users, and 
 
     // Another uid: the 0700 directory keeps it out; opened up, SO_PEERCRED still does.
     const probe =
-      `import socket,struct,json,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('connect-refused', e.errno); sys.exit()\nd=json.dumps({'id':1,'op':'hello'}).encode()\ns.sendall(struct.pack('>I',len(d))+d)\nh=s.recv(4)\nprint(s.recv(struct.unpack('>I',h)[0]).decode() if len(h)==4 else 'closed')\n`;
-    const asNobody = async () =>
-      new TextDecoder().decode(
-        (await new Deno.Command("/usr/bin/setpriv", {
-          args: [
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            probe,
-            socket,
-          ],
-        }).output()).stdout,
-      ).trim();
+      `import socket,struct,json,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect(sys.argv[1])\nexcept OSError as e:\n print('connect-refused', e.errno); sys.exit()\nd=json.dumps({'id':1,'op':'hello'}).encode()\ntry:\n s.sendall(struct.pack('>I',len(d))+d)\nexcept OSError:\n pass\nh=s.recv(4)\nprint(s.recv(struct.unpack('>I',h)[0]).decode() if len(h)==4 else 'closed')\n`;
+    const asNobody = async () => {
+      const out = await new Deno.Command("/usr/bin/setpriv", {
+        args: [
+          "--reuid=nobody",
+          "--regid=nogroup",
+          "--clear-groups",
+          "/usr/bin/python3",
+          "-c",
+          probe,
+          socket,
+        ],
+        cwd: "/",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout).trim();
+      assert(text, `probe printed nothing: ${new TextDecoder().decode(out.stderr)}`);
+      return text;
+    };
     assert((await asNobody()).startsWith("connect-refused 13"));
     const parent = dir.slice(0, dir.lastIndexOf("/"));
     try {

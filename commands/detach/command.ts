@@ -1,6 +1,20 @@
 // detach: stop the agent, undo every change made in the target, remove its files.
 import { defineCommand } from "../../core/command.ts";
-import { forgetSession, resolvePid } from "../../core/session.ts";
+import { forgetSession, resolvePid, sessionPaths } from "../../core/session.ts";
+
+/** The agent removes its files as its last step; wait for that so "detached" means gone. */
+async function waitForRemoval(dir: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      Deno.statSync(dir);
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
 
 export default defineCommand({
   name: "detach",
@@ -14,9 +28,11 @@ export default defineCommand({
       ? Number(ctx.args[0])
       : resolvePid(ctx.opts.pid as number | undefined);
     ctx.targetPid = () => pid;
+    const dir = sessionPaths(pid).hostDir;
     const reply = await (await ctx.agent()).request("detach");
     forgetSession(pid);
     const errors = (reply.errors as string[] | undefined) ?? [];
+    if (!(await waitForRemoval(dir, 2000))) errors.push(`${dir} is still there`);
     ctx.out.success(
       "detach",
       { pid, message: `Detached from process ${pid}`, restored: reply.restored ?? 0, errors },
