@@ -592,7 +592,7 @@ class _Agent(object):
         st = _quietly(os.stat, self.sock_path)
         if st is not None and st.st_ino == self._sock_ino:  # not a newer agent's socket
             _quietly(os.unlink, self.sock_path)
-        for name in ("boot.py", "agent.log"):
+        for name in ("boot.py", "agent.log", "pep768.py", "pep768.started"):
             _quietly(os.unlink, os.path.join(self.session_dir, name))
         _quietly(os.rmdir, self.session_dir)  # only succeeds when the CLI left nothing else
 
@@ -610,25 +610,48 @@ def _format_tb():
         return None
 
 
+class _Starting(object):
+    """Placeholder kept at sys._peeka_agent while an agent is being created, so that a
+    bootstrap running at the same moment on another thread (PEP 768 may run it on
+    several) sees an agent and leaves."""
+
+    stopping = False
+
+    def __init__(self):
+        self.pid = os.getpid()
+
+    def ensure_serving(self):
+        pass
+
+
 def _peeka_main(config):
     """Bootstrap entry point: bind, start the server thread, return. Never raises."""
     session_dir = None
+    claim = None
     try:
         session_dir = config.get("session_dir")
         if not isinstance(session_dir, str) or not os.path.isdir(session_dir):
             return  # the CLI owns the session dir; without it there is nothing to do
         old = getattr(sys, "_peeka_agent", None)
-        if old is not None:
-            if getattr(old, "pid", None) == os.getpid():
-                if not getattr(old, "stopping", True):
-                    old.ensure_serving()
-                return  # already running (or detaching right now)
+        if old is not None and getattr(old, "pid", None) != os.getpid():
             # inherited through fork(): its threads do not exist here (its atexit hook checks
             # the pid, so it will not delete the parent's session); start afresh
             del sys._peeka_agent
+        claim = _Starting()
+        # dict.setdefault is atomic under the GIL: exactly one bootstrap gets to create the agent
+        old = sys.__dict__.setdefault("_peeka_agent", claim)
+        if old is not claim:
+            claim = None
+            if not getattr(old, "stopping", True):
+                old.ensure_serving()
+            return  # already running, starting, or detaching right now
         agent = _Agent(config)
         agent.start()
         sys._peeka_agent = agent
+        claim = None
     except BaseException as e:
         if session_dir:
             _append_log(session_dir, "bootstrap failed: %s" % _describe(e))
+    finally:
+        if claim is not None and getattr(sys, "_peeka_agent", None) is claim:
+            del sys._peeka_agent

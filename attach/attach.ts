@@ -11,13 +11,28 @@ import {
   sessionPaths,
   writePrivate,
 } from "../core/session.ts";
-import { AttachError, checkTarget, injectNative } from "./native.ts";
-import { findInterpreter, NotPythonError, readMaps } from "./procfs.ts";
+import { checkTarget, injectNative } from "./native.ts";
+import { AttachError } from "./errors.ts";
+import { findInterpreter, type Interpreter, NotPythonError, readMaps } from "./procfs.ts";
+import {
+  locateRemoteExec,
+  type RemoteExecTarget,
+  requestRemoteExec,
+  withdrawRemoteExec,
+} from "./pep768.ts";
+
+export type Mechanism = "pep768" | "ptrace";
+export const MECHANISMS: Mechanism[] = ["pep768", "ptrace"];
 
 export interface AttachOptions {
-  /** How long to wait for the agent to answer, in ms. */
+  /** How long to wait for the agent to answer, in ms (all mechanisms together). */
   timeoutMs: number;
-  via?: "ptrace";
+  /** Force one mechanism; by default PEP 768 on 3.14+, falling back to ptrace. */
+  via?: Mechanism;
+  /** How long a PEP 768 request may wait for a thread to run Python before the fallback. */
+  pep768TimeoutMs?: number;
+  /** Progress messages (mechanism choices, fallbacks). */
+  onStatus?: (message: string) => void;
 }
 
 export interface AttachResult {
@@ -60,9 +75,11 @@ export async function hello(
 
 export async function attach(pid: number, opts: AttachOptions): Promise<AttachResult> {
   const t0 = performance.now();
+  const deadline = t0 + opts.timeoutMs;
   checkTarget(pid);
+  let interp: Interpreter;
   try {
-    findInterpreter(pid, readMaps(pid));
+    interp = findInterpreter(pid, readMaps(pid));
   } catch (e) {
     if (e instanceof NotPythonError) throw new AttachError("NOT_PYTHON", e.message);
     throw e;
@@ -91,32 +108,128 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
     gid,
   );
 
+  const v = interp.version;
+  const pep768First = opts.via === "pep768" ||
+    (opts.via === undefined && v !== null && (v.major > 3 || v.minor >= 14));
+  let inFlight = false; // a PEP 768 request was taken by a thread that has not started the script yet
+  if (pep768First) {
+    try {
+      const r = await attachPep768(pid, interp, paths, gid, deadline, opts);
+      if (r.agent) return result(paths, r.agent, "pep768", t0, false);
+      inFlight = r.inFlight;
+      if (opts.via === "pep768") throw timeoutError(pid, opts.timeoutMs, paths, inFlight);
+    } catch (e) {
+      if (opts.via === "pep768" || !(e instanceof AttachError)) throw e;
+      opts.onStatus?.(`${e.message}; attaching with ptrace instead`);
+    }
+  }
   const injected = injectNative(pid, bootstrapSource(`${paths.targetDir}/boot.py`));
-  const h = await waitForAgent(paths, t0 + opts.timeoutMs);
-  if (!h) {
-    // Withdraw: a bootstrap that runs later finds no boot.py and does nothing.
-    for (const path of [paths.boot, paths.hostDir]) {
-      try {
-        Deno.removeSync(path);
-      } catch { /* already gone, or the agent came up after all */ }
-    }
-    const late = hasSocket(paths) ? await hello(paths.socket) : null;
-    if (!late) {
-      throw new AttachError(
-        "ATTACH_TIMEOUT",
-        `process ${pid} did not reach a safe point within ${opts.timeoutMs} ms ` +
-          `(a thread may hold the GIL in a long C call); attach cancelled, no agent will start. ` +
-          `Retry later or with a longer --timeout`,
-      );
-    }
+  const h = await waitForAgent(paths, deadline);
+  if (h) {
+    return {
+      ...result(paths, h, "ptrace", t0, false),
+      route: injected.route,
+      thread: injected.tid,
+    };
+  }
+  const error = timeoutError(pid, opts.timeoutMs, paths, inFlight);
+  // The bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
+  const late = hasSocket(paths) ? await hello(paths.socket) : null;
+  if (late) {
     return {
       ...result(paths, late, "ptrace", t0, false),
       route: injected.route,
       thread: injected.tid,
     };
   }
-  return { ...result(paths, h, "ptrace", t0, false), route: injected.route, thread: injected.tid };
+  throw error;
 }
+
+/**
+ * Signals every thread state; returns the agent's hello once one ran the
+ * script, or null (requests withdrawn) when none did within the PEP 768 wait.
+ */
+async function attachPep768(
+  pid: number,
+  interp: Interpreter,
+  paths: SessionPaths,
+  gid: number,
+  deadline: number,
+  opts: AttachOptions,
+): Promise<{ agent: Record<string, unknown> | null; inFlight: boolean }> {
+  const target = locateRemoteExec(pid, interp); // checks everything before any write
+  const stub = `${paths.targetDir}/pep768.py`;
+  writePrivate(
+    `${paths.hostDir}/pep768.py`,
+    pep768Stub(`${paths.targetDir}/boot.py`, `${stub.slice(0, -3)}.started`),
+    paths.uid,
+    gid,
+  );
+  requestRemoteExec(target, stub);
+  const started = `${paths.hostDir}/pep768.started`;
+  const startBy = Math.min(deadline, performance.now() + (opts.pep768TimeoutMs ?? 300));
+  while (performance.now() < startBy && !exists(started)) await sleep(1);
+  if (!exists(started)) {
+    const taken = target.threads.length - withdrawRemoteExec(target);
+    if (taken === 0 && !exists(started)) {
+      opts.onStatus?.(
+        `no thread of process ${pid} ran Python within ${opts.pep768TimeoutMs ?? 300} ms ` +
+          `(all blocked in system calls or in C code)` +
+          (opts.via === "pep768" ? "" : "; attaching with ptrace instead"),
+      );
+      return { agent: null, inFlight: false };
+    }
+    // A thread took the request between our look and the withdrawal: let it run.
+  }
+  const agent = await waitForAgent(paths, deadline);
+  withdrawRemoteExec(target); // the other threads need not run it as well
+  return { agent, inFlight: !exists(started) };
+}
+
+/** The PEP 768 script: marks that it started, then runs the bootstrap; silent if withdrawn. */
+function pep768Stub(boot: string, startedMarker: string): string {
+  const b = JSON.stringify(boot), m = JSON.stringify(startedMarker);
+  return `try:\n import os\n source = open(${b}, 'rb').read()\n os.close(os.open(${m}, os.O_WRONLY | os.O_CREAT, 0o600))\n` +
+    ` exec(compile(source, ${b}, 'exec'), {'__name__': '__peeka_boot__'})\nexcept BaseException:\n pass\n`;
+}
+
+/**
+ * Gives up: withdraws boot.py so a bootstrap that runs later does nothing,
+ * and removes the session unless a PEP 768 script is still on its way (it
+ * must find its file, or the interpreter would print an error).
+ */
+function timeoutError(
+  pid: number,
+  ms: number,
+  paths: SessionPaths,
+  inFlight: boolean,
+): AttachError {
+  const remove = inFlight
+    ? [paths.boot]
+    : [paths.boot, `${paths.hostDir}/pep768.py`, paths.hostDir];
+  for (const path of remove) {
+    try {
+      Deno.removeSync(path);
+    } catch { /* already gone, or the agent came up after all */ }
+  }
+  return new AttachError(
+    "ATTACH_TIMEOUT",
+    `process ${pid} did not reach a safe point within ${ms} ms ` +
+      `(a thread may hold the GIL in a long C call); attach cancelled, no agent will start. ` +
+      `Retry later or with a longer --timeout`,
+  );
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitForAgent(
   paths: SessionPaths,

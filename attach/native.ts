@@ -28,6 +28,7 @@ import {
   writeMemory,
 } from "./libc.ts";
 import { type ElfImage, PF_X, PT_LOAD, readElfFile } from "./elf.ts";
+import { AttachError } from "./errors.ts";
 import {
   findInterpreter,
   type Interpreter,
@@ -51,12 +52,7 @@ import {
   USER_REGS_SIZE,
 } from "./trampoline.ts";
 
-/** A failure that has a one-line explanation and an error code for JSONL. */
-export class AttachError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-  }
-}
+export { AttachError };
 
 // x86-64 system calls in which a thread waits with the GIL released and no
 // interpreter or libc lock held: running Python on it is safe.

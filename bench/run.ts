@@ -2,7 +2,7 @@
 //   - attach latency to a ready agent (median of 5) per interpreter and shape
 //   - the CLI's start time for --help
 //   - the agent's resident memory in the target
-import { cli, cliEnv, DENO, pythons, REPO, Target } from "../tests/helpers/env.ts";
+import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -24,41 +24,63 @@ async function helpStartMs(): Promise<number> {
   return median(times);
 }
 
-console.log(
-  "peeka bench — attach latency: start of attach → agent answering (ms, median of %d)",
-  RUNS,
-);
-console.log("python  shape   inject+ready   cli wall   route     agent RSS (KiB)");
-for (const py of pythons()) {
-  for (const shape of ["idle", "busy"]) {
-    const t = await Target.start(py, shape);
-    try {
-      const env = cliEnv();
-      const inner: number[] = [], wall: number[] = [];
-      let route = "", rss = 0;
-      const tasks = t.taskCount();
-      for (let i = 0; i < RUNS; i++) {
-        const before = rssKiB(t.pid);
-        const a = await cli(["attach", String(t.pid), "--json"], env);
-        if (a.code !== 0) throw new Error(`attach failed on ${py.version}/${shape}: ${a.stderr}`);
-        const data = (a.lines[1] as { data: { elapsed_ms: number; route: string } }).data;
-        inner.push(data.elapsed_ms);
-        wall.push(a.ms);
-        route = data.route;
-        await cli(["thread", "--json"], env);
-        rss = Math.max(rss, rssKiB(t.pid) - before);
-        await cli(["detach", "--json"], env);
-        // Let the agent's last threads exit, so the next attach sees the same process shape.
-        while (t.taskCount() > tasks) await new Promise((r) => setTimeout(r, 10));
+/** Attaches RUNS times (detaching in between); returns medians and the agent's RSS growth. */
+async function measure(py: Python, shape: string, via: string[]) {
+  const t = await Target.start(py, shape);
+  try {
+    const env = cliEnv();
+    const inner: number[] = [], wall: number[] = [];
+    const routes = new Set<string>();
+    let rss = 0;
+    const tasks = t.taskCount();
+    for (let i = 0; i < RUNS; i++) {
+      const before = rssKiB(t.pid);
+      const a = await cli(["attach", String(t.pid), ...via, "--json"], env);
+      const ok = a.lines.find((l) => l.type === "success") as
+        | { data: Record<string, unknown> }
+        | undefined;
+      if (a.code !== 0 || !ok) {
+        throw new Error(`attach failed on ${py.version}/${shape}: ${a.stderr}`);
       }
-      console.log(
-        `${py.version.padEnd(7)} ${shape.padEnd(6)} ${fmt(median(inner))}      ${
-          fmt(median(wall))
-        }   ${route.padEnd(8)} ${String(rss).padStart(8)}`,
-      );
-    } finally {
-      await t.stop();
+      inner.push(Number(ok.data.elapsed_ms));
+      wall.push(a.ms);
+      routes.add(`${ok.data.mechanism}${ok.data.route ? "/" + ok.data.route : ""}`);
+      await cli(["thread", "--json"], env);
+      rss = Math.max(rss, rssKiB(t.pid) - before);
+      await cli(["detach", "--json"], env);
+      // Let the agent's last threads exit, so the next attach sees the same process shape.
+      while (t.taskCount() > tasks) await new Promise((r) => setTimeout(r, 10));
     }
+    return { inner: median(inner), wall: median(wall), routes: [...routes].join(","), rss };
+  } finally {
+    await t.stop();
+  }
+}
+
+console.log(
+  `peeka bench — attach latency, start of attach → agent answering (ms, median of ${RUNS})`,
+);
+console.log(
+  "python  shape   via       attach→ready   cli wall   mechanism/route      agent RSS (KiB)",
+);
+for (const py of pythons()) {
+  const modern = Number(py.version.split(".")[1]) >= 14;
+  const rows: [string, string[]][] = modern
+    ? [
+      ["idle", ["--via", "ptrace"]],
+      ["busy", ["--via", "ptrace"]],
+      ["busy", ["--via", "pep768"]],
+      ["busy", []],
+    ]
+    : [["idle", []], ["busy", []]];
+  for (const [shape, via] of rows) {
+    const m = await measure(py, shape, via);
+    console.log(
+      `${py.version.padEnd(7)} ${shape.padEnd(6)}  ${(via[1] ?? "auto").padEnd(8)} ${
+        fmt(m.inner)
+      }      ${fmt(m.wall)}   ` +
+        `${m.routes.padEnd(20)} ${String(m.rss).padStart(8)}`,
+    );
   }
 }
 console.log(`\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms`);

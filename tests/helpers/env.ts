@@ -63,28 +63,18 @@ export class Target {
     return this.child.pid;
   }
 
-  static async start(python: Python, shape: string, opts: { user?: string } = {}): Promise<Target> {
-    const cmd = opts.user
-      ? new Deno.Command("setpriv", {
-        args: [
-          `--reuid=${opts.user}`,
-          `--regid=${opts.user === "nobody" ? "nogroup" : opts.user}`,
-          "--clear-groups",
-          python.path,
-          "-u",
-          TARGET_SCRIPT,
-          shape,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-        cwd: "/tmp",
-      })
-      : new Deno.Command(python.path, {
-        args: ["-u", TARGET_SCRIPT, shape],
-        stdout: "piped",
-        stderr: "piped",
-        cwd: "/tmp",
-      });
+  static async start(
+    python: Python,
+    shape: string,
+    opts: { env?: Record<string, string> } = {},
+  ): Promise<Target> {
+    const cmd = new Deno.Command(python.path, {
+      args: ["-u", TARGET_SCRIPT, shape],
+      stdout: "piped",
+      stderr: "piped",
+      cwd: "/tmp",
+      env: opts.env,
+    });
     const t = new Target(cmd.spawn(), python);
     const ready = await t.waitFor((l) => l.startsWith("ready"), 15000);
     t.port = Number(ready.split(" ")[2]);

@@ -4,6 +4,9 @@
 #           about the process's own state (proves accept() still works).
 #   busy  - the main thread in a pure-Python CPU loop printing deterministic
 #           results ("chunk <i> <value>"); `reference N` prints the first N.
+#   quiet - like idle, but no thread ever wakes up by itself: the worker waits
+#           on a lock forever (a server between requests).
+#   server- the main thread in accept(), a worker running Python all the time.
 #   stuck - like idle, plus a worker that, when poked ("stuck" on the socket),
 #           holds the GIL inside one long C call (sum over a range) for ~SECONDS.
 import json
@@ -52,6 +55,17 @@ def sleeper():
         time.sleep(0.2)
 
 
+def blocked_forever():
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire()
+
+
+def spin():
+    while True:
+        chunk_value(1)
+
+
 def serve(shape):
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -83,6 +97,12 @@ if __name__ == "__main__":
     shape = sys.argv[1]
     if shape in ("idle", "stuck"):
         threading.Thread(target=sleeper, name="sleeper", daemon=True).start()
+        serve(shape)
+    elif shape == "quiet":
+        threading.Thread(target=blocked_forever, name="waiter", daemon=True).start()
+        serve(shape)
+    elif shape == "server":
+        threading.Thread(target=spin, name="spinner", daemon=True).start()
         serve(shape)
     elif shape == "busy":
         busy(None)
