@@ -14,12 +14,7 @@ import {
 import { checkTarget, injectNative } from "./native.ts";
 import { AttachError } from "./errors.ts";
 import { findInterpreter, type Interpreter, NotPythonError, readMaps } from "./procfs.ts";
-import {
-  locateRemoteExec,
-  type RemoteExecTarget,
-  requestRemoteExec,
-  withdrawRemoteExec,
-} from "./pep768.ts";
+import { locateRemoteExec, requestRemoteExec, withdrawRemoteExec } from "./pep768.ts";
 
 export type Mechanism = "pep768" | "ptrace";
 export const MECHANISMS: Mechanism[] = ["pep768", "ptrace"];
