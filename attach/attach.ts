@@ -11,7 +11,7 @@ import {
   sessionPaths,
   writePrivate,
 } from "../core/session.ts";
-import { checkTarget, injectNative } from "./native.ts";
+import { checkTarget, injectNative, type NativeResult } from "./native.ts";
 import { AttachError } from "./errors.ts";
 import { findInterpreter, type Interpreter, NotPythonError, readMaps } from "./procfs.ts";
 import { locateRemoteExec, requestRemoteExec, withdrawRemoteExec } from "./pep768.ts";
@@ -107,37 +107,42 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
   const pep768First = opts.via === "pep768" ||
     (opts.via === undefined && v !== null && (v.major > 3 || v.minor >= 14));
   let inFlight = false; // a PEP 768 request was taken by a thread that has not started the script yet
-  if (pep768First) {
-    try {
-      const r = await attachPep768(pid, interp, paths, gid, deadline, opts);
-      if (r.agent) return result(paths, r.agent, "pep768", t0, false);
-      inFlight = r.inFlight;
-      if (opts.via === "pep768") throw timeoutError(pid, opts.timeoutMs, paths, inFlight);
-    } catch (e) {
-      if (opts.via === "pep768" || !(e instanceof AttachError)) throw e;
-      opts.onStatus?.(`${e.message}; attaching with ptrace instead`);
+  let injected: NativeResult | null = null;
+  try {
+    if (pep768First) {
+      try {
+        const r = await attachPep768(pid, interp, paths, gid, deadline, opts);
+        if (r.agent) return result(paths, r.agent, "pep768", t0, false);
+        inFlight = r.inFlight;
+        if (opts.via === "pep768") throw timeoutError(pid, opts.timeoutMs);
+      } catch (e) {
+        if (opts.via === "pep768" || !(e instanceof AttachError)) throw e;
+        opts.onStatus?.(`${e.message}; attaching with ptrace instead`);
+      }
     }
+    injected = injectNative(pid, bootstrapSource(`${paths.targetDir}/boot.py`));
+    const h = await waitForAgent(paths, deadline);
+    if (h) {
+      return {
+        ...result(paths, h, "ptrace", t0, false),
+        route: injected.route,
+        thread: injected.tid,
+      };
+    }
+    throw timeoutError(pid, opts.timeoutMs);
+  } catch (e) {
+    abandonSession(paths, inFlight);
+    // A bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
+    const late = injected && hasSocket(paths) ? await hello(paths.socket) : null;
+    if (late && injected) {
+      return {
+        ...result(paths, late, "ptrace", t0, false),
+        route: injected.route,
+        thread: injected.tid,
+      };
+    }
+    throw e;
   }
-  const injected = injectNative(pid, bootstrapSource(`${paths.targetDir}/boot.py`));
-  const h = await waitForAgent(paths, deadline);
-  if (h) {
-    return {
-      ...result(paths, h, "ptrace", t0, false),
-      route: injected.route,
-      thread: injected.tid,
-    };
-  }
-  const error = timeoutError(pid, opts.timeoutMs, paths, inFlight);
-  // The bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
-  const late = hasSocket(paths) ? await hello(paths.socket) : null;
-  if (late) {
-    return {
-      ...result(paths, late, "ptrace", t0, false),
-      route: injected.route,
-      thread: injected.tid,
-    };
-  }
-  throw error;
 }
 
 /**
@@ -193,13 +198,8 @@ function pep768Stub(boot: string, startedMarker: string): string {
  * and removes the session unless a PEP 768 script is still on its way (it
  * must find its file, or the interpreter would print an error).
  */
-function timeoutError(
-  pid: number,
-  ms: number,
-  paths: SessionPaths,
-  inFlight: boolean,
-): AttachError {
-  const remove = inFlight
+function abandonSession(paths: SessionPaths, pep768InFlight: boolean): void {
+  const remove = pep768InFlight
     ? [paths.boot]
     : [paths.boot, `${paths.hostDir}/pep768.py`, paths.hostDir];
   for (const path of remove) {
@@ -207,6 +207,9 @@ function timeoutError(
       Deno.removeSync(path);
     } catch { /* already gone, or the agent came up after all */ }
   }
+}
+
+function timeoutError(pid: number, ms: number): AttachError {
   return new AttachError(
     "ATTACH_TIMEOUT",
     `process ${pid} did not reach a safe point within ${ms} ms ` +

@@ -179,6 +179,7 @@ for (const py of modern) {
       const e = forced.lines.find((l) => l.type === "error") as Line;
       assertEquals(e.code, "PEP768_BAD_COOKIE");
       assert(/does not start with the debug cookie.*refusing to write/.test(e.error!), e.error);
+      assertEquals(sessionDirOf(t.pid), null, "nothing left behind");
       const a = await cli(["attach", String(t.pid), "--json"], env);
       assertEquals(success(a).mechanism, "ptrace", a.stderr);
       await finish(t, env, 1);
@@ -205,6 +206,7 @@ for (const py of pythons().filter((p) => ["3.8", "3.12", "3.13"].includes(p.vers
       assertEquals(e.code, expected, e.error);
       assert(/no PyRuntime section|debug cookie|needs CPython 3.14/.test(e.error!), e.error);
       assertEquals(t.taskCount(), 1);
+      assertEquals(sessionDirOf(t.pid), null, "nothing left behind");
       assertEquals(t.errText, "");
     } finally {
       await t.stop();
