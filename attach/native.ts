@@ -103,6 +103,14 @@ export function checkTarget(pid: number): void {
       `process ${pid} belongs to uid ${uid}; run peeka as that user or as root`,
     );
   }
+  // Same user (or root) and still no access: ptrace itself is blocked for us.
+  if (readText(`/proc/${pid}/maps`) === null) {
+    throw new AttachError(
+      "PTRACE_DENIED",
+      `ptrace access to process ${pid} is denied although peeka runs as uid ${me}; check ` +
+        `/proc/sys/kernel/yama/ptrace_scope, seccomp, or the container's capabilities (CAP_SYS_PTRACE)`,
+    );
+  }
   const tracer = tracerPid(pid);
   if (tracer !== 0) {
     throw new AttachError(

@@ -99,6 +99,39 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
   }
 });
 
+Deno.test("attach where ptrace is blocked (a user namespace without CAP_SYS_PTRACE over the target)", async () => {
+  const t = await Target.start(py, "idle");
+  try {
+    const out = await new Deno.Command("/usr/bin/unshare", {
+      args: [
+        "--user",
+        "--map-root-user",
+        DENO,
+        "run",
+        "-A",
+        `${REPO}/mod.ts`,
+        "attach",
+        String(t.pid),
+        "--json",
+      ],
+      env: cliEnv(),
+      clearEnv: true,
+      cwd: REPO,
+    }).output();
+    const r = {
+      code: out.code,
+      stderr: new TextDecoder().decode(out.stderr),
+      lines: new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l)),
+    };
+    const e = theError(r);
+    assertEquals(e.code, "PTRACE_DENIED");
+    assert(/ptrace access to process \d+ is denied.*CAP_SYS_PTRACE/.test(e.error), e.error);
+    assert(t.alive());
+  } finally {
+    await t.stop();
+  }
+});
+
 async function rawFrames(
   socket: string,
   payloads: Uint8Array[],
