@@ -256,6 +256,8 @@ class _Agent(object):
         self.allowed_uids = set([0, os.geteuid(), os.getuid()])
         self.snippets = {}                   # hash -> run callable
         self.names = {}                      # name -> hash
+        self.libs = {}                       # name -> (hash, module): shared code snippets use
+        self.state = {}                      # state commands share (e.g. the active watches, for reset)
         self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0}
         self._conns = set()
         self._detach_cbs = {}                # key -> fn, insertion order = registration order
@@ -467,6 +469,8 @@ class _Agent(object):
         name, digest, source = req.get("name"), req.get("hash"), req.get("source")
         if not (isinstance(name, str) and isinstance(digest, str) and isinstance(source, str)):
             return _error(rid, "BAD_REQUEST", "load needs string fields name, hash and source")
+        if req.get("kind") == "lib":
+            return self._load_lib(rid, name, digest, source)
         with self._lock:
             known = digest in self.snippets
             if known:
@@ -485,12 +489,38 @@ class _Agent(object):
                 self.names[name] = digest
         return {"id": rid, "type": "loaded", "name": name, "hash": digest}
 
+    def _load_lib(self, rid, name, digest, source):
+        """A library shared by snippets: executed once as a module kept out of sys.modules."""
+        with self._lock:
+            if self.libs.get(name, (None,))[0] == digest:
+                return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
+        module = type(sys)("__peeka_lib_" + name + "__")
+        module.CommandError = CommandError
+        try:
+            exec(compile(source, "<peeka-lib:" + name + ">", "exec"), module.__dict__)
+        except BaseException as e:
+            return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
+        with self._lock:
+            self.libs[name] = (digest, module)
+        return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
+
+    def lib(self, name):
+        """The loaded library `name` (snippets declare the libs they use; the CLI loads them first)."""
+        entry = self.libs.get(name)
+        if entry is None:
+            raise CommandError("library '%s' is not loaded" % name, code="LIB_MISSING")
+        return entry[1]
+
     def _op_call(self, conn, rid, req):
         command = req.get("command")
         with self._lock:
             run = self.snippets.get(req.get("hash"))
         if run is None:
             return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command)
+        libs = req.get("libs") or {}
+        for lib_name, lib_hash in (libs.items() if isinstance(libs, dict) else ()):
+            if self.libs.get(lib_name, (None,))[0] != lib_hash:
+                return _error(rid, "LIB_MISSING", "library '%s' not loaded" % lib_name, lib=lib_name)
         args = req.get("args")
         args = {} if args is None else args
         if not isinstance(args, dict):

@@ -5,5 +5,19 @@ import detach from "./detach/command.ts";
 import ps from "./ps/command.ts";
 import thread from "./thread/command.ts";
 import demo from "./demo/command.ts";
+import watch from "./watch/command.ts";
+import stack from "./stack/command.ts";
+import monitor from "./monitor/command.ts";
+import reset from "./reset/command.ts";
 
-export const builtinCommands: PeekaCommand[] = [attach, detach, ps, thread, demo];
+export const builtinCommands: PeekaCommand[] = [
+  attach,
+  detach,
+  ps,
+  thread,
+  watch,
+  stack,
+  monitor,
+  reset,
+  demo,
+];

@@ -2,9 +2,16 @@
 // and runs agent commands: connect, send the snippet's request, print.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import type { CommandContext, Options, OptionSpec, PeekaCommand } from "./command.ts";
+import {
+  type CommandContext,
+  type Options,
+  type OptionSpec,
+  type PeekaCommand,
+  UsageError,
+} from "./command.ts";
 import { Output } from "./output.ts";
 import { AgentClient, AgentError, AgentGoneError, sha256 } from "./protocol.ts";
+import { librarySources } from "../agent/libs.ts";
 import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts";
 import { AttachError } from "../attach/native.ts";
 import { processExists } from "../attach/procfs.ts";
@@ -35,6 +42,7 @@ export function describeError(e: unknown, pid?: number): { code: string; message
     return { code: e.code, message: e.message };
   }
   if (e instanceof AgentError) return { code: e.code, message: e.message };
+  if (e instanceof UsageError) return { code: "USAGE", message: e.message };
   if (
     e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused ||
     e instanceof Deno.errors.NotFound
@@ -86,18 +94,28 @@ async function runCommand(
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
     const agent = await ctx.agent();
     const snippet = { source: cmd.snippet, hash: await sha256(cmd.snippet) };
-    const data = await agent.call(
-      cmd.name,
-      snippet,
-      cmd.request?.(opts, args) ?? {},
-      (f) => cmd.onFrame?.(f, ctx),
-    );
-    out.result(cmd.name, data, () => cmd.render?.(data, opts) ?? JSON.stringify(data, null, 2));
-    return 0;
+    // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
+    const interrupt = new AbortController();
+    const onSignal = () => interrupt.abort();
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+    let data: Record<string, unknown>;
+    try {
+      data = await agent.call(cmd.name, snippet, cmd.request?.(opts, args) ?? {}, {
+        onFrame: (f) => cmd.onFrame?.(f, ctx),
+        libs: await librarySources(cmd.libs ?? []),
+        signal: interrupt.signal,
+      });
+    } finally {
+      for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    }
+    if (!cmd.streaming) {
+      out.result(cmd.name, data, () => cmd.render?.(data, opts) ?? JSON.stringify(data, null, 2));
+    }
+    return interrupt.signal.aborted ? 130 : 0;
   } catch (e) {
     const { code, message } = describeError(e, pid);
     out.error(cmd.name, message, { code, ...(pid ? { pid } : {}) });
-    return 1;
+    return code === "USAGE" ? 2 : 1;
   } finally {
     (client as AgentClient | null)?.close();
   }

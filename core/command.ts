@@ -42,10 +42,14 @@ export interface PeekaCommand {
   options?: OptionSpec[];
   /** Python source the agent runs for this command; must define run(ctx, args). */
   snippet?: string;
+  /** Agent libraries (agent/lib/<name>.py) the snippet uses through ctx.agent.lib(name). */
+  libs?: string[];
   /** Builds the snippet's arguments from the command line. */
   request?(opts: Options, args: string[]): Record<string, unknown>;
   /** Human rendering of the snippet's result (JSON mode prints the data as is). */
   render?(data: Record<string, unknown>, opts: Options): string;
+  /** A streaming command prints its frames (observations, events); its final result is not printed. */
+  streaming?: boolean;
   /** Streamed frames (observations, events) before the result. */
   onFrame?(frame: Frame, ctx: CommandContext): void;
   /** A command that does its own work instead of calling a snippet; returns the exit status. */
@@ -58,3 +62,6 @@ export interface PeekaCommand {
 export function defineCommand(cmd: PeekaCommand): PeekaCommand {
   return cmd;
 }
+
+/** A command line that parses but makes no sense (exit status 2, code USAGE). */
+export class UsageError extends Error {}

@@ -100,23 +100,37 @@ export class AgentClient {
   }
 
   /**
-   * Runs a command snippet: loads it on first use, then calls it. Streamed
-   * frames (anything before the final result) go to onFrame.
+   * Runs a command snippet: loads it (and the libraries it uses) on first
+   * use, then calls it. Streamed frames (anything before the final result)
+   * go to onFrame; aborting `signal` asks the agent to cancel the call,
+   * which then ends with its result as usual.
    */
   async call(
     command: string,
-    snippet: { source: string; hash: string },
+    snippet: Source,
     args: Record<string, unknown>,
-    onFrame?: (f: Frame) => void,
+    opts: { onFrame?: (f: Frame) => void; libs?: Record<string, Source>; signal?: AbortSignal } =
+      {},
   ): Promise<Record<string, unknown>> {
-    attempts: for (let attempt = 0; attempt < 2; attempt++) {
-      const id = await this.send("call", { command, hash: snippet.hash, args });
-      for (;;) {
-        const f = await this.readFrame();
-        if (f.id !== id) continue;
-        if (f.type === "result") return (f.data ?? {}) as Record<string, unknown>;
-        if (f.type === "error") {
-          if (f.code === "SNIPPET_MISSING" && attempt === 0) {
+    const libs = opts.libs ?? {};
+    const libHashes = Object.fromEntries(
+      Object.entries(libs).map(([name, lib]) => [name, lib.hash]),
+    );
+    const maxAttempts = Object.keys(libs).length + 2;
+    attempts: for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      const id = await this.send("call", { command, hash: snippet.hash, args, libs: libHashes });
+      const cancel = () => this.send("cancel", { target: id }).catch(() => {});
+      opts.signal?.addEventListener("abort", cancel, { once: true });
+      try {
+        for (;;) {
+          const f = await this.readFrame();
+          if (f.id !== id) continue;
+          if (f.type === "result") return (f.data ?? {}) as Record<string, unknown>;
+          if (f.type !== "error") {
+            opts.onFrame?.(f);
+            continue;
+          }
+          if (f.code === "SNIPPET_MISSING") {
             await this.request("load", {
               name: command,
               hash: snippet.hash,
@@ -124,17 +138,30 @@ export class AgentClient {
             });
             continue attempts;
           }
+          const lib = libs[String(f.lib)];
+          if (f.code === "LIB_MISSING" && lib) {
+            await this.request("load", {
+              kind: "lib",
+              name: f.lib,
+              hash: lib.hash,
+              source: lib.source,
+            });
+            continue attempts;
+          }
           throw new AgentError(String(f.code ?? "ERROR"), String(f.error), f);
         }
-        onFrame?.(f);
+      } finally {
+        opts.signal?.removeEventListener("abort", cancel);
       }
     }
-    throw new AgentError(
-      "SNIPPET_MISSING",
-      `the agent did not keep the snippet for ${command}`,
-      {},
-    );
+    throw new AgentError("SNIPPET_MISSING", `the agent did not keep the code for ${command}`, {});
   }
+}
+
+/** Python source sent to the agent, named by its SHA-256. */
+export interface Source {
+  source: string;
+  hash: string;
 }
 
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {

@@ -66,10 +66,10 @@ export class Target {
   static async start(
     python: Python,
     shape: string,
-    opts: { env?: Record<string, string> } = {},
+    opts: { env?: Record<string, string>; script?: string } = {},
   ): Promise<Target> {
     const cmd = new Deno.Command(python.path, {
-      args: ["-u", TARGET_SCRIPT, shape],
+      args: ["-u", opts.script ?? TARGET_SCRIPT, ...(shape ? [shape] : [])],
       stdout: "piped",
       stderr: "piped",
       cwd: "/tmp",
@@ -233,4 +233,68 @@ export function sessionDirOf(pid: number): string | null {
     }
   } catch { /* none */ }
   return null;
+}
+
+/** A CLI process that streams (watch, monitor...): its JSON lines are collected as they come. */
+export class StreamingCli {
+  lines: Record<string, unknown>[] = [];
+  stderr = "";
+  readonly done: Promise<number>;
+  private child: Deno.ChildProcess;
+
+  constructor(args: string[], env: Record<string, string>) {
+    this.child = new Deno.Command(DENO, {
+      args: ["run", "-A", `${REPO}/mod.ts`, ...args, "--json"],
+      env,
+      clearEnv: true,
+      cwd: REPO,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.done = Promise.all([this.collect(), this.collectErr()]).then(() => this.child.status).then(
+      (s) => s.code,
+    );
+  }
+
+  private async collect() {
+    let rest = "";
+    for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      for (const p of parts) if (p.trim()) this.lines.push(JSON.parse(p));
+    }
+  }
+
+  private async collectErr() {
+    for await (const chunk of this.child.stderr.pipeThrough(new TextDecoderStream())) {
+      this.stderr += chunk;
+    }
+  }
+
+  async waitFor(
+    pred: (l: Record<string, unknown>) => boolean,
+    ms = 10000,
+  ): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const hit = this.lines.find(pred);
+      if (hit) return hit;
+      await sleep(10);
+    }
+    throw new Error(
+      `expected line never came; got ${JSON.stringify(this.lines).slice(-500)} ${this.stderr}`,
+    );
+  }
+
+  kill(sig: Deno.Signal): void {
+    try {
+      this.child.kill(sig);
+    } catch { /* exited */ }
+  }
+
+  observations(): Record<string, unknown>[] {
+    return this.lines.filter((l) => l.type === "observation");
+  }
 }

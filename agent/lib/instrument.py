@@ -1,0 +1,875 @@
+# peeka agent library "instrument": see every call of a Python function in a live
+# process (arguments at entry, result or exception, duration, thread).
+#
+# The agent executes this file in a namespace of its own: it is never imported and
+# never in sys.modules. Loading it does nothing; a tool id is claimed and code is
+# changed only by install(), and everything is given back by uninstall().
+#
+# The function's *code* is instrumented, never a module or class attribute, so every
+# call is seen however the function is reached (aliases made earlier, bound methods,
+# handler registries, other threads):
+#   3.12+     sys.monitoring local events on the code object: PY_START, PY_RETURN, and
+#             PY_UNWIND (a global event before 3.15, filtered by code).
+#   3.8-3.11  func.__code__ is swapped for a generated trampoline with the same signature
+#             that calls a copy of the original function; the very same code object is
+#             put back afterwards.
+# Callbacks run on the target's own threads: they swallow every Exception (counted in
+# probe.errors or the engine's counters), never block, never print.
+import sys
+import types
+import _thread
+import operator as _operator
+from time import perf_counter_ns as _now_ns, time as _wall
+
+_get_ident = _thread.get_ident
+_getframe = sys._getframe
+_MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
+_TOOL_IDS = (4, 3, 2, 1, 0, 5)      # 3 and 4 have no assigned role: try them first
+_INFLIGHT_MAX = 10000               # calls in progress kept at most (abandoned generators)
+_MARK = "__peeka_trampoline__"      # last constant of every trampoline: (_MARK, original code)
+
+CO_VARARGS, CO_VARKEYWORDS, CO_NESTED = 0x04, 0x08, 0x10
+CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
+_RESUMABLE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+_C_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodWrapperType,
+            types.MethodDescriptorType, types.ClassMethodDescriptorType)
+
+
+class InstrumentError(Exception):
+    """A refusal: code is 'BAD_PATTERN', 'NOT_LOADED', 'NOT_FOUND' or 'NOT_INSTRUMENTABLE';
+    str(e) is a one-line message for the user."""
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class _EmptyKwargs(dict):
+    """The kwargs of every call that has none: one shared, read-only empty dict."""
+    __slots__ = ()
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("Call.kwargs is shared here; copy it before changing it")
+
+    __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _read_only
+
+
+_NO_KWARGS = _EmptyKwargs()
+_NOTHING = ((), _NO_KWARGS, None)   # (args, kwargs, self_obj) of a call nobody captured
+
+
+# ---------------------------------------------------------------------------
+# Public objects
+# ---------------------------------------------------------------------------
+class Target(object):
+    """One function to instrument, as resolve() found it."""
+    __slots__ = ("name", "func", "code", "kind", "binding", "skip_first", "arg_names")
+
+    def __init__(self, name, func, code, binding):
+        flags = code.co_flags
+        self.name = name            # as the user typed it (or Class.* expanded)
+        self.func = func            # the innermost Python function (decorators unwrapped)
+        self.code = code            # its original code object
+        self.binding = binding      # function | method | staticmethod | classmethod
+        self.kind = ("async_generator" if flags & CO_ASYNC_GENERATOR else "coroutine" if flags & CO_COROUTINE
+                     else "generator" if flags & (CO_GENERATOR | CO_ITERABLE_COROUTINE) else binding)
+        self.skip_first = binding in ("method", "classmethod") and code.co_argcount > 0
+        positional = code.co_varnames[:code.co_argcount]
+        self.arg_names = positional[1:] if self.skip_first else positional
+
+    def __repr__(self):
+        return "<Target %s (%s)>" % (self.name, self.kind)
+
+
+class Call(object):
+    """One invocation, handed to a probe; each probe gets its own Call.
+
+    One is made on every call of a watched function, so the engine stores only target and
+    frame (plus the arguments when a probe captures them, and the timing of a call a probe
+    keeps); the rest is derived when a probe reads it."""
+    __slots__ = ("target", "frame", "_captured", "_state", "_start", "_t0", "_tid", "_handle", "_next")
+
+    name = property(lambda self: self.target.name)
+    arg_names = property(lambda self: self.target.arg_names)
+    # Unset when no probe asked for arguments.
+    args = property(lambda self: getattr(self, "_captured", _NOTHING)[0])
+    kwargs = property(lambda self: getattr(self, "_captured", _NOTHING)[1])
+    self_obj = property(lambda self: getattr(self, "_captured", _NOTHING)[2])
+    wall_time = property(lambda self: _wall_at(self.start_ns))
+
+    @property
+    def thread_id(self):
+        # Stored when a probe keeps the call; before that on_enter runs on the calling thread.
+        tid = getattr(self, "_tid", None)
+        if tid is None:
+            tid = self._tid = _get_ident()
+        return tid
+
+    @property
+    def start_ns(self):
+        # A clock read costs as much as the rest of an ignored call: read on first use. For a
+        # kept call it is when the probes' on_enter returned (their time is not the function's).
+        start = getattr(self, "_start", None)
+        if start is None:
+            start = self._start = getattr(self, "_t0", None) or _now_ns()
+        return start
+
+    @property
+    def state(self):
+        state = getattr(self, "_state", None)
+        if state is None:
+            state = self._state = {}
+        return state
+
+    @state.setter
+    def state(self, value):
+        self._state = value
+
+
+def _wall_at(ns):
+    """time.time() at perf_counter_ns() == ns, from a reference pair renewed every second."""
+    global _clock_ref
+    ref_wall, ref_ns = _clock_ref
+    if _now_ns() - ref_ns > 1000000000:
+        ref_wall, ref_ns = _clock_ref = (_wall(), _now_ns())
+    return ref_wall + (ns - ref_ns) / 1e9
+
+
+_clock_ref = (0.0, -10 ** 12)
+
+
+class Probe(object):
+    """Base class for probes (any object with these attributes will do)."""
+    capture_args = True
+    errors = 0
+
+    def on_enter(self, call):
+        return True
+
+    def on_exit(self, call, result, exc, duration_ns):
+        pass
+
+
+class Handle(object):
+    """What install() returns; give it to uninstall()."""
+
+    def __init__(self, probe, targets):
+        self.probe, self.targets = probe, list(targets)
+        self.records = []
+        self.active = True
+        self.problems = []          # e.g. a __code__ replaced by someone else meanwhile
+
+
+# ---------------------------------------------------------------------------
+# resolve(): pattern -> targets, looking only at modules already loaded
+# ---------------------------------------------------------------------------
+_MISSING = object()
+_NOT_LOADED = "module '%s' is not loaded in the target (peeka never imports it)"
+
+
+def resolve(pattern):
+    """'module.func', 'module.Class.method', 'module.Outer.Inner.method' or 'module.Class.*'."""
+    parts = _parse(pattern)
+    star = parts[-1] == "*"
+    names = parts[:-1] if star else parts
+    found, seen, refusal = [], set(), None
+    for module, used in _module_scopes(names):
+        try:
+            targets = _resolve_in(module, names, used, star)
+        except InstrumentError as e:
+            refusal = refusal or e
+            continue
+        for t in targets:
+            if id(t.code) not in seen:
+                seen.add(id(t.code))
+                found.append(t)
+    if not found:
+        raise refusal
+    return found
+
+
+def _parse(pattern):
+    hint = "use module.function, module.Class.method or module.Class.*"
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise InstrumentError("BAD_PATTERN", "empty pattern; " + hint)
+    parts = pattern.strip().split(".")
+    for i, part in enumerate(parts):
+        if not (part.isidentifier() or (part == "*" and i == len(parts) - 1)):
+            raise InstrumentError("BAD_PATTERN", "bad pattern '%s': '%s' is not a Python name; %s"
+                                  % (pattern, part, hint))
+    if len(parts) < 2:
+        raise InstrumentError("BAD_PATTERN", "name the module too, e.g. 'mymodule.%s'" % parts[0])
+    if parts[-1] == "*" and len(parts) < 3:
+        raise InstrumentError("BAD_PATTERN", "'%s': a whole module cannot be watched; name a function or a"
+                              " class (module.Class.*)" % pattern)
+    return parts
+
+
+def _module_scopes(names):
+    """[(module, how many names it covers)] for the longest loaded prefix. A script run as
+    `python app.py` is __main__: 'app.f' looks there too (or only there if 'app' is not loaded)."""
+    main = sys.modules.get("__main__")
+    for used in range(len(names), 0, -1):
+        modname = ".".join(names[:used])
+        module = sys.modules.get(modname)
+        if isinstance(module, types.ModuleType):
+            path = _file_of(module)
+            if main is not None and main is not module and path is not None and path == _file_of(main):
+                return [(module, used), (main, used)]
+            return [(module, used)]
+        if main is not None and _is_main_named(main, modname):
+            return [(main, used)]
+    guess = names[:-1]
+    for i in range(1, len(guess)):
+        if guess[i][:1].isupper():  # 'pkg.mod.Class.meth': the module is 'pkg.mod'
+            guess = guess[:i]
+            break
+    raise InstrumentError("NOT_LOADED", _NOT_LOADED % ".".join(guess))
+
+
+def _file_of(module):
+    import os
+    path = getattr(module, "__file__", None)
+    return os.path.realpath(path) if isinstance(path, str) else None
+
+
+def _is_main_named(main, modname):
+    import os
+    if getattr(getattr(main, "__spec__", None), "name", None) == modname:   # python -m modname
+        return True
+    path = _file_of(main)
+    stem, tail = os.path.splitext(path or "")[0], modname.replace(".", os.sep)
+    return path is not None and (stem == tail or stem.endswith(os.sep + tail))
+
+
+def _resolve_in(module, names, used, star):
+    obj, owner = module, None
+    for i in range(used, len(names)):
+        value, owner = _lookup(obj, names[i])
+        if value is _MISSING:
+            raise _missing(obj, names, i)
+        obj = value
+    if star:
+        return _expand_class(obj, ".".join(names))
+    return [_make_target(obj, owner, ".".join(names))]
+
+
+def _lookup(obj, name):
+    """(value, defining class or None), without running any code of the target: no
+    __getattr__, no properties, no lazy imports."""
+    if isinstance(obj, types.ModuleType):
+        return vars(obj).get(name, _MISSING), None
+    if not isinstance(obj, type):
+        own = _instance_dict(obj)
+        if name in own:
+            return own[name], None
+        obj = type(obj)
+    for klass in obj.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name], klass
+    return _MISSING, None
+
+
+def _instance_dict(obj):
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _missing(obj, names, i):
+    where, full = ".".join(names[:i]), ".".join(names[:i + 1])
+    if isinstance(obj, types.ModuleType) and hasattr(obj, "__path__") and i + 1 < len(names):
+        return InstrumentError("NOT_LOADED", _NOT_LOADED % full)   # a submodule nobody imported
+    message = "%s is fine but '%s' does not exist" % (where, full)
+    try:
+        import difflib
+        keys = dir(obj) if isinstance(obj, type) else list(_instance_dict(obj))
+        close = difflib.get_close_matches(names[i], [k for k in keys if isinstance(k, str)], 3)
+        if close:
+            message += "; did you mean %s?" % " or ".join("'%s.%s'" % (where, c) for c in close)
+    except Exception:
+        pass
+    return InstrumentError("NOT_FOUND", message)
+
+
+def _expand_class(cls, prefix):
+    """Class.*: the Python functions defined in the class itself, static and class methods
+    included, dunders excluded but __init__ and __call__."""
+    if not isinstance(cls, type):
+        raise InstrumentError("BAD_PATTERN", "'%s.*': '*' may only follow a class, and %s is %s"
+                              % (prefix, prefix, _a(cls)))
+    out = []
+    for attr, value in list(cls.__dict__.items()):
+        if attr[:2] == attr[-2:] == "__" and attr not in ("__init__", "__call__"):
+            continue
+        if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+            try:
+                out.append(_make_target(value, cls, prefix + "." + attr))
+            except InstrumentError:
+                pass                # e.g. a staticmethod around a C function
+    if not out:
+        raise InstrumentError("NOT_FOUND", "%s defines no Python functions of its own" % prefix)
+    return out
+
+
+def _make_target(obj, owner, name):
+    func, binding = _unwrap(obj, "function" if owner is None else "method")
+    if not isinstance(func, types.FunctionType):
+        raise InstrumentError("NOT_INSTRUMENTABLE", _refusal(func, name))
+    return Target(name, func, _original_code(func), binding)
+
+
+def _unwrap(obj, binding):
+    """Descriptors, bound methods and decorators (__wrapped__) down to the function named."""
+    last_function = None
+    for _ in range(64):
+        if isinstance(obj, staticmethod):
+            obj, binding = obj.__func__, "staticmethod"
+        elif isinstance(obj, classmethod):
+            obj, binding = obj.__func__, "classmethod"
+        elif isinstance(obj, types.MethodType):
+            binding = "classmethod" if isinstance(obj.__self__, type) else "method"
+            obj = obj.__func__
+        else:
+            if isinstance(obj, types.FunctionType):
+                last_function = obj
+            inner = _instance_dict(obj).get("__wrapped__", _MISSING)
+            if inner is _MISSING:
+                break
+            obj = inner
+    if not isinstance(obj, types.FunctionType) and last_function is not None:
+        obj = last_function         # a Python wrapper around C code: watch the wrapper
+    return obj, binding
+
+
+def _refusal(obj, name):
+    if isinstance(obj, type):
+        return "%s is a class; watch %s.__init__ or %s.* instead" % (name, name, name)
+    if isinstance(obj, _C_TYPES):
+        return ("%s is a built-in function (C code) and cannot be instrumented; watch a Python function that"
+                " calls it instead" % name)
+    if isinstance(obj, types.ModuleType):
+        return "%s is a module; watch one of its functions (%s.<function>)" % (name, name)
+    if isinstance(obj, property):
+        return "%s is a property; watch a function its getter calls instead" % name
+    cls = type(obj)
+    if isinstance(getattr(cls, "__call__", None), types.FunctionType):
+        return "%s is a callable %s object; watch %s.%s.__call__ instead" % (
+            name, cls.__name__, cls.__module__, cls.__qualname__)
+    return "%s is %s, not a Python function" % (name, _a(obj))
+
+
+def _a(obj):
+    kind = type(obj).__name__
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
+def _original_code(func):
+    """func.__code__, or the code a trampoline (ours or another engine copy's) stands for."""
+    code = func.__code__
+    last = code.co_consts[-1] if code.co_consts else None
+    return last[1] if type(last) is tuple and len(last) == 2 and last[0] == _MARK else code
+
+
+# ---------------------------------------------------------------------------
+# Engine state: changed under _lock only; the callbacks read snapshots
+# ---------------------------------------------------------------------------
+class _Record(object):
+    """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
+    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "capture", "calls",
+                 "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
+                 "trampoline")
+
+    def __init__(self, key, target, mechanism):
+        code = target.code
+        self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
+        self.owners = []            # [(handle, target)]
+        self.pairs = ()             # ((on_enter, handle, target), ...): what the callbacks read
+        self.capture, self.calls, self.trampoline = False, 0, None
+        pos, _, kwonly, varargs, varkw = _signature(code)
+        self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
+        self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
+        self.simple = not (kwonly or varargs or varkw)
+        self.skip_first = target.skip_first
+        self.resumable = bool(code.co_flags & _RESUMABLE)
+
+    def refresh(self):
+        """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock)."""
+        self.capture = any(getattr(h.probe, "capture_args", True) for h, _ in self.owners)
+        self.pairs = tuple((h.probe.on_enter, h, t) for h, t in self.owners)
+
+
+_lock = _thread.allocate_lock()
+_records = {}       # code (monitoring) or function (code swap) -> _Record
+_handles = []
+_inflight = {}      # monitoring: frame -> first Call of its invocation
+_counters = {"engine_errors": 0, "evicted": 0, "lost": 0}
+_problems = []      # messages for the user, bounded
+_monitor = {"tool": None, "local_mask": 0, "global_mask": 0}
+
+
+def _signature(code):
+    names = code.co_varnames
+    n_pos, n_kw = code.co_argcount, code.co_kwonlyargcount
+    i = n_pos + n_kw
+    varargs = names[i] if code.co_flags & CO_VARARGS else None
+    varkw = names[i + bool(varargs)] if code.co_flags & CO_VARKEYWORDS else None
+    return names[:n_pos], code.co_posonlyargcount, names[n_pos:i], varargs, varkw
+
+
+def _note(message):
+    if len(_problems) < 100:
+        _problems.append(message)
+
+
+# ---------------------------------------------------------------------------
+# Entry and exit, shared by both mechanisms: the hot path, keep it lean
+# ---------------------------------------------------------------------------
+def _begin(rec, frame, values=None):
+    """Offers a new call to every probe; returns the first Call kept (others chained on
+    _next) or None. `values` are the parameters as a trampoline passes them; without them
+    they are read from the frame. Never raises."""
+    try:
+        rec.calls += 1
+        captured = _capture(rec, frame, values) if rec.capture else None
+        head = tail = None
+        for on_enter, handle, target in rec.pairs:
+            call = Call()
+            call.target = target
+            call.frame = frame
+            if captured is not None:
+                call._captured = captured
+            try:
+                keep = on_enter(call)
+            except Exception:
+                _probe_failed(handle.probe)
+                keep = False
+            if keep:
+                call._handle, call._next = handle, None
+                if head is None:
+                    head = call
+                else:
+                    tail._next = call
+                tail = call
+        if head is not None:
+            t0, tid = _now_ns(), _get_ident()
+            call = head
+            while call is not None:
+                call._t0, call._tid = t0, tid
+                call = call._next
+        return head
+    except Exception:
+        _counters["engine_errors"] += 1
+        return None
+
+
+def _capture(rec, frame, values):
+    """(args, kwargs, self_obj) at entry, before any line of the function ran: from the
+    trampoline's (positional, *args, keyword-only, **kwargs), else from the frame's locals."""
+    try:
+        if values is None:
+            local = frame.f_locals
+            if rec.get_pos is not None:
+                args = rec.get_pos(local)
+            else:
+                args = (local[rec.pos_names[0]],) if rec.pos_names else ()
+            if not rec.simple:
+                values = (args, rec.varargs and local[rec.varargs], [local[n] for n in rec.kwonly],
+                          rec.varkw and local[rec.varkw])
+        else:
+            args = values[0]
+        self_obj = None
+        if rec.skip_first:
+            self_obj, args = args[0], args[1:]
+        if rec.simple:
+            return args, _NO_KWARGS, self_obj
+        _, varargs, kwonly, varkw = values
+        if varargs:
+            args = args + tuple(varargs)
+        kwargs = dict(zip(rec.kwonly, kwonly))
+        if varkw:
+            kwargs.update(varkw)
+        return args, kwargs, self_obj
+    except Exception:
+        _counters["engine_errors"] += 1
+        return _NOTHING
+
+
+def _finish(call, result, exc):
+    """Reports the end of an invocation to the probes that kept it. Never raises."""
+    try:
+        end = _now_ns()
+        while call is not None:
+            handle = call._handle
+            if handle.active:       # an uninstalled probe hears no more (a generator may outlive it)
+                try:
+                    handle.probe.on_exit(call, result, exc, end - call._t0)
+                except Exception:
+                    _probe_failed(handle.probe)
+            call.frame = None
+            call = call._next
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def _probe_failed(probe):
+    try:
+        probe.errors = getattr(probe, "errors", 0) + 1
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+# ---------------------------------------------------------------------------
+# 3.12+: sys.monitoring
+# ---------------------------------------------------------------------------
+# The try blocks cost nothing on 3.11+; they keep a MemoryError or the like out of the target.
+def _mon_start(code, offset):
+    try:
+        rec = _records.get(code)
+        if rec is not None and rec.pairs:
+            frame = _getframe(1)    # the instrumented frame: this callback is called from it
+            head = _begin(rec, frame)
+            # CPython calls us from that frame, so the code always matches; checked only for a
+            # kept call (f_code costs ~70 ns on 3.12) to keep the table right whatever happens.
+            if head is not None and frame.f_code is code:
+                _inflight[frame] = head
+                if rec.resumable and len(_inflight) > _INFLIGHT_MAX:
+                    _evict_oldest()  # only generators and coroutines can be abandoned
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def _mon_return(code, offset, value):
+    try:
+        if _inflight:               # nothing kept anywhere: nothing to look up
+            head = _inflight.pop(_getframe(1), None)
+            if head is not None:
+                _finish(head, value, None)
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def _mon_unwind(code, offset, exc):
+    # Global before 3.15: called for every frame any exception leaves, so others are rejected
+    # first. The exception is the argument (sys.exc_info() here is the *handled* one).
+    # Never return sys.monitoring.DISABLE: it raises for this event.
+    try:
+        if _inflight and code in _records:
+            head = _inflight.pop(_getframe(1), None)
+            if head is not None:
+                _finish(head, None, exc)
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def _evict_oldest():
+    try:
+        _inflight.pop(next(iter(_inflight)), None)
+        _counters["evicted"] += 1
+    except Exception:
+        pass                        # another thread changed the table meanwhile
+
+
+def _claim_tool():
+    """A free tool id with our callbacks: other debuggers or profilers may hold some."""
+    mon = sys.monitoring
+    ev = mon.events
+    for tool in _TOOL_IDS:
+        if mon.get_tool(tool) is not None:
+            continue
+        try:
+            mon.use_tool_id(tool, "peeka")
+        except ValueError:
+            continue                # taken just now by someone else
+        _monitor["tool"] = tool     # from now on _release_tool() gives it back whatever happens
+        for event, callback in ((ev.PY_START, _mon_start), (ev.PY_RETURN, _mon_return),
+                                (ev.PY_UNWIND, _mon_unwind)):
+            mon.register_callback(tool, event, callback)
+        unwind_is_local = sys.version_info >= (3, 15)   # checked again per code in _monitor_code
+        _monitor["local_mask"] = ev.PY_START | ev.PY_RETURN | (ev.PY_UNWIND if unwind_is_local else 0)
+        _monitor["global_mask"] = 0 if unwind_is_local else ev.PY_UNWIND
+        mon.set_events(tool, _monitor["global_mask"])
+        return
+    held = ", ".join("%d=%s" % (i, mon.get_tool(i)) for i in range(6) if mon.get_tool(i) is not None)
+    raise InstrumentError("NOT_INSTRUMENTABLE", "every sys.monitoring tool id is taken (%s)" % held)
+
+
+def _monitor_code(code):
+    mon, tool = sys.monitoring, _monitor["tool"]
+    unwind = mon.events.PY_UNWIND
+    try:
+        mon.set_local_events(tool, code, _monitor["local_mask"])
+    except ValueError:
+        if not _monitor["local_mask"] & unwind:
+            raise
+        # This build refuses a local PY_UNWIND: fall back to the global event.
+        _monitor["local_mask"] &= ~unwind
+        _monitor["global_mask"] = unwind
+        mon.set_events(tool, unwind)
+        mon.set_local_events(tool, code, _monitor["local_mask"])
+
+
+def _unmonitor(rec):
+    try:
+        sys.monitoring.set_local_events(_monitor["tool"], rec.code, 0)
+    except Exception as e:
+        _note("removing the events of %s: %s" % (rec.target.name, e))
+    for frame in [f for f in list(_inflight) if f.f_code is rec.code]:
+        _inflight.pop(frame, None)  # their ends will not be reported any more
+
+
+def _release_tool():
+    mon, tool = sys.monitoring, _monitor["tool"]
+    if tool is None:
+        return
+    _monitor["tool"] = None
+    ev = mon.events
+    steps = [(mon.set_events, (tool, 0))]
+    steps += [(mon.register_callback, (tool, e, None)) for e in (ev.PY_START, ev.PY_RETURN, ev.PY_UNWIND)]
+    steps.append((mon.free_tool_id, (tool,)))
+    for step, args in steps:        # each one even if another fails
+        try:
+            step(*args)
+        except Exception as e:
+            _note("releasing sys.monitoring tool %d: %s" % (tool, e))
+    _inflight.clear()
+
+
+# ---------------------------------------------------------------------------
+# 3.8-3.11: code swap. The trampoline keeps the signature (defaults stay on the function
+# object), the number of free variables (__code__ assignment requires it) and the names;
+# it reaches the engine through its constants only: E=_begin, X=_finish, F=the copy of the
+# original function, R=the record, G=sys._getframe.
+# ---------------------------------------------------------------------------
+_HEAD = '''
+def __peeka_outer__():
+    %(cells)s
+    %(async)sdef __peeka_tramp__(%(params)s):
+        %(nonlocal)s
+        __peeka_E, __peeka_X, __peeka_F, __peeka_R, __peeka_G = "__peeka_consts__"
+        __peeka_c = __peeka_E(__peeka_R, __peeka_G(), (%(values)s))
+'''
+_BODY = '''
+        if __peeka_c is None:
+            return %(call)s
+        try:
+            __peeka_r = %(call)s
+        except BaseException as __peeka_e:
+            __peeka_X(__peeka_c, None, __peeka_e)
+            raise
+        __peeka_X(__peeka_c, __peeka_r, None)
+        return __peeka_r
+    return __peeka_tramp__
+'''
+# Async generators: asend/athrow/aclose are forwarded by hand. Limits: ag_await/ag_frame
+# show the trampoline, and athrow() forwards the exception instance (its traceback is ours).
+_BODY_ASYNC_GEN = '''
+        __peeka_g = %(call)s
+        try:
+            __peeka_v = await __peeka_g.asend(None)
+            while True:
+                try:
+                    __peeka_s = yield __peeka_v
+                except GeneratorExit:
+                    await __peeka_g.aclose()
+                    raise
+                except BaseException as __peeka_x:
+                    __peeka_v = await __peeka_g.athrow(__peeka_x)
+                else:
+                    __peeka_v = await __peeka_g.asend(__peeka_s)
+        except StopAsyncIteration:
+            if __peeka_c is not None:
+                __peeka_X(__peeka_c, None, None)
+        except BaseException as __peeka_e:
+            if __peeka_c is not None:
+                __peeka_X(__peeka_c, None, __peeka_e)
+            raise
+    return __peeka_tramp__
+'''
+
+
+def _trampoline_source(code):
+    pos, n_posonly, kwonly, varargs, varkw = _signature(code)
+    for n in pos + kwonly + tuple(x for x in (varargs, varkw) if x):
+        if not n.isidentifier() or n.startswith("__peeka_"):
+            raise InstrumentError("NOT_INSTRUMENTABLE", "parameter name %r cannot be forwarded" % n)
+    star = ["*" + varargs] if varargs else ["*"] if kwonly else []
+    params = list(pos[:n_posonly]) + ["/"] * bool(n_posonly) + list(pos[n_posonly:]) + star + list(kwonly)
+    forward = list(pos) + (["*" + varargs] if varargs else []) + ["%s=%s" % (k, k) for k in kwonly]
+    if varkw:
+        params.append("**" + varkw)
+        forward.append("**" + varkw)
+    call = "__peeka_F(%s)" % ", ".join(forward)
+    free = ["__peeka_fv%d" % i for i in range(len(code.co_freevars))]
+    fields = {"params": ", ".join(params), "async": "",
+              "values": "(%s), %s, (%s), %s" % ("".join(n + ", " for n in pos), varargs or "()",
+                                                "".join(n + ", " for n in kwonly), varkw or "None"),
+              "cells": " = ".join(free + ["None"]) if free else "pass",
+              "nonlocal": "nonlocal " + ", ".join(free) if free else "pass"}
+    body = _BODY
+    if code.co_flags & CO_ASYNC_GENERATOR:
+        fields["async"], body = "async ", _BODY_ASYNC_GEN
+    elif code.co_flags & CO_COROUTINE:
+        fields["async"], call = "async ", "await " + call
+    elif code.co_flags & (CO_GENERATOR | CO_ITERABLE_COROUTINE):
+        call = "(yield from %s)" % call
+    return _HEAD % fields + body % {"call": call}
+
+
+def _build_trampoline(rec):
+    func, code = rec.func, rec.code
+    module = compile(_trampoline_source(code), "<peeka-trampoline>", "exec", 0, True)
+    outer = [c for c in module.co_consts if isinstance(c, types.CodeType)][0]
+    tramp = [c for c in outer.co_consts if isinstance(c, types.CodeType)][0]
+    copy = types.FunctionType(code, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+    copy.__kwdefaults__, copy.__qualname__, copy.__module__ = func.__kwdefaults__, func.__qualname__, func.__module__
+    engine = (_begin, _finish, copy, rec, _getframe)
+    consts = tuple(engine if c == "__peeka_consts__" else c for c in tramp.co_consts) + ((_MARK, code),)
+    keep = CO_NESTED | CO_ITERABLE_COROUTINE
+    changes = {"co_consts": consts, "co_name": code.co_name, "co_filename": code.co_filename,
+               "co_firstlineno": code.co_firstlineno, "co_flags": (tramp.co_flags & ~keep) | (code.co_flags & keep)}
+    if hasattr(code, "co_qualname"):
+        changes["co_qualname"] = code.co_qualname
+    tramp = tramp.replace(**changes)
+    if len(tramp.co_freevars) != len(code.co_freevars):
+        raise InstrumentError("NOT_INSTRUMENTABLE", "cannot build a trampoline for %s" % rec.target.name)
+    return _flat_lines(tramp)
+
+
+def _flat_lines(code):
+    """Puts every instruction of the trampoline on the original 'def' line: its frame in a
+    traceback shows the function's header, never an unrelated line of its body."""
+    if sys.version_info < (3, 10):
+        return code.replace(co_lnotab=b"")
+    if sys.version_info < (3, 11):      # (bytes, line delta) pairs, line delta 0
+        size, most, entry = len(code.co_code), 254, lambda n: (n, 0)
+    else:                               # 3.11 locations: "no column" entries (kind 13), line delta 0
+        size, most, entry = len(code.co_code) // 2, 8, lambda n: (0xE8 | (n - 1), 0)
+    table = []
+    while size > 0:
+        table.extend(entry(min(size, most)))
+        size -= most
+    try:
+        return code.replace(co_linetable=bytes(table))
+    except Exception:
+        return code
+
+
+def _swap_in(rec):
+    func = rec.func
+    if func.__code__ is not rec.code:
+        why = ("is instrumented by another copy of peeka's engine (peeka reset --all)"
+               if _original_code(func) is rec.code else "changed after it was resolved; try again")
+        raise InstrumentError("NOT_INSTRUMENTABLE", "%s %s" % (rec.target.name, why))
+    rec.trampoline = _build_trampoline(rec)
+    func.__code__ = rec.trampoline
+
+
+def _swap_out(rec):
+    if rec.func.__code__ is rec.trampoline:
+        rec.func.__code__ = rec.code
+        return None
+    _counters["lost"] += 1
+    return "%s: its __code__ was replaced by someone else while watched; left as it is" % rec.target.name
+
+
+# ---------------------------------------------------------------------------
+# install / uninstall / status
+# ---------------------------------------------------------------------------
+def install(targets, probe):
+    """Instruments each target for `probe`; a code already instrumented is shared, and every
+    probe on it gets every call."""
+    handle = Handle(probe, targets)
+    with _lock:
+        try:
+            for target in targets:
+                rec = _records.get(target.code if _MONITORING else target.func) or _activate(target)
+                if rec not in handle.records:
+                    rec.owners.append((handle, target))
+                    rec.refresh()
+                    handle.records.append(rec)
+        except BaseException as e:
+            _detach(handle)
+            if isinstance(e, InstrumentError):
+                raise
+            raise InstrumentError("NOT_INSTRUMENTABLE", "cannot instrument: %s: %s" % (type(e).__name__, e))
+        _handles.append(handle)
+    return handle
+
+
+def _activate(target):
+    if _MONITORING:
+        if _monitor["tool"] is None:
+            _claim_tool()
+        rec = _Record(target.code, target, "monitoring")
+        _monitor_code(rec.code)
+    else:
+        rec = _Record(target.func, target, "code-swap")
+        _swap_in(rec)
+    _records[rec.key] = rec
+    return rec
+
+
+def uninstall(handle):
+    """Removes this probe; a code left with no probe loses its instrumentation completely."""
+    with _lock:
+        _detach(handle)
+
+
+def uninstall_all():
+    """Removes everything (detach). Returns how many functions were restored."""
+    with _lock:
+        restored = sum(_detach(h) for h in list(_handles))
+        restored += sum(_deactivate(rec, None) for rec in list(_records.values()))
+        if _MONITORING:
+            _release_tool()
+        return restored
+
+
+def _detach(handle):
+    restored = 0
+    handle.active = False
+    for rec in handle.records:
+        rec.owners = [(h, t) for h, t in rec.owners if h is not handle]
+        rec.refresh()
+        if not rec.owners:
+            restored += _deactivate(rec, handle)
+    handle.records = []
+    if handle in _handles:
+        _handles.remove(handle)
+    if _MONITORING and not _records:
+        _release_tool()
+    return restored
+
+
+def _deactivate(rec, handle):
+    if _records.get(rec.key) is not rec:
+        return 0
+    del _records[rec.key]
+    rec.owners, rec.pairs = [], ()
+    if rec.mechanism == "monitoring":
+        _unmonitor(rec)
+        return 1
+    problem = _swap_out(rec)
+    if problem is None:
+        return 1
+    _note(problem)
+    if handle is not None:
+        handle.problems.append(problem)
+    return 0
+
+
+def status():
+    """One entry per instrumented function (reset --list)."""
+    with _lock:
+        return [{"name": rec.target.name, "names": sorted(set(t.name for _, t in rec.owners)),
+                 "kind": rec.target.kind, "probes": len(rec.owners), "mechanism": rec.mechanism,
+                 "calls": rec.calls} for rec in _records.values()]
+
+
+def stats():
+    """Engine health: exceptions swallowed, evictions, calls in flight, tool id, problems."""
+    with _lock:
+        return dict(_counters, in_flight=len(_inflight), tool_id=_monitor["tool"], problems=list(_problems))

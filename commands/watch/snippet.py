@@ -1,0 +1,225 @@
+# watch / stack: observe each call of the matched functions. Runs in the agent.
+# The probe callbacks run on the target's own threads: they only count, check
+# the condition and the rate limit, serialise what will be sent, and append to
+# a bounded queue. This agent thread drains the queue and streams batches.
+import collections
+import sys
+import time
+import _thread
+
+QUEUE_MAX = 10000        # observations waiting to be sent; beyond: dropped and counted
+BATCH_MAX = 512          # observations per frame
+TICK = 0.02              # how often the queue is drained (s)
+DROP_REPORT_EVERY = 1.0  # at most one drop event per second
+
+
+class RateLimit(object):
+    """Token bucket: `rate` observations per second, bursts up to one second's worth."""
+
+    def __init__(self, rate):
+        self.rate = float(rate)
+        self.tokens = self.rate
+        self.last = time.monotonic()
+
+    def allow(self):
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def thread_name(ident):
+    threading = sys.modules.get("threading")
+    t = threading and getattr(threading, "_active", {}).get(ident)
+    return getattr(t, "name", None) if t is not None else None
+
+
+class WatchProbe(object):
+    def __init__(self, inst, ser, cond, opts):
+        self.errors = 0
+        self.ser, self.cond = ser, cond
+        self.watch_id = opts["watch_id"]
+        self.depth = int(opts.get("depth") or 2)
+        self.times = int(opts.get("times", -1))
+        self.stack_depth = opts.get("stack_depth")
+        self.rate = RateLimit(opts.get("rate", 1000))
+        flags = [opts.get(k) for k in ("before", "success", "exception", "finish")]
+        self.on_entry = bool(opts.get("before"))
+        # With no flag at all, a call is shown when it finishes.
+        finish = bool(opts.get("finish")) or not any(flags)
+        self.on_success = finish or bool(opts.get("success"))
+        self.on_failure = finish or bool(opts.get("exception"))
+        self.capture_args = True
+        self.queue = collections.deque()
+        self.count = 0           # observations accepted (numbered 1, 2, ...)
+        self.calls = 0
+        self.rate_dropped = 0
+        self.queue_dropped = 0
+        self.condition_errors = 0
+        self.condition_error = None
+        self.lock = _thread.allocate_lock()
+
+    def reached(self):
+        return 0 <= self.times <= self.count
+
+    # -- engine callbacks (target threads) ---------------------------------
+    def on_enter(self, call):
+        self.calls += 1
+        if self.on_entry:
+            self.consider(call, "AtEnter", None, None, 0)
+        return self.on_success or self.on_failure
+
+    def on_exit(self, call, result, exc, duration_ns):
+        if (exc is None and self.on_success) or (exc is not None and self.on_failure):
+            self.consider(call, "AtExit" if exc is None else "AtExceptionExit", result, exc, duration_ns)
+
+    # -- deciding and recording --------------------------------------------
+    def consider(self, call, location, result, exc, duration_ns):
+        if self.reached():
+            return
+        if self.cond is not None and not self.matches(call, location, result, exc, duration_ns):
+            return
+        if not self.rate.allow():
+            self.rate_dropped += 1
+            return
+        if len(self.queue) >= QUEUE_MAX:
+            self.queue_dropped += 1
+            return
+        with self.lock:
+            if self.reached():
+                return
+            self.count += 1
+            n = self.count
+        self.queue.append(self.observation(call, location, result, exc, duration_ns, n))
+
+    def matches(self, call, location, result, exc, duration_ns):
+        env = dict(zip(call.arg_names, call.args))
+        env.update(call.kwargs)
+        env.update(params=call.args, args=call.args, kwargs=call.kwargs, target=call.self_obj,
+                   result=result, exception=exc)
+        if location != "AtEnter":
+            env["cost"] = duration_ns / 1e6
+        try:
+            return self.cond.evaluate(env)
+        except Exception as e:  # ConditionEvalError: counted and reported, never raised
+            self.condition_errors += 1
+            self.condition_error = str(e)
+            return False
+
+    def observation(self, call, location, result, exc, duration_ns, n):
+        ser, depth = self.ser, self.depth
+        obs = {
+            "type": "observation",
+            "watch_id": self.watch_id,
+            "timestamp": call.wall_time,
+            "func_name": call.name,
+            "location": location,
+            "args": ser.to_json(list(call.args), depth=depth),
+            "kwargs": ser.to_json(call.kwargs, depth=depth),
+            "target": ser.to_json(call.self_obj, depth=1) if call.self_obj is not None else None,
+            "result": ser.to_json(result, depth=depth) if location == "AtExit" else None,
+            "success": exc is None,
+            "exception": ser.exception_info(exc) if exc is not None else None,
+            "duration_ms": round(duration_ns / 1e6, 6),
+            "count": n,
+            "thread": {"id": call.thread_id, "name": thread_name(call.thread_id)},
+        }
+        if self.stack_depth is not None:
+            obs["stack"] = caller_stack(call.frame, int(self.stack_depth))
+        return obs
+
+
+def caller_stack(frame, depth):
+    """The frames that led to this call, innermost (the caller) first."""
+    import linecache
+    out = []
+    f = frame.f_back if frame is not None else None
+    while f is not None and len(out) < depth:
+        code = f.f_code
+        line = f.f_lineno
+        out.append({"file": code.co_filename, "line": line, "function": code.co_name,
+                    "code": (linecache.getline(code.co_filename, line).strip() or None)})
+        f = f.f_back
+    return out
+
+
+def run(ctx, args):
+    inst = ctx.agent.lib("instrument")
+    ser = ctx.agent.lib("serialize")
+    mode = args.get("mode", "watch")
+    pattern = args.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise CommandError("a function pattern is required, e.g. myapp.orders.Order.total", code="BAD_ARGS")
+    try:
+        targets = inst.resolve(pattern)
+    except inst.InstrumentError as e:
+        raise CommandError(str(e), code=e.code)
+    cond = None
+    if args.get("condition"):
+        condition = ctx.agent.lib("condition")
+        try:
+            cond = condition.compile_condition(args["condition"])
+        except condition.ConditionError as e:
+            raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")
+    watch_id = "%s_%06x" % (mode, id(ctx) & 0xFFFFFF)
+    opts = dict(args, watch_id=watch_id)
+    if mode == "stack":
+        opts.update(before=True, success=False, exception=False, finish=False)
+    probe = WatchProbe(inst, ser, cond, opts)
+    names = [t.name for t in targets]
+    stop = ctx.cancelled
+    registry = ctx.agent.state.setdefault("watches", {})
+    ctx.agent.on_detach("instrument", inst.uninstall_all)
+    handle = inst.install(targets, probe)
+    registry[watch_id] = {"watch_id": watch_id, "command": mode, "pattern": pattern,
+                          "functions": names, "stop": stop}
+    started = time.time()
+    try:
+        ctx.emit({"type": "event", "event": mode + "_started",
+                  "data": {"watch_id": watch_id, "pattern": pattern, "functions": names,
+                           "condition": args.get("condition")}})
+        stream(ctx, probe, stop)
+    finally:
+        inst.uninstall(handle)
+        registry.pop(watch_id, None)
+    summary = {"watch_id": watch_id, "pattern": pattern, "observations": probe.count, "calls": probe.calls,
+               "rate_dropped": probe.rate_dropped, "queue_dropped": probe.queue_dropped,
+               "condition_errors": probe.condition_errors, "condition_error": probe.condition_error,
+               "probe_errors": probe.errors, "seconds": round(time.time() - started, 3),
+               "reason": "times" if probe.reached() else "stopped"}
+    ctx.emit({"type": "event", "event": mode + "_stopped", "data": summary})
+    return summary
+
+
+def stream(ctx, probe, stop):
+    """Sends queued observations until -n is reached, the client leaves, or reset/detach stops us."""
+    last_drops, last_report = 0, time.monotonic()
+    while flush(ctx, probe.queue):
+        if probe.reached() or stop.is_set():
+            flush(ctx, probe.queue)
+            return
+        drops = probe.rate_dropped + probe.queue_dropped + probe.condition_errors
+        if drops != last_drops and time.monotonic() - last_report >= DROP_REPORT_EVERY:
+            ctx.emit({"type": "event", "event": "watch_dropped",
+                      "data": {"watch_id": probe.watch_id, "rate_dropped": probe.rate_dropped,
+                               "queue_dropped": probe.queue_dropped,
+                               "condition_errors": probe.condition_errors,
+                               "condition_error": probe.condition_error}})
+            last_drops, last_report = drops, time.monotonic()
+        stop.wait(TICK)
+
+
+def flush(ctx, queue):
+    """Emits everything queued, in batches; False if the client is gone."""
+    while queue:
+        batch = []
+        while queue and len(batch) < BATCH_MAX:
+            batch.append(queue.popleft())
+        if not ctx.emit({"type": "batch", "items": batch}):
+            return False
+    return True

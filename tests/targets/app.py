@@ -1,0 +1,108 @@
+# Test target for watch/stack/monitor/reset: imports shop, then serves
+# commands on a TCP socket from its main thread (which waits in accept()):
+#   run <scenario> <n>   runs a scenario n times, replies with the results
+#   introspect           identities of shop's functions and code objects
+import asyncio
+import json
+import os
+import socket
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shop  # noqa: E402
+
+BOUND = shop.Calc().scale  # a bound method stored before any watch
+ORIGINAL = {name: (id(getattr(shop, name)), id(getattr(shop, name).__code__))
+            for name in ("add", "divide", "checkout", "fetch", "countdown", "fib")}
+
+
+def outcome(fn, *args, **kwargs):
+    try:
+        return repr(fn(*args, **kwargs))
+    except Exception as e:
+        return "EXC:%s:%s" % (type(e).__name__, e)
+
+
+def scenario(name, n):
+    out = []
+    for i in range(n):
+        if name == "add":
+            out.append(outcome(shop.add, i, i + 1))
+        elif name == "alias":
+            out.append(outcome(shop.alias, i, 1))
+        elif name == "registry":
+            out.append(outcome(shop.HANDLERS["add"], i, 2))
+        elif name == "bound":
+            out.append(outcome(BOUND, i))
+        elif name == "divide":
+            out.append(outcome(shop.divide, i, i % 3))
+        elif name == "checkout":
+            out.append(outcome(shop.checkout, shop.Order(100 + i), "X" if i % 2 else None, express=True))
+        elif name == "mutate":
+            out.append(outcome(shop.mutate, [i]))
+        elif name == "static":
+            out.append(outcome(shop.Calc.twice, i) + outcome(shop.Calc().twice, i))
+        elif name == "classm":
+            out.append(outcome(lambda: shop.Calc.make(i).factor) + outcome(lambda: shop.Calc().make(i).factor))
+        elif name == "inner":
+            out.append(outcome(shop.Calc.Inner().deep, i))
+        elif name == "async":
+            out.append(outcome(asyncio.run, shop.fetch(i)))
+            out.append(outcome(asyncio.run, shop.fetch_fail(i)))
+        elif name == "gen":
+            gen = shop.countdown(3)
+            out.append(repr(list(gen)))
+        elif name == "greet":
+            out.append(outcome(shop.greet, "n%d" % i))
+        elif name == "fib":
+            out.append(outcome(shop.fib, 6))
+        elif name == "mix":
+            for sub in ("add", "divide", "checkout", "static", "inner", "greet", "fib"):
+                out.extend(scenario(sub, 1 + i % 3))
+        elif name == "threads":
+            results = []
+            threads = [threading.Thread(target=lambda k=k: results.extend(scenario("add", 50)), name="w%d" % k)
+                       for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out.append(len(results))
+    return out
+
+
+def introspect():
+    current = {name: (id(getattr(shop, name)), id(getattr(shop, name).__code__)) for name in ORIGINAL}
+    tools = []
+    mon = getattr(sys, "monitoring", None)
+    if mon is not None:
+        tools = [i for i in range(6) if mon.get_tool(i) is not None]
+    return {"same_objects": current == ORIGINAL, "tools": tools,
+            "descriptors": [type(shop.Calc.__dict__["twice"]).__name__, type(shop.Calc.__dict__["make"]).__name__],
+            "never_imported": "peeka_never_imported_mod" not in sys.modules,
+            "threads": threading.active_count()}
+
+
+def main():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
+    while True:
+        conn, _ = srv.accept()
+        try:
+            words = conn.recv(256).decode().split()
+            if words[0] == "run":
+                reply = scenario(words[1], int(words[2]))
+            elif words[0] == "introspect":
+                reply = introspect()
+            else:
+                reply = {"error": "unknown"}
+            conn.sendall((json.dumps(reply) + "\n").encode())
+        finally:
+            conn.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+# Target for the watch benchmark: a small function, timed in a tight loop on
+# request. Commands on its TCP socket (one per connection):
+#   time N        ns per call of small() over N calls
+#   naive N       the same through a decorator that JSON-serialises every call (baseline)
+#   burst N       N calls as fast as possible (observation throughput)
+#   stamp N MS    N calls of small(time.time(), 0), MS ms apart (call-to-line latency)
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchmod  # noqa: E402
+
+
+def naive(fn):
+    sink = []
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        result = fn(*args, **kwargs)
+        sink.append(json.dumps({"func": fn.__name__, "args": args, "kwargs": kwargs, "result": result,
+                                "ms": (time.perf_counter() - t0) * 1000}))
+        if len(sink) > 1000:
+            del sink[:]
+        return result
+    return wrapper
+
+
+def loop(fn, n):
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        fn(i, 1)
+    return (time.perf_counter_ns() - t0) / n
+
+
+def main():
+    naive_small = naive(benchmod.small)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
+    while True:
+        conn, _ = srv.accept()
+        words = conn.recv(256).decode().split()
+        if words[0] == "time":
+            reply = loop(benchmod.small, int(words[1]))
+        elif words[0] == "naive":
+            reply = loop(naive_small, int(words[1]))
+        elif words[0] == "burst":
+            reply = loop(benchmod.small, int(words[1]))
+        elif words[0] == "stamp":
+            for _ in range(int(words[1])):
+                benchmod.small(time.time(), 0)
+                time.sleep(float(words[2]) / 1000)
+            reply = "done"
+        conn.sendall((json.dumps(reply) + "\n").encode())
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+def small(x, y):
+    return x + y

@@ -1,0 +1,85 @@
+# A small module with every kind of function peeka must be able to watch.
+import asyncio
+import functools
+
+
+def add(x, y):
+    return x + y
+
+
+def divide(x, y):
+    return x / y
+
+
+class Order(object):
+    def __init__(self, total):
+        self.total = total
+
+
+def checkout(order, coupon=None, *, express=False):
+    order.total = round(order.total * (0.9 if coupon else 1.0), 2)
+    return order.total + (5 if express else 0)
+
+
+def mutate(items):
+    items.append("added")
+    return len(items)
+
+
+class Calc(object):
+    factor = 2
+
+    def scale(self, x):
+        return x * self.factor
+
+    @staticmethod
+    def twice(x):
+        return 2 * x
+
+    @classmethod
+    def make(cls, factor):
+        c = cls()
+        c.factor = factor
+        return c
+
+    class Inner(object):
+        def deep(self, v):
+            return v - 1
+
+
+async def fetch(x):
+    await asyncio.sleep(0.01)
+    return x * 10
+
+
+async def fetch_fail(x):
+    await asyncio.sleep(0.005)
+    raise KeyError(x)
+
+
+def countdown(n):
+    while n > 0:
+        yield n
+        n -= 1
+    return "done"
+
+
+def logged(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+@logged
+def greet(name):
+    return "hi " + name
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+# Ways of reaching add() that exist before any watch: an alias and a registry.
+alias = add
+HANDLERS = {"add": add}
