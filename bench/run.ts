@@ -3,6 +3,7 @@
 //   - the CLI's start time for --help
 //   - the agent's resident memory in the target
 import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
+import { benchWatch } from "./watch.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -83,4 +84,10 @@ for (const py of pythons()) {
     );
   }
 }
+console.log(
+  "\nwatch cost — ns per call of a 2-argument function, added to the plain cost (best of 3 × 200 000 calls);" +
+    "\n'naive' is a decorator that JSON-serialises every call; throughput and latency with --rate 0:",
+);
+for (const py of pythons()) console.log(await benchWatch(py));
+
 console.log(`\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms`);

@@ -4,6 +4,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import {
   cli,
   cliEnv,
+  DENO,
   pythons,
   REPO,
   sleep,
@@ -316,6 +317,32 @@ for (const py of pythons()) {
         }
         await restored(target);
       });
+
+      await t.step(
+        'JSON lines piped to jq select(.type == "observation") as in the seed',
+        async () => {
+          const cmd =
+            `${DENO} run -A ${REPO}/mod.ts watch shop.add -n 2 | /usr/bin/jq -c 'select(.type == "observation") | .args'`;
+          const child = new Deno.Command("/bin/sh", {
+            args: ["-c", cmd],
+            env,
+            clearEnv: true,
+            cwd: REPO,
+            stdout: "piped",
+          }).spawn();
+          await waitUntil(
+            async () => {
+              const list = await cli(["reset", "--list", "--json"], env);
+              return (list.lines[0] as { data: { total: number } }).data.total === 1;
+            },
+            10000,
+            "the piped watch is armed",
+          );
+          await run("add", 2);
+          const out = await child.output();
+          assertEquals(new TextDecoder().decode(out.stdout).trim().split("\n"), ["[0,1]", "[1,2]"]);
+        },
+      );
 
       await t.step("two clients each see only their own watch", async () => {
         const a = new StreamingCli(["watch", "shop.add", "-n", "2"], env);

@@ -9,7 +9,7 @@ import _thread
 
 QUEUE_MAX = 10000        # observations waiting to be sent; beyond: dropped and counted
 BATCH_MAX = 512          # observations per frame
-TICK = 0.02              # how often the queue is drained (s)
+TICK = 0.005             # how often the queue is drained (s): bounds call-to-line latency
 DROP_REPORT_EVERY = 1.0  # at most one drop event per second
 
 
@@ -55,6 +55,10 @@ class WatchProbe(object):
         self.on_success = finish or bool(opts.get("success"))
         self.on_failure = finish or bool(opts.get("exception"))
         self.capture_args = True
+        self.cond_names = tuple(cond.names) if cond is not None else ()
+        # Decide at entry unless the condition reads what only the exit knows.
+        self.decide_at_entry = not (set(self.cond_names) & {"cost", "result", "exception"})
+        self.arg_index = {}
         self.queue = collections.deque()
         self.count = 0           # observations accepted (numbered 1, 2, ...)
         self.calls = 0
@@ -70,23 +74,44 @@ class WatchProbe(object):
     # -- engine callbacks (target threads) ---------------------------------
     def on_enter(self, call):
         self.calls += 1
-        if self.on_entry:
-            self.consider(call, "AtEnter", None, None, 0)
+        if self.reached():
+            return False
+        if self.decide_at_entry:
+            # The condition needs nothing from the exit: decide now, so a call that will not be
+            # shown costs no exit processing at all.
+            if self.cond is not None and not self.matches(call, None, None, None):
+                return False
+            if not self.rate.allow():
+                self.rate_dropped += 1
+                return False
+            if self.on_entry:
+                self.record(call, "AtEnter", None, None, 0)
+        elif self.on_entry:
+            self.consider(call, "AtEnter", None, None, None)
         return self.on_success or self.on_failure
 
     def on_exit(self, call, result, exc, duration_ns):
-        if (exc is None and self.on_success) or (exc is not None and self.on_failure):
-            self.consider(call, "AtExit" if exc is None else "AtExceptionExit", result, exc, duration_ns)
+        if not ((exc is None and self.on_success) or (exc is not None and self.on_failure)):
+            return
+        location = "AtExit" if exc is None else "AtExceptionExit"
+        if self.decide_at_entry:
+            self.record(call, location, result, exc, duration_ns)
+        else:
+            self.consider(call, location, result, exc, duration_ns)
 
     # -- deciding and recording --------------------------------------------
     def consider(self, call, location, result, exc, duration_ns):
+        """Condition (with what the exit knows), then the rate limit, then record."""
         if self.reached():
             return
-        if self.cond is not None and not self.matches(call, location, result, exc, duration_ns):
+        if self.cond is not None and not self.matches(call, result, exc, duration_ns):
             return
         if not self.rate.allow():
             self.rate_dropped += 1
             return
+        self.record(call, location, result, exc, duration_ns)
+
+    def record(self, call, location, result, exc, duration_ns):
         if len(self.queue) >= QUEUE_MAX:
             self.queue_dropped += 1
             return
@@ -95,15 +120,29 @@ class WatchProbe(object):
                 return
             self.count += 1
             n = self.count
-        self.queue.append(self.observation(call, location, result, exc, duration_ns, n))
+        self.queue.append(self.observation(call, location, result, exc, duration_ns or 0, n))
 
-    def matches(self, call, location, result, exc, duration_ns):
-        env = dict(zip(call.arg_names, call.args))
-        env.update(call.kwargs)
-        env.update(params=call.args, args=call.args, kwargs=call.kwargs, target=call.self_obj,
-                   result=result, exception=exc)
-        if location != "AtEnter":
-            env["cost"] = duration_ns / 1e6
+    def matches(self, call, result, exc, duration_ns):
+        """Evaluates the condition with only the names it uses (building the rest costs time)."""
+        env = {}
+        for name in self.cond_names:
+            if name in ("params", "args"):
+                env[name] = call.args
+            elif name == "kwargs":
+                env[name] = call.kwargs
+            elif name == "target":
+                env[name] = call.self_obj
+            elif name == "result":
+                env[name] = result
+            elif name == "exception":
+                env[name] = exc
+            elif name == "cost":
+                if duration_ns is not None:
+                    env[name] = duration_ns / 1e6
+            elif name in self.arg_index:
+                env[name] = call.args[self.arg_index[name]] if self.arg_index[name] < len(call.args) else None
+            elif name in call.kwargs:
+                env[name] = call.kwargs[name]
         try:
             return self.cond.evaluate(env)
         except Exception as e:  # ConditionEvalError: counted and reported, never raised
@@ -171,6 +210,9 @@ def run(ctx, args):
     if mode == "stack":
         opts.update(before=True, success=False, exception=False, finish=False)
     probe = WatchProbe(inst, ser, cond, opts)
+    for t in targets:  # argument names a condition may use, by position
+        for i, name in enumerate(t.arg_names):
+            probe.arg_index.setdefault(name, i)
     names = [t.name for t in targets]
     stop = ctx.cancelled
     registry = ctx.agent.state.setdefault("watches", {})

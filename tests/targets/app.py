@@ -58,7 +58,7 @@ def scenario(name, n):
         elif name == "fib":
             out.append(outcome(shop.fib, 6))
         elif name == "mix":
-            for sub in ("add", "divide", "checkout", "static", "inner", "greet", "fib"):
+            for sub in ("add", "divide", "checkout", "static", "inner", "greet", "fib", "threads"):
                 out.extend(scenario(sub, 1 + i % 3))
         elif name == "threads":
             results = []
