@@ -40,7 +40,11 @@ async function observe(
   );
   if (!c.lines.some((l) => l.type === "error")) await trigger();
   const code = await c.done;
-  return { code, obs: c.observations() as Obs[], cli: c };
+  const obs = c.observations() as Obs[];
+  if (code === 0 && !obs.length) {
+    throw new Error(`no observation: ${JSON.stringify(c.lines)} ${c.stderr}`);
+  }
+  return { code, obs, cli: c };
 }
 
 async function restored(t: Target) {
@@ -397,6 +401,14 @@ for (const py of pythons()) {
         assertEquals((r.lines[0] as { data: { count: number } }).data.count, 1);
         assertEquals(await w.done, 0);
         assert(w.lines.some((l) => l.event === "watch_stopped"));
+        const many = ["shop.add", "shop.divide", "shop.Calc.*"].map((p) =>
+          new StreamingCli(["watch", p], env)
+        );
+        const mon = new StreamingCli(["monitor", "shop.fib", "-c", "60"], env);
+        for (const c of [...many, mon]) await c.waitFor((l) => l.type === "event");
+        const all = await cli(["reset", "--all", "--json"], env);
+        assertEquals((all.lines[0] as { data: { count: number } }).data.count, 4);
+        for (const c of [...many, mon]) assertEquals(await c.done, 0);
         await restored(target);
       });
 
