@@ -115,12 +115,13 @@ class WatchProbe(object):
         if len(self.queue) >= QUEUE_MAX:
             self.queue_dropped += 1
             return
+        obs = self.observation(call, location, result, exc, duration_ns or 0)  # before counting it
         with self.lock:
             if self.reached():
                 return
             self.count += 1
-            n = self.count
-        self.queue.append(self.observation(call, location, result, exc, duration_ns or 0, n))
+            obs["count"] = self.count
+            self.queue.append(obs)
 
     def matches(self, call, result, exc, duration_ns):
         """Evaluates the condition with only the names it uses (building the rest costs time)."""
@@ -150,7 +151,7 @@ class WatchProbe(object):
             self.condition_error = str(e)
             return False
 
-    def observation(self, call, location, result, exc, duration_ns, n):
+    def observation(self, call, location, result, exc, duration_ns):
         ser, depth = self.ser, self.depth
         obs = {
             "type": "observation",
@@ -165,7 +166,7 @@ class WatchProbe(object):
             "success": exc is None,
             "exception": ser.exception_info(exc) if exc is not None else None,
             "duration_ms": round(duration_ns / 1e6, 6),
-            "count": n,
+            "count": None,  # numbered when queued
             "thread": {"id": call.thread_id, "name": thread_name(call.thread_id)},
         }
         if self.stack_depth is not None:
