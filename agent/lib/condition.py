@@ -545,3 +545,14 @@ class Condition(object):
 
     def __repr__(self):
         return "Condition(%r)" % self.source
+
+
+def compile_for_command(source):
+    """compile_condition() for a command snippet: None for no condition; a refusal becomes the
+    agent's CommandError (defined in this module's namespace by the agent) with code BAD_CONDITION."""
+    if not source:
+        return None
+    try:
+        return compile_condition(source)
+    except ConditionError as e:
+        raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")  # noqa: F821

@@ -873,3 +873,15 @@ def stats():
     """Engine health: exceptions swallowed, evictions, calls in flight, tool id, problems."""
     with _lock:
         return dict(_counters, in_flight=len(_inflight), tool_id=_monitor["tool"], problems=list(_problems))
+
+
+def resolve_for_command(pattern):
+    """resolve() for a command snippet: failures become the agent's CommandError (defined in this
+    module's namespace by the agent when it loads the library), with the code the CLI shows."""
+    if not isinstance(pattern, str) or not pattern:
+        raise CommandError("a function pattern is required, e.g. myapp.orders.Order.total",  # noqa: F821
+                           code="BAD_ARGS")
+    try:
+        return resolve(pattern)
+    except InstrumentError as e:
+        raise CommandError(str(e), code=e.code)  # noqa: F821

@@ -93,17 +93,8 @@ def run(ctx, args):
     times = int(args.get("times", -1))
     if cycle <= 0:
         raise CommandError("the cycle must be a positive number of seconds", code="BAD_ARGS")
-    try:
-        targets = inst.resolve(pattern)
-    except inst.InstrumentError as e:
-        raise CommandError(str(e), code=e.code)
-    cond = None
-    if args.get("condition"):
-        condition = ctx.agent.lib("condition")
-        try:
-            cond = condition.compile_condition(args["condition"])
-        except condition.ConditionError as e:
-            raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")
+    targets = inst.resolve_for_command(pattern)
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
     names = [t.name for t in targets]
     probe = MonitorProbe(names, cond)
     monitor_id = "monitor_%06x" % (id(ctx) & 0xFFFFFF)

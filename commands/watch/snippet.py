@@ -193,19 +193,8 @@ def run(ctx, args):
     ser = ctx.agent.lib("serialize")
     mode = args.get("mode", "watch")
     pattern = args.get("pattern")
-    if not isinstance(pattern, str) or not pattern:
-        raise CommandError("a function pattern is required, e.g. myapp.orders.Order.total", code="BAD_ARGS")
-    try:
-        targets = inst.resolve(pattern)
-    except inst.InstrumentError as e:
-        raise CommandError(str(e), code=e.code)
-    cond = None
-    if args.get("condition"):
-        condition = ctx.agent.lib("condition")
-        try:
-            cond = condition.compile_condition(args["condition"])
-        except condition.ConditionError as e:
-            raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")
+    targets = inst.resolve_for_command(pattern)
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
     watch_id = "%s_%06x" % (mode, id(ctx) & 0xFFFFFF)
     opts = dict(args, watch_id=watch_id)
     if mode == "stack":
