@@ -378,7 +378,7 @@ def _original_code(func):
 # ---------------------------------------------------------------------------
 class _Record(object):
     """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
-    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "capture", "calls",
+    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "capture", "calls", "gates",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
                  "trampoline")
 
@@ -387,7 +387,7 @@ class _Record(object):
         self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
         self.owners = []            # [(handle, target)]
         self.pairs = ()             # ((on_enter, handle, target), ...): what the callbacks read
-        self.capture, self.calls, self.trampoline = False, 0, None
+        self.capture, self.calls, self.trampoline, self.gates = False, 0, None, None
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
         self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
@@ -399,6 +399,21 @@ class _Record(object):
         """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock)."""
         self.capture = any(getattr(h.probe, "capture_args", True) for h, _ in self.owners)
         self.pairs = tuple((h.probe.on_enter, h, t) for h, t in self.owners)
+        # Probes may offer admit(): a no-argument check run before anything is captured. When
+        # every probe has one and all say no, the call costs nothing more.
+        gates = tuple(getattr(h.probe, "admit", None) for h, _ in self.owners)
+        self.gates = gates if gates and None not in gates else None
+
+
+def _admitted(rec):
+    """False when every probe's admit() declines this call (then nothing is captured or made)."""
+    for admit in rec.gates:
+        try:
+            if admit():
+                return True
+        except Exception:
+            return True
+    return False
 
 
 _lock = _thread.allocate_lock()
@@ -433,6 +448,9 @@ def _begin(rec, frame, values=None):
     they are read from the frame. Never raises."""
     try:
         rec.calls += 1
+        # (sys.monitoring checks the gates before it even looks up the frame)
+        if values is not None and rec.gates is not None and not _admitted(rec):
+            return None
         captured = _capture(rec, frame, values) if rec.capture else None
         head = tail = None
         for on_enter, handle, target in rec.pairs:
@@ -529,6 +547,9 @@ def _mon_start(code, offset):
     try:
         rec = _records.get(code)
         if rec is not None and rec.pairs:
+            if rec.gates is not None and not _admitted(rec):
+                rec.calls += 1
+                return
             frame = _getframe(1)    # the instrumented frame: this callback is called from it
             head = _begin(rec, frame)
             # CPython calls us from that frame, so the code always matches; checked only for a

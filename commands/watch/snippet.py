@@ -72,7 +72,23 @@ class WatchProbe(object):
         return 0 <= self.times <= self.count
 
     # -- engine callbacks (target threads) ---------------------------------
+    def admit(self):
+        """Before any argument is captured: with no condition, the rate limit alone decides."""
+        if self.cond is not None:
+            return True
+        self.calls += 1
+        if self.reached():
+            return False
+        if self.rate.allow():
+            return True
+        self.rate_dropped += 1
+        return False
+
     def on_enter(self, call):
+        if self.cond is None:  # admit() has counted the call and taken its token
+            if self.on_entry:
+                self.record(call, "AtEnter", None, None, 0)
+            return self.on_success or self.on_failure
         self.calls += 1
         if self.reached():
             return False
