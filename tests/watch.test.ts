@@ -391,6 +391,20 @@ for (const py of pythons()) {
           first.fail_rate > 0.33 && first.fail_rate < 0.34 && first.p95_ms >= first.min_ms,
           JSON.stringify(first),
         );
+        const filtered = new StreamingCli([
+          "monitor",
+          "shop.add",
+          "-c",
+          "0.5",
+          "-n",
+          "1",
+          "--condition",
+          "x > 2",
+        ], env);
+        await filtered.waitFor((l) => l.type === "event");
+        await run("add", 6);
+        assertEquals(await filtered.done, 0);
+        assertEquals((filtered.observations()[0] as Record<string, number>).calls, 3);
         await restored(target);
       });
 

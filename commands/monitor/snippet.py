@@ -49,8 +49,8 @@ class MonitorProbe(object):
     def __init__(self, names, cond):
         self.errors = 0
         self.cond = cond
-        self.capture_args = cond is not None and bool(cond.names & {"params", "args", "kwargs", "target"}) \
-            or cond is not None and bool(cond.names - {"cost", "result", "exception"})
+        # Arguments are needed only by a condition that reads more than the exit's values.
+        self.capture_args = cond is not None and bool(set(cond.names) - {"cost", "result", "exception"})
         self.lock = _thread.allocate_lock()
         self.names = names
         self.current = dict((n, Stats()) for n in names)
