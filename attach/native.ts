@@ -27,7 +27,7 @@ import {
   waitThread,
   writeMemory,
 } from "./libc.ts";
-import { type ElfImage, PF_X, PT_LOAD, readElfFile } from "./elf.ts";
+import { type ElfImage, imageBase, PF_X, PT_LOAD, readElfFile } from "./elf.ts";
 import { AttachError } from "./errors.ts";
 import {
   findInterpreter,
@@ -223,10 +223,7 @@ function findSlack(pid: number, maps: Mapping[], interp: Interpreter, need: numb
     } catch {
       continue;
     }
-    const base = Math.min(
-      ...elf.segments.filter((s) => s.type === PT_LOAD).map((s) => s.vaddr - (s.offset % 4096)),
-    );
-    const bias = first.start - base;
+    const bias = first.start - imageBase(elf);
     for (const seg of elf.segments) {
       if (seg.type !== PT_LOAD || !(seg.flags & PF_X)) continue;
       const end = bias + seg.vaddr + seg.filesz;

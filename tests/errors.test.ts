@@ -70,27 +70,15 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
   try {
     const denoDir = Deno.makeTempDirSync();
     Deno.chmodSync(denoDir, 0o777);
-    const out = await new Deno.Command("/usr/bin/setpriv", {
-      args: [
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        DENO,
-        "run",
-        "-A",
-        `${REPO}/mod.ts`,
-        "attach",
-        String(t.pid),
-        "--json",
-      ],
-      env: { ...cliEnv(), HOME: "/tmp", DENO_DIR: denoDir, PEEKA_STATE_DIR: denoDir },
-      clearEnv: true,
-      cwd: REPO,
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout),
-      stderr = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 1, stderr);
-    const e = JSON.parse(stdout.trim().split("\n").pop()!);
+    const r = await cli(
+      ["attach", String(t.pid), "--json"],
+      { ...cliEnv(), HOME: "/tmp", DENO_DIR: denoDir, PEEKA_STATE_DIR: denoDir },
+      undefined,
+      undefined,
+      ["/usr/bin/setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"],
+    );
+    assertEquals(r.code, 1, r.stderr);
+    const e = r.lines[r.lines.length - 1] as { code: string; error: string };
     assertEquals(e.code, "PERMISSION_DENIED");
     assert(/belongs to uid 0; run peeka as that user or as root/.test(e.error), e.error);
     assertEquals(sessionDirOf(t.pid), null);
@@ -102,27 +90,11 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
 Deno.test("attach where ptrace is blocked (a user namespace without CAP_SYS_PTRACE over the target)", async () => {
   const t = await Target.start(py, "idle");
   try {
-    const out = await new Deno.Command("/usr/bin/unshare", {
-      args: [
-        "--user",
-        "--map-root-user",
-        DENO,
-        "run",
-        "-A",
-        `${REPO}/mod.ts`,
-        "attach",
-        String(t.pid),
-        "--json",
-      ],
-      env: cliEnv(),
-      clearEnv: true,
-      cwd: REPO,
-    }).output();
-    const r = {
-      code: out.code,
-      stderr: new TextDecoder().decode(out.stderr),
-      lines: new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l)),
-    };
+    const r = await cli(["attach", String(t.pid), "--json"], cliEnv(), undefined, undefined, [
+      "/usr/bin/unshare",
+      "--user",
+      "--map-root-user",
+    ]);
     const e = theError(r);
     assertEquals(e.code, "PTRACE_DENIED");
     assert(/ptrace access to process \d+ is denied.*CAP_SYS_PTRACE/.test(e.error), e.error);

@@ -2,6 +2,7 @@
 // dies, never stays stopped, keeps computing the same results, and a later
 // attach works.
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { tracerPid } from "../attach/procfs.ts";
 import {
   cli,
   cliEnv,
@@ -16,10 +17,6 @@ import {
 
 const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
 const ROUNDS = Number(Deno.env.get("PEEKA_KILL_ROUNDS") ?? 30);
-
-function tracerOf(pid: number): number {
-  return Number(/TracerPid:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]);
-}
 
 async function killRounds(t: Target, env: Record<string, string>) {
   const tasks = t.taskCount();
@@ -42,7 +39,7 @@ async function killRounds(t: Target, env: Record<string, string>) {
     await sleep(30);
     assert(t.alive(), `round ${i} (kill after ${delay} ms): target died`);
     assert(!"tT".includes(t.state()), `round ${i}: target left stopped`);
-    assertEquals(tracerOf(t.pid), 0, `round ${i}: still traced`);
+    assertEquals(tracerPid(t.pid), 0, `round ${i}: still traced`);
     // If that attach got as far as starting an agent, take it away so the next round injects again.
     if (sessionDirOf(t.pid)) {
       const d = await cli(["detach", String(t.pid), "--json"], env);

@@ -179,15 +179,18 @@ export function cliEnv(extra: Record<string, string> = {}): Record<string, strin
   };
 }
 
+/** Runs the CLI to its end; `wrap` runs it under another program (setpriv, unshare...). */
 export async function cli(
   args: string[],
   env = cliEnv(),
   entry = `${REPO}/mod.ts`,
   cwd = REPO,
+  wrap: string[] = [],
 ): Promise<CliResult> {
   const t0 = performance.now();
-  const out = await new Deno.Command(DENO, {
-    args: ["run", "-A", entry, ...args],
+  const [program, ...before] = [...wrap, DENO];
+  const out = await new Deno.Command(program, {
+    args: [...before, "run", "-A", entry, ...args],
     env,
     clearEnv: true,
     cwd,
