@@ -187,14 +187,23 @@ export function injectNative(pid: number, bootstrap: string): NativeResult {
 
 /** Threads in the order to try: blocked in a safe wait (main first), then futex waiters, then the main thread. */
 function rankThreads(pid: number): ThreadState[] {
-  const threads = listThreads(pid);
   const score = (t: ThreadState) => {
     if (SAFE_WAITS.has(t.syscall)) return t.tid === pid ? 0 : 1;
     if (t.syscall === FUTEX) return t.tid === pid ? 2 : 3;
     return t.tid === pid ? 4 : 5;
   };
-  return threads.filter((t) => t.state !== "Z").sort((a, b) => score(a) - score(b) || a.tid - b.tid)
-    .slice(0, 4);
+  // A thread that was just let go (after a PEP 768 attempt held every thread still) shows as
+  // running for a moment while its system call restarts: look a few times, keep each thread's
+  // best showing. hijack() checks the real state again once the thread is stopped.
+  const best = new Map<number, ThreadState>();
+  for (let look = 0; look < 3; look++) {
+    if (look) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+    for (const t of listThreads(pid)) {
+      const seen = best.get(t.tid);
+      if (t.state !== "Z" && (!seen || score(t) < score(seen))) best.set(t.tid, t);
+    }
+  }
+  return [...best.values()].sort((a, b) => score(a) - score(b) || a.tid - b.tid).slice(0, 4);
 }
 
 interface Slack {
