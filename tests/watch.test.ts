@@ -90,6 +90,26 @@ for (const py of pythons()) {
         await restored(target);
       });
 
+      await t.step("the rate limit drops calls, and every drop is counted", async () => {
+        for (const extra of [[], ["--condition", "x >= 0"]]) {
+          const w = new StreamingCli(["watch", "shop.add", "--rate", "20", ...extra], env);
+          await w.waitFor((l) => l.event === "watch_started" || l.type === "error");
+          await run("add", 3000);
+          await run("add", 3000); // after a pause: skipped calls are counted too
+          w.kill("SIGINT");
+          await w.done;
+          const end = w.lines.find((l) => l.event === "watch_stopped") as {
+            data: Record<string, number>;
+          };
+          const { calls, observations, rate_dropped } = end.data;
+          assertEquals(calls, 6000, JSON.stringify(end.data));
+          assertEquals(observations + rate_dropped, calls, JSON.stringify(end.data));
+          assert(observations >= 20 && observations < 100, JSON.stringify(end.data));
+          assertEquals(w.observations().length, observations);
+        }
+        await restored(target);
+      });
+
       await t.step(
         "every way of reaching the function is seen: alias, registry, other threads",
         async () => {

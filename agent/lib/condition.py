@@ -289,7 +289,8 @@ _GLOBALS = {"__builtins__": {}, "_g_attr": _g_attr, "_g_call": _g_call, "_g_sub"
             "_g_in": _g_in, "_g_pow": _g_pow, "_g_mul": _g_mul, "_g_lshift": _g_lshift, "_g_mod": _g_mod,
             "_f_len": _f_len, "_f_str": _f_str, "_f_int": _f_int, "_f_float": float, "_f_bool": bool,
             "_f_abs": abs, "_f_min": _minmax(min), "_f_max": _minmax(max), "_f_round": _f_round,
-            "_f_repr_short": lambda x: _text(x, 200), "_f_type_name": lambda x: _tn(type(x))}
+            "_f_repr_short": lambda x: _text(x, 200), "_f_type_name": lambda x: _tn(type(x)),
+            "_len": len}         # only in code peeka writes (a condition cannot name _len)
 _OP_GUARDS = {"Pow": _g_pow, "Mult": _g_mul, "LShift": _g_lshift, "Mod": _g_mod}
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
@@ -317,8 +318,8 @@ def _bracket_depth(src):
 class _Compiler(object):
     """Checks the tree against the whitelist and rewrites it to call the guards."""
 
-    def __init__(self, A):
-        self.A, self.nodes, self.names = A, 0, set()
+    def __init__(self, A, positions=None):
+        self.A, self.nodes, self.names, self.positions = A, 0, set(), positions
         self.consts = {}               # id(original node) -> value: constant bombs are refused now
 
     def visit(self, node, depth):
@@ -373,12 +374,27 @@ class _Compiler(object):
         if name.startswith("_"):
             raise ConditionError("%s starting with '_' are not allowed in a condition: '%s'" % (what, name))
 
-    def v_Name(self, node, d):         # a value the caller provides: _e['name']
-        self.check_name(node.id, "names")
-        self.names.add(node.id)
+    def v_Name(self, node, d):
+        """A value the caller provides: _e['name'], or for a call (positions given) a, k, s, an
+        argument by position (None when absent), else k['name']."""
+        name = node.id
+        self.check_name(name, "names")
+        self.names.add(name)
+        A, pos = self.A, self.positions
+        if pos is None:
+            return self.item("_e", self.const(name))
+        if name in ("params", "args", "kwargs", "target"):
+            return A.Name(id={"kwargs": "k", "target": "s"}.get(name, "a"), ctx=A.Load())
+        if name in pos:
+            i = self.const(int(pos[name]))
+            longer = A.Compare(left=self.call("_len", [A.Name(id="a", ctx=A.Load())]), ops=[A.Gt()], comparators=[i])
+            return A.IfExp(test=longer, body=self.item("a", i), orelse=self.const(None))
+        return self.item("k", self.const(name))
+
+    def item(self, var, key):
         A = self.A
-        key = self.const(node.id) if sys.version_info >= (3, 9) else A.Index(value=self.const(node.id))
-        return A.Subscript(value=A.Name(id="_e", ctx=A.Load()), slice=key, ctx=A.Load())
+        key = key if sys.version_info >= (3, 9) else A.Index(value=key)
+        return A.Subscript(value=A.Name(id=var, ctx=A.Load()), slice=key, ctx=A.Load())
 
     def v_Attribute(self, node, d):
         self.check_name(node.attr, "attributes")
@@ -500,15 +516,22 @@ def compile_condition(source):
         raise ConditionError("syntax error: %s%s" % (e.msg, " (column %d)" % e.offset if e.offset else ""))
     except (ValueError, MemoryError, RecursionError) as e:
         raise ConditionError("condition cannot be parsed: %s" % (str(e) or type(e).__name__))
-    compiler = _Compiler(A)
-    wrapper = compile("lambda _e: 0", "<condition>", "eval", A.PyCF_ONLY_AST, True)
+    fn, names = _build(A, tree, None)
+    return Condition(source, names, fn)
+
+
+def _build(A, tree, positions):
+    """The checked, guarded function: fn(_e) reading names from a dict, or with `positions`
+    fn(a, k, s) reading them from a call's args, kwargs and self (see _Compiler.v_Name)."""
+    compiler = _Compiler(A, positions)
+    wrapper = compile("lambda _e: 0" if positions is None else "lambda a, k, s: 0", "<condition>", "eval",
+                      A.PyCF_ONLY_AST, True)
     wrapper.body.body = compiler.visit(tree.body, 1)
     _fill_locations(wrapper, A)
     try:
-        fn = eval(_compile(wrapper, 0), _GLOBALS)
+        return eval(_compile(wrapper, 0), _GLOBALS), frozenset(compiler.names)
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
         raise ConditionError("condition cannot be compiled: %s" % e)
-    return Condition(source, frozenset(compiler.names), fn)
 
 
 def _describe(e):
@@ -533,15 +556,32 @@ class Condition(object):
             return True if self._fn(env) else False
         except (ConditionEvalError, KeyboardInterrupt):
             raise
-        except KeyError as e:
+        except BaseException as e:
+            raise ConditionEvalError(self._explain(e, env))
+
+    def for_calls(self, positions):
+        """The hot path's form: (test, explain). test(args, kwargs, self_obj) -> truthy reads the
+        names straight from the call (no dict is built) and may raise anything; explain(e, args,
+        kwargs, self_obj) turns that into the message evaluate() would give. `positions` maps
+        argument names to their index in args; other names are looked up in kwargs."""
+        import _ast as A
+        test, _ = _build(A, _compile(self.source, A.PyCF_ONLY_AST), positions)
+
+        def explain(e, a, k, s):
+            if isinstance(e, ConditionEvalError):
+                return str(e)
+            env = dict(k)
+            env.update((n, a[i] if len(a) > i else None) for n, i in positions.items())
+            env.update(params=a, args=a, kwargs=k, target=s)
+            return self._explain(e, env)
+        return test, explain
+
+    def _explain(self, e, env):
+        if isinstance(e, KeyError):
             key = e.args[0] if len(e.args) == 1 else None
             if type(key) is str and key in self.names and key not in env:
-                message = "name '%s' is not available here" % key
-            else:
-                message = _describe(e)
-        except BaseException as e:
-            message = _describe(e)
-        raise ConditionEvalError(message)
+                return "name '%s' is not available here" % key
+        return _describe(e)
 
     def __repr__(self):
         return "Condition(%r)" % self.source

@@ -139,7 +139,10 @@ _clock_ref = (0.0, -10 ** 12)
 
 
 class Probe(object):
-    """Base class for probes (any object with these attributes will do)."""
+    """Base class for probes (any object with these attributes will do). Optional, for speed:
+    `admit()` -> bool, asked before anything is captured; `acceptor(target)` -> None or a
+    callable(args, kwargs, self_obj) -> bool, asked once the arguments are captured. A call
+    either declines is never built, and on_enter/on_exit do not hear of it."""
     capture_args = True
     errors = 0
 
@@ -157,7 +160,28 @@ class Handle(object):
         self.probe, self.targets = probe, list(targets)
         self.records = []
         self.active = True
+        self.paused = False
+        self._skipped_at = 0
         self.problems = []          # e.g. a __code__ replaced by someone else meanwhile
+
+    # A probe that wants no calls for a while (its rate limit is spent) pauses: once every probe
+    # on a function has paused, a call costs one attribute test. May be called from any thread:
+    # a stale `shut` only costs a call through the slow path (which declines it), never a lost one.
+    def pause(self):
+        if not self.paused:
+            self._skipped_at = sum(r.skipped for r in self.records)
+            self.paused = True
+            for r in self.records:
+                r.reshut()
+
+    def resume(self):
+        """Ends a pause; returns how many calls the engine skipped for this probe meanwhile."""
+        if not self.paused:
+            return 0
+        self.paused = False
+        for r in self.records:
+            r.reshut()
+        return max(0, sum(r.skipped for r in self.records) - self._skipped_at)
 
 
 # ---------------------------------------------------------------------------
@@ -378,7 +402,7 @@ def _original_code(func):
 # ---------------------------------------------------------------------------
 class _Record(object):
     """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
-    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "capture", "calls", "gates",
+    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "calls", "shut", "skipped",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
                  "trampoline")
 
@@ -386,8 +410,8 @@ class _Record(object):
         code = target.code
         self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
         self.owners = []            # [(handle, target)]
-        self.pairs = ()             # ((on_enter, handle, target), ...): what the callbacks read
-        self.capture, self.calls, self.trampoline, self.gates = False, 0, None, None
+        self.pairs = ()             # what the callbacks read: see refresh()
+        self.calls, self.skipped, self.shut, self.trampoline = 0, 0, True, None
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
         self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
@@ -396,24 +420,22 @@ class _Record(object):
         self.resumable = bool(code.co_flags & _RESUMABLE)
 
     def refresh(self):
-        """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock)."""
-        self.capture = any(getattr(h.probe, "capture_args", True) for h, _ in self.owners)
-        self.pairs = tuple((h.probe.on_enter, h, t) for h, t in self.owners)
-        # Probes may offer admit(): a no-argument check run before anything is captured. When
-        # every probe has one and all say no, the call costs nothing more.
-        gates = tuple(getattr(h.probe, "admit", None) for h, _ in self.owners)
-        self.gates = gates if gates and None not in gates else None
+        """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock). Per probe:
+        admit() (a check before anything is captured), its acceptor for this target (a check on
+        the captured arguments), whether it wants the arguments, on_enter."""
+        pairs = []
+        for h, t in self.owners:
+            probe = h.probe
+            make = getattr(probe, "acceptor", None)
+            accept = make(t) if make is not None else None
+            wants = accept is not None or getattr(probe, "capture_args", True)
+            pairs.append((getattr(probe, "admit", None), accept, wants, probe.on_enter, h, t))
+        self.pairs = tuple(pairs)
+        self.reshut()
 
-
-def _admitted(rec):
-    """False when every probe's admit() declines this call (then nothing is captured or made)."""
-    for admit in rec.gates:
-        try:
-            if admit():
-                return True
-        except Exception:
-            return True
-    return False
+    def reshut(self):
+        # Shut: every probe has paused, so a call costs one attribute test and a count.
+        self.shut = all(h.paused for h, _ in self.owners)
 
 
 _lock = _thread.allocate_lock()
@@ -445,21 +467,25 @@ def _note(message):
 def _begin(rec, frame, values=None):
     """Offers a new call to every probe; returns the first Call kept (others chained on
     _next) or None. `values` are the parameters as a trampoline passes them; without them
-    they are read from the frame. Never raises."""
+    they are read from the frame, once, and only if a probe gets far enough to want them.
+    Never raises."""
     try:
         rec.calls += 1
-        # (sys.monitoring checks the gates before it even looks up the frame)
-        if values is not None and rec.gates is not None and not _admitted(rec):
-            return None
-        captured = _capture(rec, frame, values) if rec.capture else None
+        captured = None
         head = tail = None
-        for on_enter, handle, target in rec.pairs:
-            call = Call()
-            call.target = target
-            call.frame = frame
-            if captured is not None:
-                call._captured = captured
+        for admit, accept, wants, on_enter, handle, target in rec.pairs:
             try:
+                if admit is not None and not admit():
+                    continue
+                if wants and captured is None:
+                    captured = _capture(rec, frame, values)
+                if accept is not None and not accept(*captured):
+                    continue
+                call = Call()
+                call.target = target
+                call.frame = frame
+                if captured is not None:
+                    call._captured = captured
                 keep = on_enter(call)
             except Exception:
                 _probe_failed(handle.probe)
@@ -546,18 +572,19 @@ def _probe_failed(probe):
 def _mon_start(code, offset):
     try:
         rec = _records.get(code)
-        if rec is not None and rec.pairs:
-            if rec.gates is not None and not _admitted(rec):
-                rec.calls += 1
-                return
-            frame = _getframe(1)    # the instrumented frame: this callback is called from it
-            head = _begin(rec, frame)
-            # CPython calls us from that frame, so the code always matches; checked only for a
-            # kept call (f_code costs ~70 ns on 3.12) to keep the table right whatever happens.
-            if head is not None and frame.f_code is code:
-                _inflight[frame] = head
-                if rec.resumable and len(_inflight) > _INFLIGHT_MAX:
-                    _evict_oldest()  # only generators and coroutines can be abandoned
+        if rec is None:
+            return
+        if rec.shut:
+            rec.skipped += 1
+            return
+        frame = _getframe(1)        # the instrumented frame: this callback is called from it
+        head = _begin(rec, frame)
+        # CPython calls us from that frame, so the code always matches; checked only for a
+        # kept call (f_code costs ~70 ns on 3.12) to keep the table right whatever happens.
+        if head is not None and frame.f_code is code:
+            _inflight[frame] = head
+            if rec.resumable and len(_inflight) > _INFLIGHT_MAX:
+                _evict_oldest()     # only generators and coroutines can be abandoned
     except Exception:
         _counters["engine_errors"] += 1
 
@@ -670,7 +697,11 @@ def __peeka_outer__():
     %(async)sdef __peeka_tramp__(%(params)s):
         %(nonlocal)s
         __peeka_E, __peeka_X, __peeka_F, __peeka_R, __peeka_G = "__peeka_consts__"
-        __peeka_c = __peeka_E(__peeka_R, __peeka_G(), (%(values)s))
+        if __peeka_R.shut:
+            __peeka_R.skipped += 1
+            __peeka_c = None
+        else:
+            __peeka_c = __peeka_E(__peeka_R, __peeka_G(), (%(values)s))
 '''
 _BODY = '''
         if __peeka_c is None:
@@ -869,7 +900,7 @@ def _deactivate(rec, handle):
     if _records.get(rec.key) is not rec:
         return 0
     del _records[rec.key]
-    rec.owners, rec.pairs = [], ()
+    rec.owners, rec.pairs, rec.shut = [], (), True
     if rec.mechanism == "monitoring":
         _unmonitor(rec)
         return 1
@@ -887,7 +918,7 @@ def status():
     with _lock:
         return [{"name": rec.target.name, "names": sorted(set(t.name for _, t in rec.owners)),
                  "kind": rec.target.kind, "probes": len(rec.owners), "mechanism": rec.mechanism,
-                 "calls": rec.calls} for rec in _records.values()]
+                 "calls": rec.calls + rec.skipped} for rec in _records.values()]
 
 
 def stats():

@@ -21,6 +21,10 @@ class RateLimit(object):
         self.tokens = self.rate
         self.last = time.monotonic()
 
+    def ready(self):
+        """True when allow() would say yes now (without taking a token)."""
+        return self.rate <= 0 or self.tokens + (time.monotonic() - self.last) * self.rate >= 1.0
+
     def allow(self):
         if self.rate <= 0:
             return True
@@ -67,44 +71,78 @@ class WatchProbe(object):
         self.condition_errors = 0
         self.condition_error = None
         self.lock = _thread.allocate_lock()
+        self.handle = None       # set once installed: pause()/resume() go through it
+        if cond is not None and self.decide_at_entry:
+            self.admit = None    # the acceptor counts and decides: one call fewer per call
 
     def reached(self):
         return 0 <= self.times <= self.count
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
-        """Before any argument is captured: with no condition, the rate limit alone decides."""
+        """Before any argument is captured: counts the call; with no condition the rate limit
+        decides here, and once it is spent the engine is told to skip calls until it refills."""
+        self.calls += 1
+        if 0 <= self.times <= self.count:
+            self.pause()
+            return False
         if self.cond is not None:
             return True
-        self.calls += 1
-        if self.reached():
-            return False
         if self.rate.allow():
             return True
         self.rate_dropped += 1
+        self.pause()
         return False
 
-    def on_enter(self, call):
-        if self.cond is None:  # admit() has counted the call and taken its token
-            if self.on_entry:
-                self.record(call, "AtEnter", None, None, 0)
-            return self.on_success or self.on_failure
-        self.calls += 1
-        if self.reached():
+    def acceptor(self, target):
+        """A condition that needs nothing from the exit is decided on the captured arguments,
+        before the engine builds anything for the call."""
+        if self.cond is None or not self.decide_at_entry:
+            return None
+        test, explain = self.cond.for_calls(dict((n, i) for i, n in enumerate(target.arg_names)))
+        allow = self.rate.allow
+
+        def accept(args, kwargs, self_obj):
+            self.calls += 1
+            if 0 <= self.times <= self.count:
+                self.pause()
+                return False
+            try:
+                if not test(args, kwargs, self_obj):
+                    return False
+            except KeyboardInterrupt:
+                raise
+            except BaseException as e:  # counted and reported, never raised into the target
+                self.condition_errors += 1
+                self.condition_error = explain(e, args, kwargs, self_obj)
+                return False
+            if allow():
+                return True
+            self.rate_dropped += 1
             return False
-        if self.decide_at_entry:
-            # The condition needs nothing from the exit: decide now, so a call that will not be
-            # shown costs no exit processing at all.
-            if self.cond is not None and not self.matches(call, None, None, None):
-                return False
-            if not self.rate.allow():
-                self.rate_dropped += 1
-                return False
-            if self.on_entry:
+        return accept
+
+    def on_enter(self, call):
+        if self.on_entry:
+            if self.decide_at_entry:  # admit() or accept() has decided and taken the token
                 self.record(call, "AtEnter", None, None, 0)
-        elif self.on_entry:
-            self.consider(call, "AtEnter", None, None, None)
+            else:
+                self.consider(call, "AtEnter", None, None, None)
         return self.on_success or self.on_failure
+
+    # -- pausing (rate limit spent, or -n reached) ---------------------------
+    def pause(self):
+        if self.handle is not None:
+            self.handle.pause()
+
+    def reopen(self, final=False):
+        """Agent thread, every tick: ends a pause once the rate limit has a token again (or
+        the watch ends), and counts the calls skipped meanwhile as dropped."""
+        h = self.handle
+        if h is not None and h.paused and not self.reached() and (final or self.rate.ready()):
+            skipped = h.resume()
+            self.calls += skipped
+            self.rate_dropped += skipped
 
     def on_exit(self, call, result, exc, duration_ns):
         if not ((exc is None and self.on_success) or (exc is not None and self.on_failure)):
@@ -223,7 +261,7 @@ def run(ctx, args):
     stop = ctx.cancelled
     registry = ctx.agent.state.setdefault("watches", {})
     ctx.agent.on_detach("instrument", inst.uninstall_all)
-    handle = inst.install(targets, probe)
+    handle = probe.handle = inst.install(targets, probe)
     registry[watch_id] = {"watch_id": watch_id, "command": mode, "pattern": pattern,
                           "functions": names, "stop": stop}
     started = time.time()
@@ -233,6 +271,7 @@ def run(ctx, args):
                            "condition": args.get("condition")}})
         stream(ctx, probe, stop)
     finally:
+        probe.reopen(final=True)  # counts what a pause skipped
         inst.uninstall(handle)
         registry.pop(watch_id, None)
     summary = {"watch_id": watch_id, "pattern": pattern, "observations": probe.count, "calls": probe.calls,
@@ -248,6 +287,7 @@ def stream(ctx, probe, stop):
     """Sends queued observations until -n is reached, the client leaves, or reset/detach stops us."""
     last_drops, last_report = 0, time.monotonic()
     while flush(ctx, probe.queue):
+        probe.reopen()
         if probe.reached() or stop.is_set():
             flush(ctx, probe.queue)
             return

@@ -191,6 +191,24 @@ def test_condition(C):
             check("condition %s -> %s" % (source, expected), False, "%s: %s" % (type(e).__name__, e))
     check("condition examples ran no target method", CALLS == [], CALLS)
 
+    # The hot path's form reads names straight from (args, kwargs, self) and must agree.
+    positions = {"x": 0, "y": 1, "order": 2}
+    call = ((4, 7, order), {"debug": True, "z": 9}, None)
+    for source, expected in [("x + y > 10", True), ("params[0] == 4 and len(args) == 3", True),
+                             ("kwargs.get('debug') == True", True), ("order.total > 100", True),
+                             ("z == 9 and target is None", True), ("x > 100", False)]:
+        test, _ = compile_condition(source).for_calls(positions)
+        check("for_calls %s -> %s" % (source, expected), bool(test(*call)) is expected)
+    test, _ = compile_condition("y is None").for_calls(positions)
+    check("for_calls: a missing positional is None", test((4,), {}, None) is True)
+    test, explain = compile_condition("w == 1").for_calls(positions)
+    try:
+        test(*call)
+        check("for_calls: unknown name raises", False)
+    except Exception as e:
+        check("for_calls: unknown name explained", explain(e, *call) == "name 'w' is not available here",
+              explain(e, *call))
+
     check("names", compile_condition("len(params) > 2 and x + y > cost").names == frozenset(
         ("params", "x", "y", "cost")))
     try:

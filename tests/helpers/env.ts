@@ -24,15 +24,21 @@ function newestPatch(minor: string): string | null {
   }
 }
 
-/** Every CPython 3.8+ the machine has: pyenv's, and Debian's 3.14/3.15 unpacked by .ci/run. */
+/** Every CPython 3.8+ the machine has: pyenv's, and Debian's 3.14/3.15 unpacked by .ci/run.
+ * PEEKA_TEST_PYTHONS narrows it: versions ("3.8,3.12") or interpreter paths. */
 export function pythons(): Python[] {
-  const listed = Deno.env.get("PEEKA_TEST_PYTHONS");
-  if (listed) {
-    return listed.split(/[,:]/).filter(Boolean).map((path) => ({
-      version: /python(\d+\.\d+)/.exec(path)?.[1] ?? path,
-      path,
-    }));
-  }
+  const listed = Deno.env.get("PEEKA_TEST_PYTHONS")?.split(/[,:]/).filter(Boolean);
+  const all = everyPython();
+  if (!listed) return all;
+  return listed.map((entry) =>
+    all.find((p) => p.version === entry) ?? {
+      version: /python(\d+\.\d+)/.exec(entry)?.[1] ?? entry,
+      path: entry,
+    }
+  );
+}
+
+function everyPython(): Python[] {
   const found: Python[] = [];
   for (const minor of ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]) {
     const p = newestPatch(minor);
