@@ -48,7 +48,7 @@ export default defineCommand({
     { flags: "--condition <expr>", description: "only count calls where this is true" },
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize"],
+  libs: ["instrument", "condition"],
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],

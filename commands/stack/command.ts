@@ -43,7 +43,7 @@ export default defineCommand({
     },
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize"],
+  libs: ["instrument", "condition", "serialize", "stream"],
   streaming: true,
   request: (opts, args) => ({
     mode: "stack",

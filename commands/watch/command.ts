@@ -69,7 +69,7 @@ export default defineCommand({
     },
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize"],
+  libs: ["instrument", "condition", "serialize", "stream"],
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],

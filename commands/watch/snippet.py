@@ -3,55 +3,23 @@
 # the condition and the rate limit, serialise what will be sent, and append to
 # a bounded queue. This agent thread drains the queue and streams batches.
 import collections
-import sys
 import time
 import _thread
 
 QUEUE_MAX = 10000        # observations waiting to be sent; beyond: dropped and counted
-BATCH_MAX = 512          # observations per frame
-TICK = 0.005             # how often the queue is drained (s): bounds call-to-line latency
-DROP_REPORT_EVERY = 1.0  # at most one drop event per second
-
-
-class RateLimit(object):
-    """Token bucket: `rate` observations per second, bursts up to one second's worth."""
-
-    def __init__(self, rate):
-        self.rate = float(rate)
-        self.tokens = self.rate
-        self.last = time.monotonic()
-
-    def ready(self):
-        """True when allow() would say yes now (without taking a token)."""
-        return self.rate <= 0 or self.tokens + (time.monotonic() - self.last) * self.rate >= 1.0
-
-    def allow(self):
-        if self.rate <= 0:
-            return True
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-def thread_name(ident):
-    threading = sys.modules.get("threading")
-    t = threading and getattr(threading, "_active", {}).get(ident)
-    return getattr(t, "name", None) if t is not None else None
 
 
 class WatchProbe(object):
-    def __init__(self, inst, ser, cond, opts):
+    def __init__(self, lib, cond, opts):
+        ser, streaming = lib("serialize"), lib("stream")
+        self.thread_name = streaming.thread_name
         self.errors = 0
         self.ser, self.cond = ser, cond
         self.watch_id = opts["watch_id"]
         self.depth = int(opts.get("depth") or 2)
         self.times = int(opts.get("times", -1))
         self.stack_depth = opts.get("stack_depth")
-        self.rate = RateLimit(opts.get("rate", 1000))
+        self.rate = streaming.RateLimit(opts.get("rate", 1000))
         flags = [opts.get(k) for k in ("before", "success", "exception", "finish")]
         self.on_entry = bool(opts.get("before"))
         # With no flag at all, a call is shown when it finishes.
@@ -74,6 +42,10 @@ class WatchProbe(object):
         self.handle = None       # set once installed: pause()/resume() go through it
         if cond is not None and self.decide_at_entry:
             self.admit = None    # the acceptor counts and decides: one call fewer per call
+
+    def drops(self):
+        return {"rate_dropped": self.rate_dropped, "queue_dropped": self.queue_dropped,
+                "condition_errors": self.condition_errors, "condition_error": self.condition_error}
 
     def reached(self):
         return 0 <= self.times <= self.count
@@ -221,7 +193,7 @@ class WatchProbe(object):
             "exception": ser.exception_info(exc) if exc is not None else None,
             "duration_ms": round(duration_ns / 1e6, 6),
             "count": None,  # numbered when queued
-            "thread": {"id": call.thread_id, "name": thread_name(call.thread_id)},
+            "thread": {"id": call.thread_id, "name": self.thread_name(call.thread_id)},
         }
         if self.stack_depth is not None:
             obs["stack"] = caller_stack(call.frame, int(self.stack_depth))
@@ -244,7 +216,6 @@ def caller_stack(frame, depth):
 
 def run(ctx, args):
     inst = ctx.agent.lib("instrument")
-    ser = ctx.agent.lib("serialize")
     mode = args.get("mode", "watch")
     pattern = args.get("pattern")
     targets = inst.resolve_for_command(pattern)
@@ -253,7 +224,7 @@ def run(ctx, args):
     opts = dict(args, watch_id=watch_id)
     if mode == "stack":
         opts.update(before=True, success=False, exception=False, finish=False)
-    probe = WatchProbe(inst, ser, cond, opts)
+    probe = WatchProbe(ctx.agent.lib, cond, opts)
     for t in targets:  # argument names a condition may use, by position
         for i, name in enumerate(t.arg_names):
             probe.arg_index.setdefault(name, i)
@@ -269,7 +240,7 @@ def run(ctx, args):
         ctx.emit({"type": "event", "event": mode + "_started",
                   "data": {"watch_id": watch_id, "pattern": pattern, "functions": names,
                            "condition": args.get("condition")}})
-        stream(ctx, probe, stop)
+        ctx.agent.lib("stream").stream(ctx, probe, stop, "watch_dropped")
     finally:
         probe.reopen(final=True)  # counts what a pause skipped
         inst.uninstall(handle)
@@ -281,33 +252,3 @@ def run(ctx, args):
                "reason": "times" if probe.reached() else "stopped"}
     ctx.emit({"type": "event", "event": mode + "_stopped", "data": summary})
     return summary
-
-
-def stream(ctx, probe, stop):
-    """Sends queued observations until -n is reached, the client leaves, or reset/detach stops us."""
-    last_drops, last_report = 0, time.monotonic()
-    while flush(ctx, probe.queue):
-        probe.reopen()
-        if probe.reached() or stop.is_set():
-            flush(ctx, probe.queue)
-            return
-        drops = probe.rate_dropped + probe.queue_dropped + probe.condition_errors
-        if drops != last_drops and time.monotonic() - last_report >= DROP_REPORT_EVERY:
-            ctx.emit({"type": "event", "event": "watch_dropped",
-                      "data": {"watch_id": probe.watch_id, "rate_dropped": probe.rate_dropped,
-                               "queue_dropped": probe.queue_dropped,
-                               "condition_errors": probe.condition_errors,
-                               "condition_error": probe.condition_error}})
-            last_drops, last_report = drops, time.monotonic()
-        stop.wait(TICK)
-
-
-def flush(ctx, queue):
-    """Emits everything queued, in batches; False if the client is gone."""
-    while queue:
-        batch = []
-        while queue and len(batch) < BATCH_MAX:
-            batch.append(queue.popleft())
-        if not ctx.emit({"type": "batch", "items": batch}):
-            return False
-    return True
