@@ -8,6 +8,7 @@ import demo from "./demo/command.ts";
 import watch from "./watch/command.ts";
 import stack from "./stack/command.ts";
 import monitor from "./monitor/command.ts";
+import trace from "./trace/command.ts";
 import reset from "./reset/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
@@ -17,6 +18,7 @@ export const builtinCommands: PeekaCommand[] = [
   thread,
   watch,
   stack,
+  trace,
   monitor,
   reset,
   demo,

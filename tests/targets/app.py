@@ -60,6 +60,58 @@ def scenario(name, n):
         elif name == "mix":
             for sub in ("add", "divide", "checkout", "static", "inner", "greet", "fib", "threads"):
                 out.extend(scenario(sub, 1 + i % 3))
+        elif name == "calculate":
+            out.append(outcome(shop.Calculator().calculate, [1, 2, 3]))
+        elif name == "calculate_bad":
+            out.append(outcome(shop.Calculator().calculate, [1, -2]))
+        elif name == "risky":
+            out.append(outcome(shop.risky, [1, 2]))
+        elif name == "fetch_tree":
+            out.append(outcome(asyncio.run, shop.fetch_tree(3)))
+        elif name == "calculate_busy":
+            # Another thread calls square() in a loop meanwhile: it must not show in the tree.
+            stop = threading.Event()
+            calls = [0]
+
+            def spin():
+                while not stop.is_set():
+                    shop.square(2)
+                    calls[0] += 1
+            other = threading.Thread(target=spin, name="spinner")
+            other.start()
+            try:
+                out.append(outcome(shop.Calculator().calculate, [1, 2, 3]))
+            finally:
+                stop.set()
+                other.join()
+            out.append(calls[0])
+        elif name == "calculate_traced":
+            # A tracer of the target's own (as a debugger sets) must keep working during and after.
+            seen = []
+
+            def tracer(frame, event, arg):
+                if event == "call":
+                    seen.append(frame.f_code.co_name)
+                return None
+            sys.settrace(tracer)
+            try:
+                out.append(outcome(shop.Calculator().calculate, [1, 2, 3]))
+                still = sys.gettrace() is tracer
+            finally:
+                sys.settrace(None)
+            out.append({"tracer_kept": still, "tracer_saw_square": seen.count("square")})
+        elif name == "calculate_profiled":
+            # A profiler of the target's own: left alone (before 3.12 the call is not traced).
+            import cProfile
+            prof = cProfile.Profile()
+            prof.enable()
+            try:
+                out.append(outcome(shop.Calculator().calculate, [1, 2, 3]))
+                kept = sys.getprofile() is prof or sys.version_info >= (3, 12)
+            finally:
+                prof.disable()
+            calls = sum(1 for entry in prof.getstats() if getattr(entry.code, "co_name", "") == "square")
+            out.append({"profiler_kept": kept, "profiler_saw_square": calls})
         elif name == "threads":
             results = []
             threads = [threading.Thread(target=lambda k=k: results.extend(scenario("add", 50)), name="w%d" % k)
@@ -81,6 +133,7 @@ def introspect():
     return {"same_objects": current == ORIGINAL, "tools": tools,
             "descriptors": [type(shop.Calc.__dict__["twice"]).__name__, type(shop.Calc.__dict__["make"]).__name__],
             "never_imported": "peeka_never_imported_mod" not in sys.modules,
+            "profile": repr(sys.getprofile()) if sys.getprofile() is not None else None,
             "threads": threading.active_count()}
 
 

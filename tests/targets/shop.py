@@ -1,6 +1,8 @@
 # A small module with every kind of function peeka must be able to watch.
 import asyncio
 import functools
+import json
+import time
 
 
 def add(x, y):
@@ -83,3 +85,48 @@ def fib(n):
 # Ways of reaching add() that exist before any watch: an alias and a registry.
 alias = add
 HANDLERS = {"add": add}
+
+
+# --- for trace: a known call tree ------------------------------------------------
+class Calculator(object):
+    def calculate(self, values):
+        self._validate(values)
+        total = self._compute(values)
+        log_info("total %s" % total)
+        return total
+
+    def _validate(self, values):
+        for v in values:
+            check(v)
+
+    def _compute(self, values):
+        time.sleep(0.03)            # the slow branch
+        return sum([square(v) for v in values])
+
+
+def check(v):
+    if v < 0:
+        raise ValueError("negative: %s" % v)
+
+
+def square(v):
+    return v * v
+
+
+def log_info(message):
+    return json.dumps({"message": message})   # standard library: hidden by --skip-builtin
+
+
+def risky(values):
+    try:
+        check(-1)
+    except ValueError:
+        pass
+    return square(len(values))
+
+
+async def fetch_tree(x):
+    await asyncio.sleep(0.01)
+    y = square(x)
+    await asyncio.sleep(0.01)
+    return y + square(1)

@@ -1,0 +1,118 @@
+// trace: the call tree under a function, with total and own time per node.
+import { defineCommand } from "../../core/command.ts";
+import { clock, printFrame } from "../../core/stream.ts";
+import snippet from "./snippet.py" with { type: "text" };
+
+export interface TraceNode {
+  function: string;
+  filename: string | null;
+  lineno: number | null;
+  count: number;
+  total_ms: number;
+  self_ms: number;
+  raised: number;
+  slowest: boolean;
+  children: TraceNode[];
+}
+
+const ms = (n: unknown) => `${Number(n).toFixed(Number(n) < 10 ? 3 : 1)}ms`;
+
+function nodeLabel(n: TraceNode): string {
+  return `[${ms(n.total_ms)}] ${n.function}()` +
+    (n.count > 1 ? ` ×${n.count}` : "") +
+    (n.children.length ? ` (own ${ms(n.self_ms)})` : "") +
+    (n.raised ? ` !raised${n.raised > 1 ? " ×" + n.raised : ""}` : "") +
+    (n.slowest ? "  ← slowest" : "");
+}
+
+/** The tree as the seed draws it: `---[125.3ms] root(), then +--- / `--- per child. */
+export function renderTree(o: Record<string, unknown>): string {
+  const thread = (o.thread ?? {}) as { name?: string };
+  const exc = o.exception as { type: string; message: string } | null;
+  const lines = [
+    `${clock(o.timestamp)} ${o.func_name} #${o.count} thread=${thread.name ?? "?"}` +
+    (exc ? ` raised ${exc.type}: ${exc.message}` : ""),
+    `\`---[${ms(o.duration_ms)}] ${o.func_name}() (own ${ms(o.self_time_ms)})`,
+  ];
+  const walk = (nodes: TraceNode[], indent: string) => {
+    nodes.forEach((n, i) => {
+      const last = i === nodes.length - 1;
+      lines.push(`${indent}${last ? "`" : "+"}---${nodeLabel(n)}`);
+      walk(n.children, indent + (last ? "    " : "|   "));
+    });
+  };
+  walk(o.call_tree as TraceNode[], "    ");
+  if (Number(o.nodes_cut) > 0) {
+    lines.push(`    (${o.nodes_cut} calls not shown: more than the node limit)`);
+  }
+  return lines.join("\n");
+}
+
+export default defineCommand({
+  name: "trace",
+  summary: "Trace the call tree under a function, with the time spent in each call",
+  description:
+    "For each traced call: every function it calls (to --depth levels), aggregated per caller " +
+    "(a call repeated in a loop is one node with its count), with total and own time. " +
+    "Only the thread inside a traced call is profiled, and only while it is.",
+  arguments: [{
+    name: "pattern",
+    description: "module.func, module.Class.method or module.Class.*",
+    required: true,
+  }],
+  options: [
+    {
+      flags: "-d, --depth <n>",
+      description: "levels of calls under the root",
+      type: "int",
+      default: 3,
+    },
+    {
+      flags: "-n, --times <n>",
+      description: "stop after n traced calls (-1: until Ctrl-C)",
+      type: "int",
+      default: -1,
+    },
+    {
+      flags: "--condition <expr>",
+      description: "only calls where this is true; cost is the root's time in ms",
+    },
+    {
+      flags: "--skip-builtin <bool>",
+      description: "leave out standard-library and C functions (true/false)",
+      default: "true",
+    },
+    {
+      flags: "--min-duration <ms>",
+      description: "leave out calls shorter than this (ms)",
+      type: "float",
+      default: 0,
+    },
+    {
+      flags: "--max-nodes <n>",
+      description: "distinct nodes kept per tree",
+      type: "int",
+      default: 1000,
+    },
+    {
+      flags: "--rate <n>",
+      description: "at most n traced calls per second (0: no limit)",
+      type: "int",
+      default: 50,
+    },
+  ],
+  snippet,
+  libs: ["instrument", "condition", "serialize", "stream"],
+  streaming: true,
+  request: (opts, args) => ({
+    pattern: args[0],
+    depth: opts.depth,
+    times: opts.times,
+    condition: opts.condition ?? null,
+    skip_builtin: !/^(false|0|no|off)$/i.test(String(opts.skipBuiltin ?? "true")),
+    min_duration: opts.minDuration,
+    max_nodes: opts.maxNodes,
+    rate: opts.rate,
+  }),
+  onFrame: (frame, ctx) => printFrame(frame, ctx, renderTree),
+});

@@ -1,0 +1,417 @@
+# trace: the call tree under a function, with timing. Runs in the agent.
+#
+# The root function is instrumented by the engine like watch's. When a call of it
+# is admitted, a profile function is set on *that thread only* (sys.setprofile) for
+# the duration of the call; it builds an aggregated tree (a child called 10 000
+# times in a loop is one node with count 10 000) and removes itself when the call
+# ends. Other threads, and this thread outside the call, run without it. A thread
+# that already has a profile function (cProfile before 3.12, a profiler of the
+# user's) is left alone: that call is not traced, and the skip is counted.
+import collections
+import os
+import sys
+import time
+import _thread
+
+QUEUE_MAX = 1000          # trees waiting to be sent; beyond: dropped and counted
+MAX_ACTIVE = 16           # calls traced at once (one per thread); more are skipped and counted
+_now = time.perf_counter_ns
+_OPAQUE, _TRANSPARENT = "opaque", "transparent"   # frames that are not nodes (see TraceProbe.kind)
+_INLINED = frozenset(("<listcomp>", "<dictcomp>", "<setcomp>"))
+
+
+def _normal_exits():
+    """Opcodes a frame leaves through without an exception (return or yield): a profile
+    'return' event with arg None elsewhere means the frame is unwinding."""
+    import opcode
+    names = ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE", "YIELD_FROM", "RESUME", "LOAD_CONST", "SEND",
+             "RETURN_GENERATOR")
+    return frozenset(opcode.opmap[n] for n in names if n in opcode.opmap)
+
+
+class Node(object):
+    __slots__ = ("name", "file", "line", "count", "total_ns", "min_ns", "max_ns", "raised", "children")
+
+    def __init__(self, name, file, line):
+        self.name, self.file, self.line = name, file, line
+        self.count = self.total_ns = self.raised = 0
+        self.min_ns = self.max_ns = None
+        self.children = {}
+
+    def add(self, duration_ns, raised):
+        self.total_ns += duration_ns
+        if self.min_ns is None or duration_ns < self.min_ns:
+            self.min_ns = duration_ns
+        if self.max_ns is None or duration_ns > self.max_ns:
+            self.max_ns = duration_ns
+        if raised:
+            self.raised += 1
+
+
+class Tree(object):
+    """One traced call on one thread: the stack of frames inside it and the nodes so far.
+    Stack entries: [frame or C function, node children attach to (None: ignore what is under
+    it), start ns, node timed by this entry or None, depth of recorded nodes]."""
+
+    def __init__(self, probe, root, root_frame, root_code):
+        self.probe, self.root = probe, root
+        self.root_frame, self.root_code = root_frame, root_code
+        self.stack = [[root_frame, root, 0, None, 0]] if root_frame is not None else []
+        self.suspended = False     # a coroutine or generator root between a yield and its resume
+        self.nodes, self.cut, self.done = 1, 0, False
+        self.tid = _thread.get_ident()
+        self.hook = self.event      # one bound method, so that getprofile() can be compared to it
+
+    def event(self, frame, event, arg):
+        t = _now()
+        if self.done or not self.probe.active:
+            # The call ended on another thread, or the trace stopped: leave this thread as we found it.
+            if sys.getprofile() is self.hook:
+                sys.setprofile(None)
+            return
+        stack = self.stack
+        if event == "call":
+            if not stack:
+                # Before the root's own frame starts (3.8-3.11: the engine's trampoline runs first),
+                # or while a coroutine root is suspended: wait for the root frame.
+                if frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+                    self.root_frame, self.suspended = frame, False
+                    stack.append([frame, self.root, 0, None, 0])
+                return
+            top = stack[-1]
+            parent, depth = top[1], top[4]
+            if parent is None:
+                stack.append([frame, None, 0, None, depth])
+                return
+            code = frame.f_code
+            kind = self.probe.kind(code)
+            if kind is _TRANSPARENT:
+                stack.append([frame, parent, 0, None, depth])
+            elif kind is _OPAQUE or depth >= self.probe.depth:
+                stack.append([frame, None, 0, None, depth])
+            else:
+                node = self.child(parent, code, kind)
+                stack.append([frame, node, t, node, depth + 1] if node is not None else [frame, None, 0, None, depth])
+        elif event == "return":
+            self.pop(frame, t, arg is None and frame.f_lasti >= 0 and
+                     frame.f_code.co_code[frame.f_lasti] not in self.probe.normal_exits)
+            if not stack and frame is self.root_frame:
+                self.suspended = True
+        elif self.probe.skip_builtin:
+            return                  # C functions: their time stays in their caller's own time
+        elif event == "c_call":
+            if not stack:
+                return
+            top = stack[-1]
+            parent, depth = top[1], top[4]
+            if parent is None or depth >= self.probe.depth:
+                stack.append([arg, None, 0, None, depth])
+            else:
+                node = self.child(parent, arg, None)
+                stack.append([arg, node, t, node, depth + 1] if node is not None else [arg, None, 0, None, depth])
+        else:                       # c_return, c_exception
+            self.pop(arg, t, event == "c_exception")
+
+    def child(self, parent, key, kind):
+        node = parent.children.get(key)
+        if node is None:
+            if self.nodes >= self.probe.max_nodes:
+                self.cut += 1
+                return None
+            name, file, line = kind if kind is not None else self.probe.c_name(key)
+            node = parent.children[key] = Node(name, file, line)
+            self.nodes += 1
+        node.count += 1
+        return node
+
+    def pop(self, what, t, raised):
+        stack = self.stack
+        if not stack:
+            return
+        if stack[-1][0] is not what:
+            # A return we did not see the call of (or missed events): unwind to it if it is here.
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] is what:
+                    del stack[i + 1:]
+                    break
+            else:
+                return
+        entry = stack.pop()
+        if entry[3] is not None:
+            entry[3].add(t - entry[2], raised)
+
+
+class TraceProbe(object):
+    def __init__(self, lib, cond, opts, root_codes):
+        streaming = lib("stream")
+        self.ser, self.thread_name = lib("serialize"), streaming.thread_name
+        self.cond = cond
+        self.errors = 0
+        self.watch_id = opts["watch_id"]
+        self.depth = max(1, int(opts.get("depth") or 3))
+        self.times = int(opts.get("times", -1))
+        self.max_nodes = max(2, int(opts.get("max_nodes") or 1000))
+        self.min_ns = int(float(opts.get("min_duration") or 0) * 1e6)
+        self.skip_builtin = bool(opts.get("skip_builtin", True))
+        self.rate = streaming.RateLimit(opts.get("rate", 50))
+        self.capture_args = True
+        self.active = True
+        self.normal_exits = _normal_exits()
+        self.stdlib = self._stdlib_dirs()
+        self.root_codes = root_codes
+        self.kinds = {}             # code -> (name, file, line) or _OPAQUE / _TRANSPARENT
+        self.trees = {}             # thread id -> Tree in progress
+        self.queue = collections.deque()
+        self.count = self.calls = 0
+        self.rate_dropped = self.queue_dropped = self.busy_skipped = self.condition_errors = 0
+        self.condition_error = None
+        self.lock = _thread.allocate_lock()
+        self.handle = None
+
+    # -- engine callbacks (target threads) ---------------------------------
+    def admit(self):
+        self.calls += 1
+        if 0 <= self.times <= self.count:
+            return False
+        # Several threads may each be inside a call we trace (one tree each); a nested call of
+        # the root on a thread that is already traced is part of that tree.
+        if _thread.get_ident() in self.trees:
+            return False
+        if self.cond is None and not self.rate.allow():
+            self.rate_dropped += 1
+            return False
+        return True
+
+    def on_enter(self, call):
+        tid = _thread.get_ident()
+        if self.cond is not None and not self.cond_names_at_exit:
+            if not self.matches(call, None, None, None):
+                return False
+            if not self.rate.allow():
+                self.rate_dropped += 1
+                return False
+        if sys.getprofile() is not None or len(self.trees) >= MAX_ACTIVE:
+            self.busy_skipped += 1  # someone else's profiler runs on this thread: leave it alone
+            return False
+        code = call.target.code
+        root = Node(call.name, code.co_filename, code.co_firstlineno)
+        root.count = 1
+        # 3.12+: the engine calls us from the root's own frame; 3.8-3.11: from its trampoline,
+        # and the root frame is the next one of the root's code to start.
+        root_frame = call.frame if call.frame is not None and call.frame.f_code is code else None
+        tree = Tree(self, root, root_frame, code)
+        call.state["tree"] = tree
+        self.trees[tid] = tree
+        sys.setprofile(tree.hook)
+        return True
+
+    def on_exit(self, call, result, exc, duration_ns):
+        tree = call.state.get("tree")
+        if tree is None:
+            return
+        tree.done = True
+        if sys.getprofile() is tree.hook:
+            sys.setprofile(None)    # else it removes itself at its thread's next event
+        self.trees.pop(tree.tid, None)
+        if self.cond is not None and self.cond_names_at_exit and not self.matches(call, result, exc, duration_ns):
+            return
+        if self.cond is not None and self.cond_names_at_exit and not self.rate.allow():
+            self.rate_dropped += 1
+            return
+        if len(self.queue) >= QUEUE_MAX:
+            self.queue_dropped += 1
+            return
+        obs = self.observation(call, tree, result, exc, duration_ns)
+        with self.lock:
+            if 0 <= self.times <= self.count:
+                return
+            self.count += 1
+            obs["count"] = self.count
+            self.queue.append(obs)
+
+    # -- what a frame is --------------------------------------------------------
+    def kind(self, code):
+        """(name, file, line) for a node, or _OPAQUE (peeka's own code: nothing under it is
+        shown) or _TRANSPARENT (the engine's trampoline, and with --skip-builtin the standard
+        library: not shown, what they call is). Cached per code object."""
+        k = self.kinds.get(code)
+        if k is None:
+            k = self.kinds[code] = self._classify(code)
+        return k
+
+    def _classify(self, code):
+        file = code.co_filename
+        if file.startswith("<peeka"):
+            return _OPAQUE
+        consts = code.co_consts
+        if consts and type(consts[-1]) is tuple and len(consts[-1]) == 2 and consts[-1][0] == "__peeka_trampoline__":
+            return _TRANSPARENT
+        if self.skip_builtin and (file.startswith("<") or self._in_stdlib(file)):
+            return _TRANSPARENT
+        if code.co_name in _INLINED:
+            return _TRANSPARENT      # comprehensions: their own frame before 3.12, inlined since
+        return (self._qualified(code), file, code.co_firstlineno)
+
+    @staticmethod
+    def _stdlib_dirs():
+        os_file = getattr(os, "__file__", None)
+        return (os.path.dirname(os_file) + os.sep,) if os_file else ()
+
+    def _in_stdlib(self, file):
+        for d in self.stdlib:
+            if file.startswith(d):
+                rest = file[len(d):]
+                return not (rest.startswith("site-packages") or rest.startswith("dist-packages"))
+        return False
+
+    @staticmethod
+    def _qualified(code):
+        """module.Class.method: the module from the code's file, the rest from co_qualname
+        (3.11+) or, before, from the module's classes (looked up once per code)."""
+        module = _module_of(code.co_filename)
+        qual = getattr(code, "co_qualname", None) or _find_qualname(module, code) or code.co_name
+        name = getattr(module, "__name__", None)
+        return "%s.%s" % (name, qual) if name else qual
+
+    @staticmethod
+    def c_name(func):
+        qual = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+        owner = getattr(func, "__self__", None)
+        module = getattr(func, "__module__", None)
+        if module is None and owner is not None and not isinstance(owner, type(sys)):
+            module = type(owner).__module__
+        elif module is None and isinstance(owner, type(sys)):
+            module = owner.__name__
+        return ("%s.%s" % (module, qual) if module and module != "builtins" else qual), None, None
+
+    # -- conditions --------------------------------------------------------------
+    @property
+    def cond_names_at_exit(self):
+        return self.cond is not None and bool(set(self.cond.names) & {"cost", "result", "exception"})
+
+    def matches(self, call, result, exc, duration_ns):
+        env = dict(call.kwargs)
+        env.update(zip(call.arg_names, call.args))
+        env.update(params=call.args, args=call.args, kwargs=call.kwargs, target=call.self_obj,
+                   result=result, exception=exc)
+        if duration_ns is not None:
+            env["cost"] = duration_ns / 1e6
+        try:
+            return self.cond.evaluate(env)
+        except Exception as e:
+            self.condition_errors += 1
+            self.condition_error = str(e)
+            return False
+
+    # -- the observation ---------------------------------------------------------
+    def observation(self, call, tree, result, exc, duration_ns):
+        root = tree.root
+        root.total_ns = duration_ns
+        root.min_ns = root.max_ns = duration_ns
+        root.raised = 1 if exc is not None else 0
+        shown = [0]
+        children = self.render_children(root, shown)
+        self_ns = duration_ns - sum(c.total_ns for c in root.children.values())
+        return {
+            "type": "observation", "watch_id": self.watch_id, "timestamp": call.wall_time,
+            "location": "AtExit" if exc is None else "AtExceptionExit",
+            "func_name": call.name, "file": root.file, "line": root.line,
+            "args": self.ser.to_json(list(call.args), depth=2), "kwargs": self.ser.to_json(call.kwargs, depth=2),
+            "success": exc is None, "exception": self.ser.exception_info(exc) if exc is not None else None,
+            "duration_ms": _ms(duration_ns), "total_duration_ms": _ms(duration_ns),
+            "self_time_ms": _ms(max(0, self_ns)), "count": None,
+            "call_tree": children, "node_count": tree.nodes, "nodes_shown": shown[0] + 1,
+            "nodes_cut": tree.cut, "depth": self.depth,
+            "thread": {"id": tree.tid, "name": self.thread_name(tree.tid)},
+        }
+
+    def render_children(self, node, shown):
+        """Children in the order they were first called, pruned below --min-duration; the
+        slowest of several is marked (following the marks leads down the slowest branch)."""
+        kids = [n for n in node.children.values() if n.total_ns >= self.min_ns]
+        slowest = max(kids, key=lambda n: n.total_ns) if len(kids) > 1 else None
+        out = []
+        for n in kids:
+            shown[0] += 1
+            grand = self.render_children(n, shown)
+            out.append({"function": n.name, "filename": n.file, "lineno": n.line, "count": n.count,
+                        "total_ms": _ms(n.total_ns), "self_ms": _ms(max(0, n.total_ns - sum(
+                            c.total_ns for c in n.children.values()))),
+                        "min_ms": _ms(n.min_ns), "max_ms": _ms(n.max_ns), "raised": n.raised,
+                        "slowest": n is slowest, "children": grand})
+        return out
+
+    # -- streaming -----------------------------------------------------------------
+    def reached(self):
+        return 0 <= self.times <= self.count
+
+    def reopen(self, final=False):
+        pass                        # trace never pauses the engine: each admitted call costs a lot anyway
+
+    def drops(self):
+        return {"rate_dropped": self.rate_dropped, "queue_dropped": self.queue_dropped,
+                "busy_skipped": self.busy_skipped, "condition_errors": self.condition_errors,
+                "condition_error": self.condition_error}
+
+
+def _ms(ns):
+    return None if ns is None else round(ns / 1e6, 6)
+
+
+_modules_by_file = {}
+
+
+def _module_of(filename):
+    """The loaded module whose __file__ is `filename` (cached; refreshed when missing)."""
+    m = _modules_by_file.get(filename)
+    if m is None:
+        for mod in list(sys.modules.values()):
+            f = getattr(mod, "__file__", None) if isinstance(mod, type(sys)) else None
+            if f:
+                _modules_by_file.setdefault(f, mod)
+        m = _modules_by_file.get(filename)
+    return m
+
+
+def _find_qualname(module, code):
+    if module is None:
+        return None
+    for value in list(vars(module).values()):
+        if getattr(value, "__code__", None) is code:
+            return getattr(value, "__qualname__", None)
+        if isinstance(value, type):
+            for attr in list(vars(value).values()):
+                fn = getattr(attr, "__func__", attr)
+                if getattr(fn, "__code__", None) is code:
+                    return getattr(fn, "__qualname__", None)
+    return None
+
+
+def run(ctx, args):
+    inst = ctx.agent.lib("instrument")
+    pattern = args.get("pattern")
+    targets = inst.resolve_for_command(pattern)
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
+    watch_id = "trace_%06x" % (id(ctx) & 0xFFFFFF)
+    probe = TraceProbe(ctx.agent.lib, cond, dict(args, watch_id=watch_id), [t.code for t in targets])
+    names = [t.name for t in targets]
+    registry = ctx.agent.state.setdefault("watches", {})
+    ctx.agent.on_detach("instrument", inst.uninstall_all)
+    handle = probe.handle = inst.install(targets, probe)
+    registry[watch_id] = {"watch_id": watch_id, "command": "trace", "pattern": pattern,
+                          "functions": names, "stop": ctx.cancelled}
+    started = time.time()
+    try:
+        ctx.emit({"type": "event", "event": "trace_started",
+                  "data": {"watch_id": watch_id, "trace_id": watch_id, "pattern": pattern, "functions": names,
+                           "condition": args.get("condition"), "depth": probe.depth}})
+        ctx.agent.lib("stream").stream(ctx, probe, ctx.cancelled, "trace_dropped")
+    finally:
+        probe.active = False        # profile functions still set on a thread remove themselves
+        inst.uninstall(handle)
+        registry.pop(watch_id, None)
+    summary = dict(probe.drops(), watch_id=watch_id, pattern=pattern, observations=probe.count,
+                   calls=probe.calls, probe_errors=probe.errors, seconds=round(time.time() - started, 3),
+                   reason="times" if probe.reached() else "stopped")
+    ctx.emit({"type": "event", "event": "trace_stopped", "data": summary})
+    return summary
