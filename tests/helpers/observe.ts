@@ -45,4 +45,3 @@ export async function restored(t: Target) {
     "every function is back to its own code, no tool id is held, no profile function is left",
   );
 }
-
