@@ -4,6 +4,7 @@
 //   - the agent's resident memory in the target
 import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 import { benchWatch } from "./watch.ts";
+import { benchTrace } from "./trace.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -89,5 +90,10 @@ console.log(
     "\n'naive' is a decorator that JSON-serialises every call; throughput and latency with --rate 0:",
 );
 for (const py of pythons()) console.log(await benchWatch(py));
+console.log(
+  "\ntrace cost — hundred() makes 100 inner calls, every call traced (--rate 0); 'other thread' is the" +
+    "\nCPU time per call of a small function in a thread running beside it (best of 5):",
+);
+for (const py of pythons()) console.log(await benchTrace(py));
 
 console.log(`\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms`);

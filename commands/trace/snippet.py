@@ -34,111 +34,137 @@ class Node(object):
 
     def __init__(self, name, file, line):
         self.name, self.file, self.line = name, file, line
-        self.count = self.total_ns = self.raised = 0
-        self.min_ns = self.max_ns = None
+        self.count = self.total_ns = self.raised = self.max_ns = 0
+        self.min_ns = 1 << 62
         self.children = {}
-
-    def add(self, duration_ns, raised):
-        self.total_ns += duration_ns
-        if self.min_ns is None or duration_ns < self.min_ns:
-            self.min_ns = duration_ns
-        if self.max_ns is None or duration_ns > self.max_ns:
-            self.max_ns = duration_ns
-        if raised:
-            self.raised += 1
 
 
 class Tree(object):
     """One traced call on one thread: the stack of frames inside it and the nodes so far.
-    Stack entries: [frame or C function, node children attach to (None: ignore what is under
-    it), start ns, node timed by this entry or None, depth of recorded nodes]."""
+    Stack entries: (frame or C function, node children attach to (None: ignore what is under
+    it), start ns, node timed by this entry or None, depth of recorded nodes)."""
 
     def __init__(self, probe, root, root_frame, root_code):
         self.probe, self.root = probe, root
         self.root_frame, self.root_code = root_frame, root_code
-        self.stack = [[root_frame, root, 0, None, 0]] if root_frame is not None else []
+        self.stack = [(root_frame, root, 0, None, 0)] if root_frame is not None else []
         self.suspended = False     # a coroutine or generator root between a yield and its resume
         self.nodes, self.cut, self.done = 1, 0, False
         self.tid = _thread.get_ident()
-        self.hook = self.event      # one bound method, so that getprofile() can be compared to it
+        self.hook = self._make_hook()
 
-    def event(self, frame, event, arg):
-        t = _now()
-        if self.done or not self.probe.active:
-            # The call ended on another thread, or the trace stopped: leave this thread as we found it.
-            if sys.getprofile() is self.hook:
-                sys.setprofile(None)
-            return
-        stack = self.stack
-        if event == "call":
-            if not stack:
-                # Before the root's own frame starts (3.8-3.11: the engine's trampoline runs first),
-                # or while a coroutine root is suspended: wait for the root frame.
-                if frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
-                    self.root_frame, self.suspended = frame, False
-                    stack.append([frame, self.root, 0, None, 0])
-                return
-            top = stack[-1]
-            parent, depth = top[1], top[4]
-            if parent is None:
-                stack.append([frame, None, 0, None, depth])
-                return
-            code = frame.f_code
-            kind = self.probe.kind(code)
-            if kind is _TRANSPARENT:
-                stack.append([frame, parent, 0, None, depth])
-            elif kind is _OPAQUE or depth >= self.probe.depth:
-                stack.append([frame, None, 0, None, depth])
-            else:
-                node = self.child(parent, code, kind)
-                stack.append([frame, node, t, node, depth + 1] if node is not None else [frame, None, 0, None, depth])
-        elif event == "return":
-            self.pop(frame, t, arg is None and frame.f_lasti >= 0 and
-                     frame.f_code.co_code[frame.f_lasti] not in self.probe.normal_exits)
-            if not stack and frame is self.root_frame:
-                self.suspended = True
-        elif self.probe.skip_builtin:
-            return                  # C functions: their time stays in their caller's own time
-        elif event == "c_call":
-            if not stack:
-                return
-            top = stack[-1]
-            parent, depth = top[1], top[4]
-            if parent is None or depth >= self.probe.depth:
-                stack.append([arg, None, 0, None, depth])
-            else:
-                node = self.child(parent, arg, None)
-                stack.append([arg, node, t, node, depth + 1] if node is not None else [arg, None, 0, None, depth])
-        else:                       # c_return, c_exception
-            self.pop(arg, t, event == "c_exception")
+    def _make_hook(self):
+        """The profile function. A closure over locals: it runs twice per call under the root,
+        so every lookup saved counts (the common paths are written out inline)."""
+        tree, stack, probe = self, self.stack, self.probe
+        kinds, classify, max_depth, skip_c, now = probe.kinds, probe.kind, probe.depth, probe.skip_builtin, _now
 
-    def child(self, parent, key, kind):
-        node = parent.children.get(key)
-        if node is None:
-            if self.nodes >= self.probe.max_nodes:
-                self.cut += 1
-                return None
-            name, file, line = kind if kind is not None else self.probe.c_name(key)
-            node = parent.children[key] = Node(name, file, line)
-            self.nodes += 1
-        node.count += 1
+        def hook(frame, event, arg):
+            t = now()
+            if tree.done:
+                # The call ended on another thread, or the trace stopped: leave this thread as it was.
+                if sys.getprofile() is hook:
+                    sys.setprofile(None)
+                return
+            if event == "call":
+                if not stack:
+                    tree.wait_for_root(frame)
+                    return
+                top = stack[-1]
+                parent, depth = top[1], top[4]
+                if parent is None:
+                    stack.append((frame, None, 0, None, depth))
+                    return
+                code = frame.f_code
+                kind = kinds.get(code) or classify(code)
+                if kind is _TRANSPARENT:
+                    stack.append((frame, parent, 0, None, depth))
+                elif kind is _OPAQUE or depth >= max_depth:
+                    stack.append((frame, None, 0, None, depth))
+                else:
+                    node = parent.children.get(code) or tree.new_child(parent, code, kind)
+                    if node is None:
+                        stack.append((frame, None, 0, None, depth))
+                    else:
+                        node.count += 1
+                        stack.append((frame, node, t, node, depth + 1))
+            elif event == "return":
+                if stack and stack[-1][0] is frame:
+                    entry = stack.pop()
+                    node = entry[3]
+                    if node is not None:
+                        d = t - entry[2]
+                        node.total_ns += d
+                        if d < node.min_ns:
+                            node.min_ns = d
+                        if d > node.max_ns:
+                            node.max_ns = d
+                        if arg is None and tree.unwinding(frame):
+                            node.raised += 1
+                else:
+                    tree.pop(frame, t, arg is None and tree.unwinding(frame))
+                if not stack and frame is tree.root_frame:
+                    tree.suspended = True
+            elif skip_c:
+                return              # C functions: their time stays in their caller's own time
+            elif event == "c_call":
+                if not stack:
+                    return
+                top = stack[-1]
+                parent, depth = top[1], top[4]
+                node = None
+                if parent is not None and depth < max_depth:
+                    node = parent.children.get(arg) or tree.new_child(parent, arg, None)
+                if node is None:
+                    stack.append((arg, None, 0, None, depth))
+                else:
+                    node.count += 1
+                    stack.append((arg, node, t, node, depth + 1))
+            else:                   # c_return, c_exception
+                tree.pop(arg, t, event == "c_exception")
+        return hook
+
+    def wait_for_root(self, frame):
+        """Before the root's own frame starts (3.8-3.11: the engine's trampoline runs first), or
+        while a coroutine root is suspended, events are ignored until the root frame runs."""
+        if frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+            self.root_frame, self.suspended = frame, False
+            self.stack.append((frame, self.root, 0, None, 0))
+
+    def unwinding(self, frame):
+        """A 'return' event with None: a real return, or an exception leaving the frame?"""
+        code = frame.f_code
+        ops = self.probe.code_bytes.get(code)
+        if ops is None:
+            ops = self.probe.code_bytes[code] = code.co_code   # a new copy per read on 3.12+
+        i = frame.f_lasti
+        return 0 <= i < len(ops) and ops[i] not in self.probe.normal_exits
+
+    def new_child(self, parent, key, kind):
+        if self.nodes >= self.probe.max_nodes:
+            self.cut += 1
+            return None
+        name, file, line = kind if kind is not None else self.probe.c_name(key)
+        node = parent.children[key] = Node(name, file, line)
+        self.nodes += 1
         return node
 
     def pop(self, what, t, raised):
+        """A return that is not of the innermost entry (events missed): unwind to it if it is here."""
         stack = self.stack
-        if not stack:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] is what:
+                del stack[i + 1:]
+                break
+        else:
             return
-        if stack[-1][0] is not what:
-            # A return we did not see the call of (or missed events): unwind to it if it is here.
-            for i in range(len(stack) - 1, -1, -1):
-                if stack[i][0] is what:
-                    del stack[i + 1:]
-                    break
-            else:
-                return
         entry = stack.pop()
-        if entry[3] is not None:
-            entry[3].add(t - entry[2], raised)
+        node = entry[3]
+        if node is not None:
+            d = t - entry[2]
+            node.total_ns += d
+            node.min_ns, node.max_ns = min(node.min_ns, d), max(node.max_ns, d)
+            node.raised += bool(raised)
 
 
 class TraceProbe(object):
@@ -160,6 +186,7 @@ class TraceProbe(object):
         self.stdlib = self._stdlib_dirs()
         self.root_codes = root_codes
         self.kinds = {}             # code -> (name, file, line) or _OPAQUE / _TRANSPARENT
+        self.code_bytes = {}        # code -> co_code, for unwinding()
         self.trees = {}             # thread id -> Tree in progress
         self.queue = collections.deque()
         self.count = self.calls = 0
@@ -190,6 +217,8 @@ class TraceProbe(object):
             if not self.rate.allow():
                 self.rate_dropped += 1
                 return False
+        if not self.active:
+            return False
         if sys.getprofile() is not None or len(self.trees) >= MAX_ACTIVE:
             self.busy_skipped += 1  # someone else's profiler runs on this thread: leave it alone
             return False
@@ -202,6 +231,7 @@ class TraceProbe(object):
         tree = Tree(self, root, root_frame, code)
         call.state["tree"] = tree
         self.trees[tid] = tree
+        tree.done = not self.active  # stopped meanwhile: the hook removes itself at once
         sys.setprofile(tree.hook)
         return True
 
@@ -407,7 +437,9 @@ def run(ctx, args):
                            "condition": args.get("condition"), "depth": probe.depth}})
         ctx.agent.lib("stream").stream(ctx, probe, ctx.cancelled, "trace_dropped")
     finally:
-        probe.active = False        # profile functions still set on a thread remove themselves
+        probe.active = False
+        for tree in list(probe.trees.values()):
+            tree.done = True        # profile functions still set on a thread remove themselves
         inst.uninstall(handle)
         registry.pop(watch_id, None)
     summary = dict(probe.drops(), watch_id=watch_id, pattern=pattern, observations=probe.count,

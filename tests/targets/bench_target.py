@@ -4,10 +4,14 @@
 #   naive N       the same through a decorator that JSON-serialises every call (baseline)
 #   burst N       N calls as fast as possible (observation throughput)
 #   stamp N MS    N calls of small(time.time(), 0), MS ms apart (call-to-line latency)
+#   tree N        ns per call of hundred() (a call with 100 inner calls) over N calls
+#   contend N     while another thread calls hundred() without pause, this thread's CPU ns
+#                 per call of small() over N calls (how much a trace there costs here)
 import json
 import os
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +39,31 @@ def loop(fn, n):
     return (time.perf_counter_ns() - t0) / n
 
 
+def timed(fn, n):
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter_ns() - t0) / n
+
+
+def contend(n):
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            benchmod.hundred()
+    other = threading.Thread(target=busy, name="traced")
+    other.start()
+    try:
+        t0 = time.thread_time_ns()
+        for i in range(n):
+            benchmod.small(i, 1)
+        return (time.thread_time_ns() - t0) / n
+    finally:
+        stop.set()
+        other.join()
+
+
 def main():
     naive_small = naive(benchmod.small)
     srv = socket.socket()
@@ -50,6 +79,10 @@ def main():
             reply = loop(naive_small, int(words[1]))
         elif words[0] == "burst":
             reply = loop(benchmod.small, int(words[1]))
+        elif words[0] == "tree":
+            reply = timed(benchmod.hundred, int(words[1]))
+        elif words[0] == "contend":
+            reply = contend(int(words[1]))
         elif words[0] == "stamp":
             for _ in range(int(words[1])):
                 benchmod.small(time.time(), 0)
