@@ -60,7 +60,7 @@ for (const py of pythons()) {
             text.join("\n"),
           );
           assert(
-            text.some((l) => /^ {4}\|   `---\[.*\] shop\.square\(\) ×3$/.test(l)),
+            text.some((l) => /^ {4}\| {3}`---\[.*\] shop\.square\(\) ×3$/.test(l)),
             text.join("\n"),
           );
           await restored(target);
