@@ -10,6 +10,9 @@ import stack from "./stack/command.ts";
 import monitor from "./monitor/command.ts";
 import trace from "./trace/command.ts";
 import reset from "./reset/command.ts";
+import sc from "./sc/command.ts";
+import sm from "./sm/command.ts";
+import logger from "./logger/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -21,5 +24,8 @@ export const builtinCommands: PeekaCommand[] = [
   trace,
   monitor,
   reset,
+  sc,
+  sm,
+  logger,
   demo,
 ];

@@ -134,6 +134,7 @@ def introspect():
             "descriptors": [type(shop.Calc.__dict__["twice"]).__name__, type(shop.Calc.__dict__["make"]).__name__],
             "never_imported": "peeka_never_imported_mod" not in sys.modules,
             "profile": repr(sys.getprofile()) if sys.getprofile() is not None else None,
+            "log_level": shop.log.level,
             "threads": threading.active_count()}
 
 

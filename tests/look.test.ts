@@ -1,0 +1,131 @@
+// Looking around a process (sc, sm, logger) against a real target on every interpreter.
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
+import { APP } from "./helpers/observe.ts";
+
+for (const py of pythons()) {
+  Deno.test(`${py.version}: sc, sm and logger on a real target`, async (t) => {
+    const target = await Target.start(py, "", { script: APP });
+    const env = cliEnv();
+    const data = async (args: string[]) => {
+      const r = await cli([...args, "--json"], env);
+      assertEquals(r.code, 0, r.stderr);
+      return r.lines[0].data as Record<string, unknown>;
+    };
+    const refused = async (args: string[], code: string, message: RegExp) => {
+      const r = await cli([...args, "--json"], env);
+      assertEquals(
+        [r.code, r.lines[0].type, r.lines[0].code],
+        [1, "error", code],
+        JSON.stringify(r.lines),
+      );
+      assert(message.test(String(r.lines[0].error)), String(r.lines[0].error));
+      assertEquals(r.stderr.trim().split("\n").length, 1, "one line on stderr");
+    };
+    try {
+      assertEquals((await cli(["attach", String(target.pid), "--json"], env)).code, 0);
+
+      await t.step("sc: wildcards over loaded classes, details, nothing imported", async () => {
+        const found = await data(["sc", "shop.Calc*"]);
+        assertEquals(
+          (found.classes as { name: string }[]).map((c) => c.name),
+          ["shop.Calc", "shop.Calc.Inner", "shop.Calculator"],
+        );
+        const byName = await data(["sc", "*Service", "-d"]);
+        const [svc] = byName.classes as Record<string, unknown>[];
+        assertEquals([svc.name, svc.module, svc.bases, svc.doc], [
+          "shop.CheckoutService",
+          "shop",
+          ["builtins.object"],
+          "Takes orders.",
+        ]);
+        assertEquals(svc.signature, "(self, region, *, retries=…)");
+        assert(
+          (svc.methods as string[]).includes("get_total") && String(svc.file).endsWith("shop.py"),
+        );
+        assert(Number(svc.line) > 0);
+        const none = await data(["sc", "peeka_never_imported_mod.*"]);
+        assertEquals(none.count, 0);
+        assertEquals((await target.ask("introspect")).never_imported, true);
+        const limited = await data(["sc", "*", "--limit", "5"]);
+        assert(
+          limited.count === 5 && Number(limited.total) > 100,
+          JSON.stringify(limited).slice(0, 200),
+        );
+      });
+
+      await t.step(
+        "sm: methods with kind and signature; bad patterns refused clearly",
+        async () => {
+          const got = await data(["sm", "shop.CheckoutService", "get*", "-d"]);
+          const methods = got.methods as Record<string, unknown>[];
+          assertEquals(methods.map((m) => [m.method, m.signature]), [
+            ["get_items", "(self, order)"],
+            ["get_total", "(self, order)"],
+          ]);
+          assert(Number(methods[0].line) > 0);
+          const kinds = await data(["sm", "shop.CheckoutService"]);
+          assertEquals(
+            (kinds.methods as Record<string, unknown>[]).map((m) => [m.method, m.kind]),
+            [["__init__", "method"], ["get_items", "method"], ["get_total", "method"], [
+              "name",
+              "property",
+            ], ["version", "staticmethod"]],
+          );
+          const wrapped = await data(["sm", "shop.Calc", "--method-pattern", "make", "-d"]);
+          assertEquals((wrapped.methods as Record<string, unknown>[])[0].decorators, [
+            "classmethod",
+          ]);
+          await refused(["sm", "shop.Nope"], "NOT_FOUND", /no loaded class matches 'shop\.Nope'/);
+          await refused(["sc", "*", "--limit", "0"], "BAD_ARGS", /--limit/);
+        },
+      );
+
+      await t.step(
+        "logger: list, get, set, bad names and levels, reset, restored on detach",
+        async () => {
+          const listed = await data(["logger", "--pattern", "shop*"]);
+          assertEquals(listed.loggers, [{
+            name: "shop.orders",
+            level: "INFO",
+            level_num: 20,
+            effective_level: "INFO",
+            effective_level_num: 20,
+            handlers: [{ type: "NullHandler", level: "NOTSET" }],
+            propagate: true,
+            disabled: false,
+          }]);
+          const root = await data(["logger", "root"]);
+          assertEquals(root.name, "root");
+          const set = await data(["logger", "shop.orders", "--level", "debug"]);
+          assertEquals([set.old_level, set.new_level], ["INFO", "DEBUG"]);
+          assertEquals((await target.ask("introspect")).log_level, 10);
+          await data(["logger", "shop.orders", "--level", "ERROR"]);
+          const reset = await data(["logger", "--reset"]);
+          assertEquals(
+            reset.restored,
+            [{ name: "shop.orders", level: "INFO" }],
+            "the original, not DEBUG",
+          );
+          assertEquals((await target.ask("introspect")).log_level, 20);
+          await refused(["logger", "shop.nope"], "NOT_FOUND", /no logger named 'shop\.nope'/);
+          await refused(
+            ["logger", "shop.orders", "--level", "LOUD"],
+            "BAD_ARGS",
+            /unknown level 'LOUD'/,
+          );
+          await data(["logger", "shop.orders", "--level", "WARNING"]);
+          assertEquals((await cli(["detach", "--json"], env)).code, 0);
+          assertEquals(
+            (await target.ask("introspect")).log_level,
+            20,
+            "detach puts the level back",
+          );
+        },
+      );
+      assertEquals(target.errText, "");
+    } finally {
+      await target.stop();
+    }
+  });
+}
