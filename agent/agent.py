@@ -252,6 +252,7 @@ class _Agent(object):
         self.pid = os.getpid()
         self.started_at = time.time()
         self.thread_idents = set()
+        self.thread_native_ids = set()
         self.stopping = False
         self.allowed_uids = set([0, os.geteuid(), os.getuid()])
         self.snippets = {}                   # hash -> run callable
@@ -311,11 +312,14 @@ class _Agent(object):
             self.thread_idents.add(_thread.start_new_thread(self._thread_main, (fn, args)))
 
     def _thread_main(self, fn, args):
+        native = _thread.get_native_id() if hasattr(_thread, "get_native_id") else None
+        self.thread_native_ids.add(native)   # for commands that read /proc/self/task (thread -n)
         try:
             fn(*args)
         except BaseException as e:  # nothing may reach the target's excepthook/stderr
             self.log("agent thread failed: %s" % _describe(e))
         finally:
+            self.thread_native_ids.discard(native)
             with self._ident_lock:
                 self.thread_idents.discard(_thread.get_ident())
 

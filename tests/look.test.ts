@@ -4,7 +4,7 @@ import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
 import { APP } from "./helpers/observe.ts";
 
 for (const py of pythons()) {
-  Deno.test(`${py.version}: sc, sm and logger on a real target`, async (t) => {
+  Deno.test(`${py.version}: sc, sm, thread and logger on a real target`, async (t) => {
     const target = await Target.start(py, "", { script: APP });
     const env = cliEnv();
     const data = async (args: string[]) => {
@@ -80,6 +80,29 @@ for (const py of pythons()) {
           await refused(["sc", "*", "--limit", "0"], "BAD_ARGS", /--limit/);
         },
       );
+
+      await t.step("thread -n: the busiest thread by CPU; a thread blocked on a lock", async () => {
+        await target.ask("run burn 1");
+        const busy = await data(["thread", "-n", "2", "--interval", "300"]);
+        const [first] = busy.threads as Record<string, unknown>[];
+        assertEquals(first.name, "burner", JSON.stringify(busy.threads));
+        assert(Number(first.cpu_percent) > 40, JSON.stringify(first));
+        assert((first.stack as unknown[]).length > 0, "a Python thread comes with its stack");
+        const [holderIdent] = await target.ask("run block 1") as unknown as number[];
+        const all = await data(["thread"]);
+        const threads = all.threads as Record<string, unknown>[];
+        const waiter = threads.find((x) => x.name === "waiter")!;
+        const blocked = waiter.blocked_on as Record<string, unknown>;
+        assertEquals(
+          [waiter.state, blocked.lock_owner],
+          ["WAITING", holderIdent],
+          JSON.stringify(waiter),
+        );
+        const holder = threads.find((x) => x.name === "holder")!;
+        assert(String((holder.blocked_on as Record<string, unknown>).kind).startsWith("Event."));
+        await target.ask("run unblock 1");
+        await refused(["thread", "-n", "0"], "BAD_ARGS", /-n must be at least 1/);
+      });
 
       await t.step(
         "logger: list, get, set, bad names and levels, reset, restored on detach",

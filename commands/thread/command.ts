@@ -16,6 +16,10 @@ interface ThreadInfo {
   is_main: boolean;
   state: string;
   stack: Frame[];
+  cpu_percent?: number;
+  cpu_ms?: number;
+  os_state?: string;
+  blocked_on?: { kind: string; object: string; lock_owner?: number; joining?: string };
 }
 
 export default defineCommand({
@@ -26,6 +30,17 @@ export default defineCommand({
   options: [
     { flags: "--tid <ident>", description: "only the thread with this ident", type: "int" },
     {
+      flags: "-n, --top <n>",
+      description: "the n busiest threads by CPU over --interval (threads started from C too)",
+      type: "int",
+    },
+    {
+      flags: "--interval <ms>",
+      description: "how long -n measures CPU use",
+      type: "int",
+      default: 200,
+    },
+    {
       flags: "-d, --depth <n>",
       description: "frames per stack (innermost kept)",
       type: "int",
@@ -33,16 +48,34 @@ export default defineCommand({
     },
   ],
   snippet,
-  request: (opts) => ({ depth: opts.depth, ...(opts.tid !== undefined ? { tid: opts.tid } : {}) }),
+  request: (opts) => ({
+    depth: opts.depth,
+    ...(opts.tid !== undefined ? { tid: opts.tid } : {}),
+    ...(opts.top !== undefined ? { top: opts.top, interval: opts.interval } : {}),
+  }),
   render(data) {
     const threads = (data.threads as ThreadInfo[]) ?? [];
-    const lines = [`${threads.length} thread(s)`];
+    const lines = [
+      data.top
+        ? `${threads.length} busiest thread(s) over ${data.interval_ms} ms`
+        : `${threads.length} thread(s)`,
+    ];
     for (const t of threads) {
+      const cpu = t.cpu_percent !== undefined ? ` cpu=${t.cpu_percent}% (${t.os_state})` : "";
       lines.push(
         "",
-        `"${t.name}" ident=${t.ident} native_id=${t.native_id ?? "?"} daemon=${t.daemon ?? "?"}` +
-          `${t.is_main ? " main" : ""} ${t.state}`,
+        `"${t.name}" ident=${t.ident ?? "-"} native_id=${t.native_id ?? "?"} daemon=${
+          t.daemon ?? "?"
+        }` + `${t.is_main ? " main" : ""} ${t.state}${cpu}`,
       );
+      const b = t.blocked_on;
+      if (b) {
+        lines.push(
+          `    blocked in ${b.kind} on ${b.object}` +
+            (b.lock_owner ? ` (lock held by thread ${b.lock_owner})` : "") +
+            (b.joining ? ` (joining "${b.joining}")` : ""),
+        );
+      }
       for (const f of t.stack) {
         lines.push(`    File "${f.file}", line ${f.line}, in ${f.function}`);
         if (f.code) lines.push(`        ${f.code}`);

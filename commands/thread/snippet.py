@@ -3,6 +3,7 @@
 # `threading` (only uses it if the target already has), never touches f_locals and
 # reads source lines with linecache without module globals, so no loader is called.
 import linecache
+import os
 import re
 import sys
 
@@ -71,10 +72,54 @@ def _thread_objects():
         return {}, None
 
 
+def _blocked_on(frame):
+    """What a thread waits for when it waits inside threading or queue (Event.wait,
+    Condition.wait, `with lock`, Thread.join, Queue.get, Semaphore.acquire): the call the
+    user made, its object, and an RLock's owner. Only the innermost frames are read, and
+    only when they belong to those modules (a thread blocked there is not changing them)."""
+    chain = []
+    f = frame
+    while f is not None and len(chain) < 6 and os.path.basename(f.f_code.co_filename) in ("threading.py", "queue.py"):
+        chain.append(f)
+        f = f.f_back
+    if not chain:
+        return None
+    outer = chain[-1]
+    owner = outer.f_locals.get("self")
+    name = outer.f_code.co_name
+    info = {"kind": "%s.%s" % (type(owner).__name__, name) if owner is not None else name,
+            "object": _short_repr(owner)}
+    for f in chain:
+        lock = getattr(f.f_locals.get("self"), "_lock", None)
+        if lock is not None and "RLock" in type(lock).__name__:
+            m = re.search(r"owner=(\d+)", _short_repr(lock))
+            if m and m.group(1) != "0":
+                info["lock_owner"] = int(m.group(1))
+    if name == "join" and owner is not None:
+        info["joining"] = getattr(owner, "name", None)
+    return info
+
+
+def _short_repr(obj):
+    try:
+        text = object.__repr__(obj) if not type(obj).__module__ in ("_thread", "threading") else repr(obj)
+    except Exception:
+        text = "<%s>" % type(obj).__name__
+    return text[:120]
+
+
 def _describe_thread(ident, frame, thread, main_ident, depth):
     stack = _stack(frame, depth)
     info = {"ident": ident, "native_id": None, "name": "<unknown>", "daemon": None,
             "alive": True, "is_main": ident == main_ident, "state": _state(stack), "stack": stack}
+    try:
+        blocked = _blocked_on(frame)
+    except Exception:
+        blocked = None
+    if blocked is not None:
+        info["blocked_on"] = blocked
+        if info["state"] == "RUNNABLE":
+            info["state"] = "WAITING"   # e.g. `with lock:` shows as a call of __enter__
     if thread is not None:
         info["name"] = str(getattr(thread, "name", "<unknown>"))
         info["native_id"] = getattr(thread, "native_id", None)
@@ -84,6 +129,48 @@ def _describe_thread(ident, frame, thread, main_ident, depth):
         except Exception:
             pass
     return info
+
+
+def _task_cpu():
+    """native thread id -> (utime+stime ticks, state letter, comm) from /proc/self/task."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/self/task/%s/stat" % tid, "rb") as f:
+                raw = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue                # the thread ended meanwhile
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()
+        out[int(tid)] = (int(fields[11]) + int(fields[12]), fields[0], comm)
+    return out
+
+
+def busiest(ctx, threads, hidden_native, top, interval_ms):
+    """The `top` threads by CPU over interval_ms, Python ones with their stacks, others by
+    their OS name (threads started from C)."""
+    before = _task_cpu()
+    ctx.cancelled.wait(interval_ms / 1000.0)
+    after = _task_cpu()
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    by_native = dict((t["native_id"], t) for t in threads if t.get("native_id"))
+    rows = []
+    for tid, (ticks, state, comm) in after.items():
+        if tid in hidden_native:
+            continue
+        used = ticks - before.get(tid, (ticks,))[0]
+        cpu_ms = used * 1000.0 / hz
+        row = by_native.get(tid) or {"ident": None, "native_id": tid, "name": comm, "stack": [],
+                                     "state": "UNKNOWN", "python": False}
+        row = dict(row, cpu_ms=round(cpu_ms, 1), cpu_percent=round(100.0 * cpu_ms / interval_ms, 1),
+                   os_state=state)
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["cpu_ms"], r["native_id"]))
+    return rows[:top]
 
 
 def run(ctx, args):
@@ -103,4 +190,12 @@ def run(ctx, args):
     threads = [_describe_thread(i, frames[i], objects.get(i), main_ident, depth) for i in idents]
     del frames  # frames pin the target's objects; drop them before replying
     threads.sort(key=lambda t: (not t["is_main"], t["name"], t["ident"]))
+    top = _int_arg(args, "top", None)
+    if top is not None:
+        interval = _int_arg(args, "interval", 200)
+        if top < 1 or not 10 <= interval <= 60000:
+            raise CommandError("-n must be at least 1 and --interval 10..60000 ms", code="BAD_ARGS")  # noqa: F821
+        hidden_native = set(getattr(ctx.agent, "thread_native_ids", ()) or ())
+        threads = busiest(ctx, threads, hidden_native, top, interval)
+        return {"threads": threads, "count": len(threads), "interval_ms": interval, "top": top}
     return {"threads": threads, "count": len(threads)}

@@ -8,10 +8,12 @@ import os
 import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shop  # noqa: E402
 
+RELEASE = threading.Event()
 BOUND = shop.Calc().scale  # a bound method stored before any watch
 ORIGINAL = {name: (id(getattr(shop, name)), id(getattr(shop, name).__code__))
             for name in ("add", "divide", "checkout", "fetch", "countdown", "fib")}
@@ -112,6 +114,37 @@ def scenario(name, n):
                 prof.disable()
             calls = sum(1 for entry in prof.getstats() if getattr(entry.code, "co_name", "") == "square")
             out.append({"profiler_kept": kept, "profiler_saw_square": calls})
+        elif name == "burn":
+            # A thread that burns CPU for a second (thread -n finds it).
+            def burn():
+                end = time.time() + 1.5
+                while time.time() < end:
+                    sum(range(1000))
+            threading.Thread(target=burn, name="burner", daemon=True).start()
+            out.append("burning")
+        elif name == "block":
+            # "holder" owns a lock and waits; "waiter" blocks trying to take the same lock.
+            cond = threading.Condition(threading.RLock())
+            held = threading.Event()
+
+            def holder():
+                with cond:
+                    held.set()
+                    RELEASE.wait()
+
+            def waiter():
+                held.wait()
+                with cond:
+                    pass
+            threads = [threading.Thread(target=holder, name="holder", daemon=True),
+                       threading.Thread(target=waiter, name="waiter", daemon=True)]
+            for t in threads:
+                t.start()
+            held.wait()
+            out.append(threads[0].ident)
+        elif name == "unblock":
+            RELEASE.set()
+            out.append("released")
         elif name == "threads":
             results = []
             threads = [threading.Thread(target=lambda k=k: results.extend(scenario("add", 50)), name="w%d" % k)
