@@ -13,6 +13,8 @@ import reset from "./reset/command.ts";
 import sc from "./sc/command.ts";
 import sm from "./sm/command.ts";
 import logger from "./logger/command.ts";
+import inspect from "./inspect/command.ts";
+import memory from "./memory/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -27,5 +29,7 @@ export const builtinCommands: PeekaCommand[] = [
   sc,
   sm,
   logger,
+  inspect,
+  memory,
   demo,
 ];

@@ -4,7 +4,7 @@ import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
 import { APP } from "./helpers/observe.ts";
 
 for (const py of pythons()) {
-  Deno.test(`${py.version}: sc, sm, thread and logger on a real target`, async (t) => {
+  Deno.test(`${py.version}: sc, sm, inspect, memory, thread and logger on a real target`, async (t) => {
     const target = await Target.start(py, "", { script: APP });
     const env = cliEnv();
     const data = async (args: string[]) => {
@@ -80,6 +80,53 @@ for (const py of pythons()) {
           await refused(["sc", "*", "--limit", "0"], "BAD_ARGS", /--limit/);
         },
       );
+
+      await t.step("inspect: paths, instances, and every kind of bad path", async () => {
+        const cache = await data(["inspect", "shop.CACHE"]);
+        assertEquals(cache.type, "shop.Cache");
+        assertEquals(
+          (cache.attributes as { name: string; repr: string }[]).map((a) => [a.name, a.repr]),
+          [["entries", "{'users': [1, 2, 3], 'ttl': 60}"], ["hits", "7"], ["_misses", "2"]],
+        );
+        assertEquals((await data(["inspect", "shop.CACHE.stats"])).value, { hits: 7, misses: 2 });
+        const item = await data(["inspect", "shop.CACHE.entries['users'][1]"]);
+        assertEquals([item.type, item.value], ["int", 2]);
+        const orders = await data(["inspect", "shop.Order", "--instances", "--limit", "2"]);
+        assert(
+          Number(orders.count) >= 3 && orders.shown === 2,
+          JSON.stringify(orders).slice(0, 300),
+        );
+        assert(Number(orders.objects_scanned) > 1000);
+        await refused(["inspect", "nomod.x"], "NOT_LOADED", /module 'nomod' is not loaded/);
+        await refused(["inspect", "shop.CACHE.nope"], "NOT_FOUND", /has no attribute 'nope'/);
+        await refused(["inspect", "shop.CACHE.entries['zz']"], "NOT_FOUND", /has no item 'zz'/);
+        await refused(
+          ["inspect", "shop.CACHE.broken"],
+          "NOT_FOUND",
+          /raised RuntimeError: .*cannot compute/,
+        );
+        await refused(["inspect", "shop.SNEAKY.x"], "NOT_FOUND", /no attribute 'x'/); // __getattr__ not run
+        await refused(["inspect", "shop.CACHE(1)"], "BAD_ARGS", /\.name, \[0\] or \['key'\]/);
+        await refused(["inspect", "shop.CACHE", "--instances"], "BAD_ARGS", /not a class/);
+        assertEquals(target.errText, "");
+      });
+
+      await t.step("memory: overview, and --trace finds the allocating line", async () => {
+        const m = await data(["memory", "--limit", "5"]);
+        assert(Number(m.rss_bytes) > 1e6 && Number(m.peak_rss_bytes) >= Number(m.rss_bytes));
+        const gc = m.gc as Record<string, unknown>;
+        assertEquals((gc.thresholds as number[]).length, 3);
+        assert(
+          (m.top_by_count as unknown[]).length === 5 && (m.top_by_size as unknown[]).length === 5,
+        );
+        await target.ask("run allocate 1");
+        const t1 = await data(["memory", "--trace", "0.6", "--limit", "5"]);
+        const top = (t1.top as { file: string; size_bytes: number }[])[0];
+        assert(top.file.endsWith("app.py") && top.size_bytes > 100_000, JSON.stringify(t1.top));
+        assertEquals(t1.tracemalloc_after, "stopped again");
+        assertEquals((await data(["memory"])).tracemalloc, { tracing: false });
+        await refused(["memory", "--trace", "0"], "BAD_ARGS", /--trace/);
+      });
 
       await t.step("thread -n: the busiest thread by CPU; a thread blocked on a lock", async () => {
         await target.ask("run burn 1");

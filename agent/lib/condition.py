@@ -109,6 +109,19 @@ def _static_attr(o, t, name):
     _refuse("attribute '%s' of %s is computed by the target's code" % (name, _tn(t)))
 
 
+def read_attribute(o, name):
+    """obj.name for tools that show objects (inspect): the value as a condition would read it
+    (no __getattr__, no descriptor that runs code other than a property's getter), but code
+    objects (functions, classes) are returned too. Classes are looked up in their own MRO.
+    Raises ConditionEvalError saying why it cannot be read."""
+    if isinstance(o, type):
+        value = _lookup(o, name)
+        if value is _MISSING:
+            _refuse("class %s has no attribute '%s'" % (_tn(o), name))
+        return value
+    return _static_attr(o, type(o), name)
+
+
 def _replace(base):
     def replace(s, old, new, count=-1):
         if issubclass(type(old), _TEXTS) and issubclass(type(new), _TEXTS):

@@ -204,7 +204,14 @@ class _Walker(object):
         return {"__class__": name, "__attrs__": out}
 
 
-def _public_attrs(o, t, limit=10):
+def instance_attributes(o, limit=50, public=False):
+    """Up to `limit` (name, value) of an object's instance __dict__ and __slots__ (with
+    `public`, only names not starting with _), read without running the target's code;
+    None when it has neither."""
+    return _public_attrs(o, type(o), limit, public)
+
+
+def _public_attrs(o, t, limit=10, public=True):
     """Up to `limit` (name, value) of the instance __dict__ and __slots__; None when it has neither."""
     found, has = [], False
     for k in _type_mro(t):
@@ -214,13 +221,13 @@ def _public_attrs(o, t, limit=10):
             inst = desc.__get__(o, t)
             if issubclass(type(inst), dict):
                 has = True
-                found.extend(_first(dict.items(inst), limit, public=True))
+                found.extend(_first(dict.items(inst), limit, public=public))
         slots = d.get("__slots__")
         if slots is not None:
             has = True
             slots = (slots,) if type(slots) is str else slots if type(slots) in (tuple, list, dict) else ()
             for name in slots:
-                member = d.get(name) if type(name) is str and not name.startswith("_") else None
+                member = d.get(name) if type(name) is str and not (public and name.startswith("_")) else None
                 if type(member) is _MEMBER and len(found) < limit:
                     try:
                         found.append((name, member.__get__(o, t)))

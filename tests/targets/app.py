@@ -142,6 +142,14 @@ def scenario(name, n):
                 t.start()
             held.wait()
             out.append(threads[0].ident)
+        elif name == "allocate":
+            # Grows a list for about a second (memory --trace sees the site).
+            def grow():
+                for _ in range(20):
+                    shop.HOARD.append(bytearray(50000))
+                    time.sleep(0.04)
+            threading.Thread(target=grow, name="grower", daemon=True).start()
+            out.append("allocating")
         elif name == "unblock":
             RELEASE.set()
             out.append("released")

@@ -158,3 +158,30 @@ class CheckoutService(object):
     @property
     def name(self):
         return "checkout"
+
+
+# --- for inspect -----------------------------------------------------------------
+class Cache(object):
+    def __init__(self):
+        self.entries = {"users": [1, 2, 3], "ttl": 60}
+        self.hits = 7
+        self._misses = 2
+
+    @property
+    def stats(self):
+        return {"hits": self.hits, "misses": self._misses}
+
+    @property
+    def broken(self):
+        raise RuntimeError("cannot compute")
+
+
+class Sneaky(object):
+    def __getattr__(self, name):           # inspect must never call this
+        raise AssertionError("__getattr__ was called for %s" % name)
+
+
+CACHE = Cache()
+SNEAKY = Sneaky()
+ORDERS = [Order(10), Order(20), Order(30)]
+HOARD = []

@@ -1,0 +1,163 @@
+# inspect: show an object reached from a module global by a path, or the live
+# instances of a class. Paths are read step by step (attribute, [key], [index]),
+# never evaluated; attributes are read the way conditions read them (no
+# __getattr__, no code-running descriptor except a property's getter).
+import gc
+import re
+import sys
+import time
+import types
+
+_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+)\s*\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
+SCAN_CHUNK = 20000       # objects examined between two GIL releases
+MAX_ATTRS = 200
+
+
+class PathError(Exception):
+    pass
+
+
+def parse(path):
+    """(module name, [(kind, key)]) where the module is the longest loaded dotted prefix."""
+    if not isinstance(path, str) or not path.strip():
+        raise CommandError("a path is required, e.g. myapp.settings.CACHE", code="BAD_ARGS")  # noqa: F821
+    path = path.strip()
+    head = re.match(r"[A-Za-z_][\w.]*", path)
+    if head is None:
+        raise CommandError("a path starts with a module name: %r" % path, code="BAD_ARGS")  # noqa: F821
+    dotted = head.group(0).rstrip(".").split(".")
+    for i in range(len(dotted), 0, -1):
+        name = ".".join(dotted[:i])
+        if isinstance(sys.modules.get(name), types.ModuleType):
+            rest = "".join("." + p for p in dotted[i:]) + path[head.end():]
+            return name, _steps(rest, path)
+    raise CommandError("module '%s' is not loaded in the target (peeka never imports it)"  # noqa: F821
+                       % dotted[0], code="NOT_LOADED")
+
+
+def _steps(rest, path):
+    steps, pos = [], 0
+    while pos < len(rest):
+        m = _STEP.match(rest, pos)
+        if m is None:
+            raise CommandError("cannot read %r in %r: use .name, [0] or ['key'] steps"  # noqa: F821
+                               % (rest[pos:], path), code="BAD_ARGS")
+        attr, index, key1, key2 = m.groups()
+        if attr is not None:
+            steps.append(("attr", attr))
+        elif index is not None:
+            steps.append(("item", int(index)))
+        else:
+            steps.append(("item", key1 if key1 is not None else key2))
+        pos = m.end()
+    return steps
+
+
+def follow(cond, ser, module, steps):
+    obj, where = sys.modules[module], module
+    for kind, key in steps:
+        if kind == "attr":
+            if isinstance(obj, types.ModuleType):
+                d = vars(obj)
+                if key not in d:
+                    raise PathError("%s has no global '%s'" % (where, key))
+                obj = d[key]
+            else:
+                try:
+                    obj = cond.read_attribute(obj, key)
+                except cond.ConditionEvalError as e:
+                    raise PathError("%s: %s" % (where, e))
+                except Exception as e:  # a property's getter raised
+                    raise PathError("reading %s.%s raised %s: %s" % (where, key, type(e).__name__,
+                                                                    ser.safe_repr(str(e), 200)))
+            where += "." + key
+        else:
+            obj = _item(obj, key, where)
+            where += "[%r]" % (key,)
+    return obj
+
+
+def _item(obj, key, where):
+    """A subscript of a builtin container only (a user __getitem__ is the target's code)."""
+    for base in (dict, list, tuple):
+        if isinstance(obj, base):
+            try:
+                return base.__getitem__(obj, key)
+            except (KeyError, IndexError, TypeError):
+                raise PathError("%s has no item %r" % (where, key))
+    raise PathError("%s is a %s: only dict, list and tuple items can be read" % (where, type(obj).__name__))
+
+
+def describe(ser, obj, depth):
+    t = type(obj)
+    info = {"type": ser.qualified_name(t), "id": id(obj), "repr": ser.safe_repr(obj, 300)}
+    try:
+        info["size"] = sys.getsizeof(obj)
+    except Exception:
+        pass
+    if isinstance(obj, (dict, list, tuple, set, frozenset, str, bytes, bytearray)):
+        info["len"] = len(obj)
+    info["value"] = ser.to_json(obj, depth=depth)
+    attrs = _attributes(ser, obj)
+    if attrs is not None:
+        info["attributes"] = attrs
+    return info
+
+
+def _attributes(ser, obj):
+    """Every attribute stored on the object (module globals, class dict, instance dict/slots)."""
+    if isinstance(obj, types.ModuleType):
+        pairs = [(k, v) for k, v in list(vars(obj).items()) if not k.startswith("__")]
+    elif isinstance(obj, type):
+        pairs = [(k, v) for k, v in list(type.__dict__["__dict__"].__get__(obj).items()) if not k.startswith("__")]
+    else:
+        pairs = ser.instance_attributes(obj, MAX_ATTRS)
+        if pairs is None:
+            return None
+    return [{"name": k, "type": ser.qualified_name(type(v)), "repr": ser.safe_repr(v, 120)}
+            for k, v in pairs[:MAX_ATTRS]]
+
+
+def instances(ctx, ser, cls, limit, depth):
+    """Live instances of cls (subclasses included), found through the garbage collector. The
+    scan releases the GIL every SCAN_CHUNK objects so the target keeps running."""
+    started = time.perf_counter()
+    objects = gc.get_objects()
+    count, found, scanned = 0, [], 0
+    try:
+        for i in range(0, len(objects), SCAN_CHUNK):
+            for o in objects[i:i + SCAN_CHUNK]:
+                if cls in type.__dict__["__mro__"].__get__(type(o)):
+                    count += 1
+                    if len(found) < limit:
+                        found.append(o)
+            scanned = min(len(objects), i + SCAN_CHUNK)
+            if ctx.cancelled.is_set():
+                break
+            time.sleep(0)
+    finally:
+        del objects                 # the list pins every object in the process
+    items = [dict(describe(ser, o, depth), index=n) for n, o in enumerate(found)]
+    return {"class": ser.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
+            "instances": items, "objects_scanned": scanned,
+            "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def run(ctx, args):
+    ser, cond = ctx.agent.lib("serialize"), ctx.agent.lib("condition")
+    depth = int(args.get("depth") or 2)
+    limit = args.get("limit")
+    limit = 10 if limit is None else int(limit)
+    if not 1 <= depth <= 6 or not 1 <= limit <= 1000:
+        raise CommandError("-x must be 1..6 and --limit 1..1000", code="BAD_ARGS")  # noqa: F821
+    path = args.get("path")
+    module, steps = parse(path)
+    try:
+        obj = follow(cond, ser, module, steps)
+    except PathError as e:
+        raise CommandError(str(e), code="NOT_FOUND")  # noqa: F821
+    if args.get("instances"):
+        if not isinstance(obj, type):
+            raise CommandError("%s is a %s, not a class" % (path, type(obj).__name__), code="BAD_ARGS")  # noqa: F821
+        return dict(instances(ctx, ser, obj, limit, depth), path=path)
+    return dict(describe(ser, obj, depth), path=path)
