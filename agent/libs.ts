@@ -6,8 +6,9 @@ import instrument from "./lib/instrument.py" with { type: "text" };
 import condition from "./lib/condition.py" with { type: "text" };
 import serialize from "./lib/serialize.py" with { type: "text" };
 import stream from "./lib/stream.py" with { type: "text" };
+import threads from "./lib/threads.py" with { type: "text" };
 
-const LIBS: Record<string, string> = { instrument, condition, serialize, stream };
+const LIBS: Record<string, string> = { instrument, condition, serialize, stream, threads };
 
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {
   const out: Record<string, Source> = {};

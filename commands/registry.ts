@@ -15,6 +15,7 @@ import sm from "./sm/command.ts";
 import logger from "./logger/command.ts";
 import inspect from "./inspect/command.ts";
 import memory from "./memory/command.ts";
+import top from "./top/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -31,5 +32,6 @@ export const builtinCommands: PeekaCommand[] = [
   logger,
   inspect,
   memory,
+  top,
   demo,
 ];

@@ -10,8 +10,8 @@ import {
   UsageError,
 } from "./command.ts";
 import { Output } from "./output.ts";
-import { AgentClient, AgentError, AgentGoneError, sha256 } from "./protocol.ts";
-import { librarySources } from "../agent/libs.ts";
+import { AgentClient, AgentError, AgentGoneError } from "./protocol.ts";
+import { callCommand } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts";
 import { AttachError } from "../attach/native.ts";
 import { processExists } from "../attach/procfs.ts";
@@ -93,16 +93,14 @@ async function runCommand(
     if (cmd.run) return await cmd.run(ctx);
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
     const agent = await ctx.agent();
-    const snippet = { source: cmd.snippet, hash: await sha256(cmd.snippet) };
     // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
     const interrupt = new AbortController();
     const onSignal = () => interrupt.abort();
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
     let data: Record<string, unknown>;
     try {
-      data = await agent.call(cmd.name, snippet, cmd.request?.(opts, args) ?? {}, {
+      data = await callCommand(agent, cmd, cmd.request?.(opts, args) ?? {}, {
         onFrame: (f) => cmd.onFrame?.(f, ctx),
-        libs: await librarySources(cmd.libs ?? []),
         signal: interrupt.signal,
       });
     } finally {

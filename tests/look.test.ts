@@ -4,7 +4,7 @@ import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
 import { APP } from "./helpers/observe.ts";
 
 for (const py of pythons()) {
-  Deno.test(`${py.version}: sc, sm, inspect, memory, thread and logger on a real target`, async (t) => {
+  Deno.test(`${py.version}: look around: sc, sm, inspect, memory, top, thread, logger`, async (t) => {
     const target = await Target.start(py, "", { script: APP });
     const env = cliEnv();
     const data = async (args: string[]) => {
@@ -126,6 +126,56 @@ for (const py of pythons()) {
         assertEquals(t1.tracemalloc_after, "stopped again");
         assertEquals((await data(["memory"])).tracemalloc, { tracing: false });
         await refused(["memory", "--trace", "0"], "BAD_ARGS", /--trace/);
+      });
+
+      await t.step("top: the hot function, a flame graph and a speedscope file", async () => {
+        await target.ask("run burn 1");
+        const dir = Deno.makeTempDirSync();
+        const r = await cli(["top", "-d", "0.8", "--flamegraph", `${dir}/out.svg`, "--json"], env);
+        assertEquals(r.code, 0, r.stderr);
+        const final = r.lines.find((l) => l.type === "observation" && l.final) as Record<
+          string,
+          unknown
+        >;
+        const [hot] = final.functions as Record<string, unknown>[];
+        assert(
+          String(hot.function).endsWith("burn") && Number(hot.own_pct) > 50,
+          JSON.stringify(hot),
+        );
+        const svg = Deno.readTextFileSync(`${dir}/out.svg`);
+        const parsed = new Deno.Command(py.path, {
+          args: [
+            "-c",
+            "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(len(d.getElementsByTagName('rect')))",
+            `${dir}/out.svg`,
+          ],
+        }).outputSync();
+        assert(
+          parsed.success && Number(new TextDecoder().decode(parsed.stdout)) > 2,
+          "the SVG is XML",
+        );
+        assert(/<title>[^<]*burn \(/.test(svg), "the flame graph names the hot function");
+        const s = await cli([
+          "top",
+          "-d",
+          "0.3",
+          "--idle",
+          "--format",
+          "speedscope",
+          "--flamegraph",
+          `${dir}/p.json`,
+          "--json",
+        ], env);
+        assertEquals(s.code, 0, s.stderr);
+        const profile = JSON.parse(Deno.readTextFileSync(`${dir}/p.json`));
+        assertEquals(profile.profiles[0].type, "sampled");
+        assert(
+          profile.shared.frames.some((f: { name: string }) => f.name === "__main__.main"),
+          "idle main thread",
+        );
+        const bad = await cli(["top", "-i", "fast", "--json"], env);
+        assertEquals([bad.code, bad.lines[0].code], [2, "USAGE"]);
+        Deno.removeSync(dir, { recursive: true });
       });
 
       await t.step("thread -n: the busiest thread by CPU; a thread blocked on a lock", async () => {

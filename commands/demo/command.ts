@@ -2,7 +2,8 @@
 // show its threads, detach, stop it.
 import { defineCommand } from "../../core/command.ts";
 import { attach } from "../../attach/attach.ts";
-import { AgentClient, sha256 } from "../../core/protocol.ts";
+import { AgentClient } from "../../core/protocol.ts";
+import { callCommand } from "../../core/call.ts";
 import threadCommand from "../thread/command.ts";
 import serviceSource from "./service.py" with { type: "text" };
 
@@ -61,11 +62,7 @@ export default defineCommand({
       );
       const client = await AgentClient.connect(attached.socket);
       try {
-        const snippet = {
-          source: threadCommand.snippet!,
-          hash: await sha256(threadCommand.snippet!),
-        };
-        const data = await client.call("thread", snippet, { depth: 20 });
+        const data = await callCommand(client, threadCommand, { depth: 20 });
         out.result("thread", data, () => threadCommand.render!(data, {}));
         const reply = await client.request("detach");
         out.success("detach", {

@@ -48,6 +48,7 @@ export default defineCommand({
     },
   ],
   snippet,
+  libs: ["threads"],
   request: (opts) => ({
     depth: opts.depth,
     ...(opts.tid !== undefined ? { tid: opts.tid } : {}),

@@ -1,19 +1,14 @@
 # peeka `thread` command: runs inside the target via the agent (`run(ctx, args)`).
 # Lists every Python thread with a stack, like jstack. Read-only: it never imports
-# `threading` (only uses it if the target already has), never touches f_locals and
-# reads source lines with linecache without module globals, so no loader is called.
-import linecache
+# `threading` (only uses it if the target already has), reads locals only of frames
+# blocked inside threading/queue, and reads source lines with linecache without
+# module globals, so no loader is called.
 import os
 import re
 import sys
 
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 200
-# Names of the innermost Python function, or the call its current line makes into C.
-_TIMED_NAME = re.compile(r"sleep")
-_TIMED_CALL = re.compile(r"\bsleep\(")
-_WAITING_NAME = re.compile(r"^_*(wait|acquire|accept|recv|read|select|poll)|^(get|join)$")
-_WAITING_CALL = re.compile(r"\.(wait|acquire|accept|recv\w*|read\w*|poll|get|join)\(|\bselect\(|\binput\(")
 
 
 def _int_arg(args, key, default):
@@ -25,39 +20,17 @@ def _int_arg(args, key, default):
     return value
 
 
-def _code_line(filename, lineno):
-    if not filename or not lineno:
-        return None
-    try:
-        return linecache.getline(filename, lineno).strip() or None
-    except Exception:
-        return None
-
-
-def _stack(frame, depth):
+def _stack(lib, frame, depth):
     """Innermost `depth` frames, returned outermost first (traceback order)."""
     frames = []
     while frame is not None and len(frames) < depth:
         code = frame.f_code
         lineno = frame.f_lineno
         frames.append({"file": code.co_filename, "line": lineno, "function": code.co_name,
-                       "code": _code_line(code.co_filename, lineno)})
+                       "code": lib.code_line(code.co_filename, lineno)})
         frame = frame.f_back
     frames.reverse()
     return frames
-
-
-def _state(stack):
-    """Heuristic from the innermost frame: what it is, or what C call its line makes."""
-    if not stack:
-        return "UNKNOWN"
-    top = stack[-1]
-    name, line = top["function"], top["code"] or ""
-    if _TIMED_NAME.search(name) or _TIMED_CALL.search(line):
-        return "TIMED_WAITING"
-    if _WAITING_NAME.search(name) or _WAITING_CALL.search(line):
-        return "TIMED_WAITING" if "timeout" in line else "WAITING"
-    return "RUNNABLE"
 
 
 def _thread_objects():
@@ -108,10 +81,11 @@ def _short_repr(obj):
     return text[:120]
 
 
-def _describe_thread(ident, frame, thread, main_ident, depth):
-    stack = _stack(frame, depth)
+def _describe_thread(lib, ident, frame, thread, main_ident, depth):
+    stack = _stack(lib, frame, depth)
     info = {"ident": ident, "native_id": None, "name": "<unknown>", "daemon": None,
-            "alive": True, "is_main": ident == main_ident, "state": _state(stack), "stack": stack}
+            "alive": True, "is_main": ident == main_ident, "stack": stack,
+            "state": lib.state_of(stack[-1]["function"], stack[-1]["code"]) if stack else "UNKNOWN"}
     try:
         blocked = _blocked_on(frame)
     except Exception:
@@ -174,6 +148,7 @@ def busiest(ctx, threads, hidden_native, top, interval_ms):
 
 
 def run(ctx, args):
+    lib = ctx.agent.lib("threads")
     depth = _int_arg(args, "depth", DEFAULT_DEPTH)
     depth = DEFAULT_DEPTH if depth is None else min(max(depth, 1), MAX_DEPTH)
     tid = _int_arg(args, "tid", None)
@@ -187,7 +162,7 @@ def run(ctx, args):
         if tid not in idents:
             raise CommandError("no thread with ident %d" % tid, code="THREAD_NOT_FOUND")  # noqa: F821
         idents = [tid]
-    threads = [_describe_thread(i, frames[i], objects.get(i), main_ident, depth) for i in idents]
+    threads = [_describe_thread(lib, i, frames[i], objects.get(i), main_ident, depth) for i in idents]
     del frames  # frames pin the target's objects; drop them before replying
     threads.sort(key=lambda t: (not t["is_main"], t["name"], t["ident"]))
     top = _int_arg(args, "top", None)

@@ -102,7 +102,7 @@ export default defineCommand({
     },
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize", "stream"],
+  libs: ["instrument", "condition", "serialize", "stream", "threads"],
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],

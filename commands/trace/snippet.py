@@ -171,6 +171,7 @@ class TraceProbe(object):
     def __init__(self, lib, cond, opts, root_codes):
         streaming = lib("stream")
         self.ser, self.thread_name = lib("serialize"), streaming.thread_name
+        self.code_name = lib("threads").code_name
         self.cond = cond
         self.errors = 0
         self.watch_id = opts["watch_id"]
@@ -280,7 +281,7 @@ class TraceProbe(object):
             return _TRANSPARENT
         if code.co_name in _INLINED:
             return _TRANSPARENT      # comprehensions: their own frame before 3.12, inlined since
-        return (self._qualified(code), file, code.co_firstlineno)
+        return (self.code_name(code), file, code.co_firstlineno)
 
     @staticmethod
     def _stdlib_dirs():
@@ -293,15 +294,6 @@ class TraceProbe(object):
                 rest = file[len(d):]
                 return not (rest.startswith("site-packages") or rest.startswith("dist-packages"))
         return False
-
-    @staticmethod
-    def _qualified(code):
-        """module.Class.method: the module from the code's file, the rest from co_qualname
-        (3.11+) or, before, from the module's classes (looked up once per code)."""
-        module = _module_of(code.co_filename)
-        qual = getattr(code, "co_qualname", None) or _find_qualname(module, code) or code.co_name
-        name = getattr(module, "__name__", None)
-        return "%s.%s" % (name, qual) if name else qual
 
     @staticmethod
     def c_name(func):
@@ -386,35 +378,6 @@ class TraceProbe(object):
 
 def _ms(ns):
     return None if ns is None else round(ns / 1e6, 6)
-
-
-_modules_by_file = {}
-
-
-def _module_of(filename):
-    """The loaded module whose __file__ is `filename` (cached; refreshed when missing)."""
-    m = _modules_by_file.get(filename)
-    if m is None:
-        for mod in list(sys.modules.values()):
-            f = getattr(mod, "__file__", None) if isinstance(mod, type(sys)) else None
-            if f:
-                _modules_by_file.setdefault(f, mod)
-        m = _modules_by_file.get(filename)
-    return m
-
-
-def _find_qualname(module, code):
-    if module is None:
-        return None
-    for value in list(vars(module).values()):
-        if getattr(value, "__code__", None) is code:
-            return getattr(value, "__qualname__", None)
-        if isinstance(value, type):
-            for attr in list(vars(value).values()):
-                fn = getattr(attr, "__func__", attr)
-                if getattr(fn, "__code__", None) is code:
-                    return getattr(fn, "__qualname__", None)
-    return None
 
 
 def run(ctx, args):
