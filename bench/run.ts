@@ -5,6 +5,7 @@
 import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 import { benchWatch } from "./watch.ts";
 import { benchTrace } from "./trace.ts";
+import { benchLook } from "./look.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -95,5 +96,9 @@ console.log(
     "\nCPU time per call of a small function in a thread running beside it (best of 5):",
 );
 for (const py of pythons()) console.log(await benchTrace(py));
+console.log(
+  "\nlooking around — a small function's cost while top samples every 10 ms; sc '*' (median of 5):",
+);
+for (const py of pythons()) console.log(await benchLook(py));
 
 console.log(`\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms`);

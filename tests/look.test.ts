@@ -185,6 +185,8 @@ for (const py of pythons()) {
         assertEquals(first.name, "burner", JSON.stringify(busy.threads));
         assert(Number(first.cpu_percent) > 40, JSON.stringify(first));
         assert((first.stack as unknown[]).length > 0, "a Python thread comes with its stack");
+        const gil = busy.gil_holder as Record<string, unknown>;
+        assertEquals(gil?.name, "burner", JSON.stringify(busy.gil_holder));
         const [holderIdent] = await target.ask("run block 1") as unknown as number[];
         const all = await data(["thread"]);
         const threads = all.threads as Record<string, unknown>[];

@@ -2,6 +2,7 @@
 # imported and no code of the target runs: only module and class __dict__s are
 # read (never getattr on a class, which a metaclass could intercept).
 import sys
+import time
 import types
 from fnmatch import fnmatchcase
 
@@ -215,4 +216,7 @@ def _limit(args):
 
 
 def run(ctx, args):
-    return run_sm(ctx, args) if args.get("mode") == "sm" else run_sc(ctx, args)
+    started = time.perf_counter()
+    result = run_sm(ctx, args) if args.get("mode") == "sm" else run_sc(ctx, args)
+    result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result

@@ -61,6 +61,12 @@ export default defineCommand({
         ? `${threads.length} busiest thread(s) over ${data.interval_ms} ms`
         : `${threads.length} thread(s)`,
     ];
+    const gil = data.gil_holder as { name: string; ident: number; running_pct: number } | null;
+    if (gil) {
+      lines.push(
+        `GIL: "${gil.name}" (ident ${gil.ident}) was running in ${gil.running_pct}% of samples`,
+      );
+    }
     for (const t of threads) {
       const cpu = t.cpu_percent !== undefined ? ` cpu=${t.cpu_percent}% (${t.os_state})` : "";
       lines.push(

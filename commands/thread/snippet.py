@@ -6,6 +6,7 @@
 import os
 import re
 import sys
+import time
 
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 200
@@ -124,11 +125,33 @@ def _task_cpu():
     return out
 
 
+def _task_states(tids):
+    out = {}
+    for tid in tids:
+        try:
+            with open("/proc/self/task/%d/stat" % tid, "rb") as f:
+                raw = f.read()
+            out[tid] = raw[raw.rindex(b")") + 2:raw.rindex(b")") + 3]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def busiest(ctx, threads, hidden_native, top, interval_ms):
     """The `top` threads by CPU over interval_ms, Python ones with their stacks, others by
-    their OS name (threads started from C)."""
+    their OS name (threads started from C). Meanwhile the threads' OS states are sampled
+    every 5 ms: with a GIL only one thread runs Python at a time, so a Python thread found
+    running in most samples while the others wait is the one holding the GIL."""
     before = _task_cpu()
-    ctx.cancelled.wait(interval_ms / 1000.0)
+    tids = [t for t in before if t not in hidden_native]
+    running = dict((t, 0) for t in tids)
+    looks = 0
+    ends = time.monotonic() + interval_ms / 1000.0
+    while not ctx.cancelled.wait(min(0.005, max(0.0, ends - time.monotonic()))) and time.monotonic() < ends:
+        looks += 1
+        for tid, state in _task_states(tids).items():
+            if state == b"R":
+                running[tid] += 1
     after = _task_cpu()
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     by_native = dict((t["native_id"], t) for t in threads if t.get("native_id"))
@@ -141,10 +164,23 @@ def busiest(ctx, threads, hidden_native, top, interval_ms):
         row = by_native.get(tid) or {"ident": None, "native_id": tid, "name": comm, "stack": [],
                                      "state": "UNKNOWN", "python": False}
         row = dict(row, cpu_ms=round(cpu_ms, 1), cpu_percent=round(100.0 * cpu_ms / interval_ms, 1),
-                   os_state=state)
+                   os_state=state, running_pct=round(100.0 * running.get(tid, 0) / looks, 1) if looks else None)
         rows.append(row)
     rows.sort(key=lambda r: (-r["cpu_ms"], r["native_id"]))
-    return rows[:top]
+    return rows[:top], _gil_holder(rows)
+
+
+def _gil_holder(rows):
+    """The Python thread that ran in most state samples, if that is most of them (GIL builds)."""
+    gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    python_rows = [r for r in rows if r.get("ident") is not None and r.get("running_pct") is not None]
+    if not gil_enabled or not python_rows:
+        return None
+    best = max(python_rows, key=lambda r: r["running_pct"])
+    if best["running_pct"] < 50:
+        return None
+    return {"ident": best["ident"], "native_id": best["native_id"], "name": best["name"],
+            "running_pct": best["running_pct"]}
 
 
 def run(ctx, args):
@@ -171,6 +207,7 @@ def run(ctx, args):
         if top < 1 or not 10 <= interval <= 60000:
             raise CommandError("-n must be at least 1 and --interval 10..60000 ms", code="BAD_ARGS")  # noqa: F821
         hidden_native = set(getattr(ctx.agent, "thread_native_ids", ()) or ())
-        threads = busiest(ctx, threads, hidden_native, top, interval)
-        return {"threads": threads, "count": len(threads), "interval_ms": interval, "top": top}
+        threads, gil = busiest(ctx, threads, hidden_native, top, interval)
+        return {"threads": threads, "count": len(threads), "interval_ms": interval, "top": top,
+                "gil_holder": gil}
     return {"threads": threads, "count": len(threads)}

@@ -106,9 +106,9 @@ def run(ctx, args):
         if ends is not None and now >= ends:
             break
         if now >= next_sample:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             sampler.sample()
-            busy += time.perf_counter() - t0
+            busy += time.thread_time() - t0  # CPU of this thread (not time spent waiting for the GIL)
             next_sample += interval
             if next_sample < now:           # fell behind (a long GIL hold): do not catch up in a burst
                 next_sample = now + interval

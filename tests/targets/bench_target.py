@@ -5,6 +5,7 @@
 #   burst N       N calls as fast as possible (observation throughput)
 #   stamp N MS    N calls of small(time.time(), 0), MS ms apart (call-to-line latency)
 #   tree N        ns per call of hundred() (a call with 100 inner calls) over N calls
+#   classes N     defines N more classes (with two methods each) in benchmod (for sc '*')
 #   contend N     while another thread calls hundred() without pause, this thread's CPU ns
 #                 per call of small() over N calls (how much a trace there costs here)
 import json
@@ -81,6 +82,12 @@ def main():
             reply = loop(benchmod.small, int(words[1]))
         elif words[0] == "tree":
             reply = timed(benchmod.hundred, int(words[1]))
+        elif words[0] == "classes":
+            for i in range(int(words[1])):
+                name = "Generated%d" % len(vars(benchmod))
+                setattr(benchmod, name, type(name, (object,), {"__module__": "benchmod",
+                                                               "a": lambda self: 1, "b": lambda self: 2}))
+            reply = len(vars(benchmod))
         elif words[0] == "contend":
             reply = contend(int(words[1]))
         elif words[0] == "stamp":
