@@ -1,10 +1,24 @@
 // peeka: runtime diagnostics for live CPython processes.
-// Entry point of the CLI, and the API that command plugins import.
+// Entry point of the CLI, and the API that command plugins import (`from "peeka"`).
 import { main } from "./core/cli.ts";
 import { builtinCommands } from "./commands/registry.ts";
+import { defineCommand, UsageError } from "./core/command.ts";
+import { clock, compact, printFrame } from "./core/stream.ts";
+import { loadPlugins, pluginDirs, providePluginApi, withoutPluginDirs } from "./plugins/loader.ts";
 
-export { defineCommand } from "./core/command.ts";
-export type { ArgumentSpec, CommandContext, OptionSpec, PeekaCommand } from "./core/command.ts";
+export { defineCommand, UsageError } from "./core/command.ts";
+export { clock, compact, printFrame } from "./core/stream.ts";
+export type {
+  ArgumentSpec,
+  CommandContext,
+  OptionSpec,
+  PeekaCommand,
+  Registry,
+} from "./core/command.ts";
+export type { Frame } from "./core/protocol.ts";
+
+/** What a plugin's `import { … } from "peeka"` receives: the same functions as the exports above. */
+export const pluginApi = { defineCommand, UsageError, printFrame, compact, clock };
 
 /** The name we were invoked as: `peeka-cli` prints JSON lines by default, as the seed's CLI does. */
 function invokedAs(): string {
@@ -17,5 +31,14 @@ function invokedAs(): string {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(builtinCommands, Deno.args, invokedAs()));
+  providePluginApi(pluginApi);
+  const builtins = builtinCommands.map((c) => ({ ...c, origin: "built-in" }));
+  const dirs = pluginDirs(Deno.args, (k) => Deno.env.get(k));
+  const plugins = await loadPlugins(dirs, new Set(builtins.map((c) => c.name)));
+  const registry = {
+    commands: [...builtins, ...plugins.commands],
+    problems: plugins.problems,
+    dirs,
+  };
+  Deno.exit(await main(registry, withoutPluginDirs(Deno.args), invokedAs()));
 }

@@ -13,7 +13,8 @@ const rssKiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]);
 const fmt = (n: number) => n.toFixed(1).padStart(8);
 
-async function helpStartMs(): Promise<number> {
+async function helpStartMs(pluginPath = ""): Promise<number> {
+  const config = Deno.makeTempDirSync(); // no user plugins in either measurement
   const times: number[] = [];
   for (let i = 0; i < 11; i++) {
     const t0 = performance.now();
@@ -21,6 +22,7 @@ async function helpStartMs(): Promise<number> {
       args: ["run", "-A", `${REPO}/mod.ts`, "--help"],
       cwd: REPO,
       stdout: "null",
+      env: { XDG_CONFIG_HOME: config, PEEKA_PLUGIN_PATH: pluginPath },
     }).output();
     times.push(performance.now() - t0);
   }
@@ -101,4 +103,22 @@ console.log(
 );
 for (const py of pythons()) console.log(await benchLook(py));
 
-console.log(`\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms`);
+/** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */
+function tenPlugins(): string {
+  const dir = Deno.makeTempDirSync();
+  const source = Deno.readTextFileSync(`${REPO}/examples/plugins/env/command.ts`);
+  for (let i = 0; i < 10; i++) {
+    Deno.mkdirSync(`${dir}/env${i}`);
+    Deno.writeTextFileSync(
+      `${dir}/env${i}/command.ts`,
+      source.replace('name: "env"', `name: "env${i}"`),
+    );
+    Deno.copyFileSync(`${REPO}/examples/plugins/env/snippet.py`, `${dir}/env${i}/snippet.py`);
+  }
+  return dir;
+}
+console.log(
+  `\nCLI start (--help, median of 11): ${(await helpStartMs()).toFixed(1)} ms; with ten plugins: ${
+    (await helpStartMs(tenPlugins())).toFixed(1)
+  } ms`,
+);

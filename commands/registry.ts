@@ -16,6 +16,7 @@ import logger from "./logger/command.ts";
 import inspect from "./inspect/command.ts";
 import memory from "./memory/command.ts";
 import top from "./top/command.ts";
+import plugins from "./plugins/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -33,5 +34,6 @@ export const builtinCommands: PeekaCommand[] = [
   inspect,
   memory,
   top,
+  plugins,
   demo,
 ];

@@ -7,6 +7,7 @@ import {
   type Options,
   type OptionSpec,
   type PeekaCommand,
+  type Registry,
   UsageError,
 } from "./command.ts";
 import { Output } from "./output.ts";
@@ -16,7 +17,8 @@ import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts"
 import { AttachError } from "../attach/native.ts";
 import { processExists } from "../attach/procfs.ts";
 
-export const VERSION = "0.1.0";
+export { VERSION } from "./version.ts";
+import { VERSION } from "./version.ts";
 
 function parserFor(spec: OptionSpec) {
   switch (spec.type) {
@@ -67,6 +69,7 @@ async function runCommand(
   opts: Options,
   args: string[],
   out: Output,
+  registry: Registry,
 ): Promise<number> {
   let client: AgentClient | null = null;
   let pid: number | undefined;
@@ -74,6 +77,7 @@ async function runCommand(
     out,
     opts,
     args,
+    registry,
     targetPid: () => (pid ??= resolvePid(opts.pid as number | undefined)),
     agent: async () => {
       if (client) return client;
@@ -112,7 +116,13 @@ async function runCommand(
     return interrupt.signal.aborted ? 130 : 0;
   } catch (e) {
     const { code, message } = describeError(e, pid);
-    out.error(cmd.name, message, { code, ...(pid ? { pid } : {}) });
+    // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.
+    const plugin = cmd.origin && cmd.origin !== "built-in" ? `plugin ${cmd.origin}: ` : "";
+    out.error(cmd.name, plugin + message, {
+      code,
+      ...(pid ? { pid } : {}),
+      ...(plugin ? { plugin: cmd.origin } : {}),
+    });
     return code === "USAGE" ? 2 : 1;
   } finally {
     (client as AgentClient | null)?.close();
@@ -120,10 +130,11 @@ async function runCommand(
 }
 
 export function buildProgram(
-  commands: PeekaCommand[],
+  registry: Registry,
   name: string,
   setExit: (code: number) => void,
 ): Command {
+  const commands = registry.commands;
   const program = new Command(name)
     .description("Look inside a running CPython process: attach, then watch, trace and inspect it.")
     .version(VERSION, "-V, --version")
@@ -160,7 +171,7 @@ export function buildProgram(
         a !== undefined
       );
       const out = new Output(opts.json === true || name === "peeka-cli" ? true : undefined);
-      setExit(await runCommand(cmd, opts, args, out));
+      setExit(await runCommand(cmd, opts, args, out, registry));
     });
   }
   return program;
@@ -168,12 +179,18 @@ export function buildProgram(
 
 /** Entry point: parses argv and returns the exit status. */
 export async function main(
-  commands: PeekaCommand[],
+  registry: Registry,
   argv: string[],
   name = "peeka",
 ): Promise<number> {
   let status = 0;
-  const program = buildProgram(commands, name, (c) => (status = c));
+  // A plugin that failed to load is said once, on stderr; every other command works.
+  if (argv[0] !== "plugins") {
+    for (const p of registry.problems) {
+      console.error(`peeka: plugin ${p.path} not loaded: ${p.error}`);
+    }
+  }
+  const program = buildProgram(registry, name, (c) => (status = c));
   if (argv.length === 0) {
     program.outputHelp();
     return 0;

@@ -32,11 +32,24 @@ export interface CommandContext {
   targetPid(): number;
   /** A connection to the target's agent (opened on first use, closed after the command). */
   agent(): Promise<AgentClient>;
+  /** Every command of this run (built-ins and plugins) and the plugins that failed to load. */
+  registry: Registry;
+}
+
+export interface Registry {
+  commands: PeekaCommand[];
+  problems: { path: string; error: string }[];
+  /** The folders searched for plugins. */
+  dirs?: string[];
 }
 
 export interface PeekaCommand {
   name: string;
   summary: string;
+  /** A plugin's version, shown by `peeka plugins`. */
+  version?: string;
+  /** Where the command comes from: "built-in" or a plugin's file (set by the loader). */
+  origin?: string;
   description?: string;
   arguments?: ArgumentSpec[];
   options?: OptionSpec[];

@@ -1,0 +1,105 @@
+// Third-party plugins through the bundled CLI run alone from an empty directory
+// (as a compiled peeka would be): the example plugin against a real target, the
+// listing, a clash with a built-in, and broken plugins that name their file.
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { cli, cliEnv, DENO, pythons, REPO, Target } from "./helpers/env.ts";
+
+const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
+
+/** A plugin folder with the example plugin and one plugin of every broken kind. */
+function pluginDir(root: string): string {
+  const dir = `${root}/plugins`;
+  Deno.mkdirSync(`${dir}/env`, { recursive: true });
+  for (const f of ["command.ts", "snippet.py"]) {
+    Deno.copyFileSync(`${REPO}/examples/plugins/env/${f}`, `${dir}/env/${f}`);
+  }
+  Deno.writeTextFileSync(
+    `${dir}/syntax.ts`,
+    'import { defineCommand } from "peeka";\nexport default defineCommand({ name: "syntax", summary: "x", snippet: "" ;\n',
+  );
+  Deno.writeTextFileSync(
+    `${dir}/nameless.js`,
+    'export default { summary: "no name", snippet: "" };\n',
+  );
+  Deno.writeTextFileSync(
+    `${dir}/clash.js`,
+    'export default { name: "watch", summary: "mine", snippet: "def run(ctx, args):\\n    return {}\\n" };\n',
+  );
+  Deno.mkdirSync(`${dir}/raises`);
+  Deno.writeTextFileSync(
+    `${dir}/raises/command.js`,
+    'import { defineCommand } from "peeka";\nexport default defineCommand({ name: "raises", summary: "fails in the target" });\n',
+  );
+  Deno.writeTextFileSync(
+    `${dir}/raises/snippet.py`,
+    'def run(ctx, args):\n    raise ValueError("the plugin\'s own bug")\n',
+  );
+  return dir;
+}
+
+Deno.test("plugins: the example, the listing, a clash and broken plugins, from the bundle alone", async () => {
+  const work = Deno.makeTempDirSync({ prefix: "peeka-plugins-" });
+  const built = await new Deno.Command(DENO, {
+    args: ["bundle", "--platform", "deno", "-o", `${work}/build/peeka.js`, `${REPO}/mod.ts`],
+    cwd: REPO,
+  }).output();
+  assertEquals(built.code, 0, new TextDecoder().decode(built.stderr));
+  const empty = `${work}/empty`;
+  Deno.mkdirSync(empty);
+  Deno.copyFileSync(`${work}/build/peeka.js`, `${empty}/peeka.js`);
+  const plugins = pluginDir(work);
+  const t = await Target.start(py, "idle", { env: { API_TOKEN: "s3cret", APP_MODE: "blue" } });
+  try {
+    const env = cliEnv({ DENO_DIR: `${work}/deno-dir`, XDG_CONFIG_HOME: `${work}/config` });
+    const run = (args: string[]) =>
+      cli([...args, "--plugin-dir", plugins], env, `${empty}/peeka.js`, empty);
+
+    const listed = await run(["plugins", "--json"]);
+    assertEquals(listed.code, 0, listed.stderr);
+    const data = listed.lines[0].data as {
+      commands: { name: string; origin: string; version: string }[];
+      problems: { path: string; error: string }[];
+    };
+    const envPlugin = data.commands.find((c) => c.name === "env")!;
+    assertEquals([envPlugin.origin, envPlugin.version], [`${plugins}/env/command.ts`, "1.0.0"]);
+    assertEquals(data.commands.find((c) => c.name === "watch")!.origin, "built-in");
+    const problems = Object.fromEntries(
+      data.problems.map((p) => [p.path.split("/").pop(), p.error]),
+    );
+    assert(/syntax error/i.test(problems["syntax.ts"]), problems["syntax.ts"]);
+    assert(/'name' must be/.test(problems["nameless.js"]), problems["nameless.js"]);
+    assert(/'watch' is a built-in command/.test(problems["clash.js"]), problems["clash.js"]);
+    assertEquals(data.problems.length, 3, JSON.stringify(data.problems));
+
+    assertEquals((await run(["attach", String(t.pid), "--json"])).code, 0);
+    const shown = await run(["env", "AP*", "--json"]);
+    assertEquals(shown.code, 0, shown.stderr);
+    assertEquals((shown.lines[0].data as { variables: unknown[] }).variables, [
+      { name: "API_TOKEN", value: "****", masked: true },
+      { name: "APP_MODE", value: "blue", masked: false },
+    ]);
+    // Every broken plugin is named once on stderr; the other commands keep working.
+    const stderr = shown.stderr.trim().split("\n");
+    assertEquals(stderr.length, 3, shown.stderr);
+    assert(stderr.every((l) => l.startsWith(`peeka: plugin ${plugins}/`)), shown.stderr);
+    const threads = await run(["thread", "--json"]);
+    assertEquals(threads.code, 0);
+
+    const failing = await run(["raises", "--json"]);
+    assertEquals(failing.code, 1);
+    const err = failing.lines[0];
+    assertEquals([err.type, err.plugin], ["error", `${plugins}/raises/command.js`]);
+    assert(
+      /plugin .*raises\/command\.js: .*ValueError: the plugin's own bug/.test(String(err.error)),
+      String(err.error),
+    );
+
+    const clash = await run(["watch", "--help"]);
+    assert(/Stream every call of module.func/.test(clash.stdout), "the built-in watch is untouched");
+    assertEquals((await run(["detach", "--json"])).code, 0);
+    assertEquals([...Deno.readDirSync(empty)].map((e) => e.name), ["peeka.js"]);
+  } finally {
+    await t.stop();
+    Deno.removeSync(work, { recursive: true });
+  }
+});
