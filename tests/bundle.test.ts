@@ -2,20 +2,23 @@
 // into an empty directory, attaches, runs a command and detaches. Also
 // checks the seed-compatible name peeka-cli (JSON lines by default).
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { cli, cliEnv, DENO, pythons, REPO, sessionDirOf, Target } from "./helpers/env.ts";
+import {
+  bundleAlone,
+  cli,
+  cliEnv,
+  DENO,
+  pythons,
+  REPO,
+  sessionDirOf,
+  Target,
+} from "./helpers/env.ts";
 
 const py = pythons().find((p) => p.version === "3.11") ?? pythons()[0];
 
 Deno.test("the bundle alone in an empty directory does attach, thread, detach", async () => {
   const work = Deno.makeTempDirSync({ prefix: "peeka-bundle-" });
-  const built = await new Deno.Command(DENO, {
-    args: ["bundle", "--platform", "deno", "-o", `${work}/build/peeka.js`, `${REPO}/mod.ts`],
-    cwd: REPO,
-  }).output();
-  assertEquals(built.code, 0, new TextDecoder().decode(built.stderr));
   const empty = `${work}/empty`;
-  Deno.mkdirSync(empty);
-  Deno.copyFileSync(`${work}/build/peeka.js`, `${empty}/peeka.js`);
+  await bundleAlone(work);
   const t = await Target.start(py, "idle");
   try {
     const env = cliEnv({ DENO_DIR: `${work}/deno-dir` });

@@ -2,7 +2,7 @@
 // (as a compiled peeka would be): the example plugin against a real target, the
 // listing, a clash with a built-in, and broken plugins that name their file.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { cli, cliEnv, DENO, pythons, REPO, Target } from "./helpers/env.ts";
+import { bundleAlone, cli, cliEnv, pythons, REPO, Target } from "./helpers/env.ts";
 
 const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
 
@@ -39,14 +39,8 @@ function pluginDir(root: string): string {
 
 Deno.test("plugins: the example, the listing, a clash and broken plugins, from the bundle alone", async () => {
   const work = Deno.makeTempDirSync({ prefix: "peeka-plugins-" });
-  const built = await new Deno.Command(DENO, {
-    args: ["bundle", "--platform", "deno", "-o", `${work}/build/peeka.js`, `${REPO}/mod.ts`],
-    cwd: REPO,
-  }).output();
-  assertEquals(built.code, 0, new TextDecoder().decode(built.stderr));
   const empty = `${work}/empty`;
-  Deno.mkdirSync(empty);
-  Deno.copyFileSync(`${work}/build/peeka.js`, `${empty}/peeka.js`);
+  await bundleAlone(work);
   const plugins = pluginDir(work);
   const t = await Target.start(py, "idle", { env: { API_TOKEN: "s3cret", APP_MODE: "blue" } });
   try {
@@ -95,7 +89,10 @@ Deno.test("plugins: the example, the listing, a clash and broken plugins, from t
     );
 
     const clash = await run(["watch", "--help"]);
-    assert(/Stream every call of module.func/.test(clash.stdout), "the built-in watch is untouched");
+    assert(
+      /Stream every call of module.func/.test(clash.stdout),
+      "the built-in watch is untouched",
+    );
     assertEquals((await run(["detach", "--json"])).code, 0);
     assertEquals([...Deno.readDirSync(empty)].map((e) => e.name), ["peeka.js"]);
   } finally {

@@ -307,3 +307,16 @@ export class StreamingCli {
     return this.lines.filter((l) => l.type === "observation");
   }
 }
+
+/** `deno bundle` of mod.ts, copied alone into `work`/empty (as a compiled peeka would sit on a
+ * server); returns the bundle's path. */
+export async function bundleAlone(work: string): Promise<string> {
+  const built = await new Deno.Command(DENO, {
+    args: ["bundle", "--platform", "deno", "-o", `${work}/build/peeka.js`, `${REPO}/mod.ts`],
+    cwd: REPO,
+  }).output();
+  if (built.code !== 0) throw new Error(new TextDecoder().decode(built.stderr));
+  Deno.mkdirSync(`${work}/empty`);
+  Deno.copyFileSync(`${work}/build/peeka.js`, `${work}/empty/peeka.js`);
+  return `${work}/empty/peeka.js`;
+}
