@@ -17,6 +17,7 @@ import inspect from "./inspect/command.ts";
 import memory from "./memory/command.ts";
 import top from "./top/command.ts";
 import plugins from "./plugins/command.ts";
+import tui from "./tui/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -35,5 +36,6 @@ export const builtinCommands: PeekaCommand[] = [
   memory,
   top,
   plugins,
+  tui,
   demo,
 ];

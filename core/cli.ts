@@ -192,8 +192,16 @@ export async function main(
   }
   const program = buildProgram(registry, name, (c) => (status = c));
   if (argv.length === 0) {
-    program.outputHelp();
-    return 0;
+    // On a terminal, no arguments opens the TUI (as the seed's `peeka` does); in a pipe, help.
+    if (
+      Deno.stdin.isTerminal() && Deno.stdout.isTerminal() &&
+      registry.commands.some((c) => c.name === "tui")
+    ) {
+      argv = ["tui"];
+    } else {
+      program.outputHelp();
+      return 0;
+    }
   }
   try {
     await program.parseAsync(argv, { from: "user" });

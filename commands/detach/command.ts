@@ -1,6 +1,7 @@
 // detach: stop the agent, undo every change made in the target, remove its files.
 import { defineCommand } from "../../core/command.ts";
 import { forgetSession, resolvePid, sessionPaths } from "../../core/session.ts";
+import type { AgentClient } from "../../core/protocol.ts";
 
 /** The agent removes its files as its last step; wait for that so "detached" means gone. */
 async function waitForRemoval(dir: string, ms: number): Promise<boolean> {
@@ -16,6 +17,19 @@ async function waitForRemoval(dir: string, ms: number): Promise<boolean> {
   return false;
 }
 
+/** Asks the agent to undo everything and go; returns what it restored and any problem. */
+export async function detachProcess(
+  pid: number,
+  agent: AgentClient,
+): Promise<{ restored: number; errors: string[] }> {
+  const dir = sessionPaths(pid).hostDir;
+  const reply = await agent.request("detach");
+  forgetSession(pid);
+  const errors = [...((reply.errors as string[] | undefined) ?? [])];
+  if (!(await waitForRemoval(dir, 2000))) errors.push(`${dir} is still there`);
+  return { restored: Number(reply.restored ?? 0), errors };
+}
+
 export default defineCommand({
   name: "detach",
   summary: "Detach from a process and restore it",
@@ -28,14 +42,10 @@ export default defineCommand({
       ? Number(ctx.args[0])
       : resolvePid(ctx.opts.pid as number | undefined);
     ctx.targetPid = () => pid;
-    const dir = sessionPaths(pid).hostDir;
-    const reply = await (await ctx.agent()).request("detach");
-    forgetSession(pid);
-    const errors = (reply.errors as string[] | undefined) ?? [];
-    if (!(await waitForRemoval(dir, 2000))) errors.push(`${dir} is still there`);
+    const { restored, errors } = await detachProcess(pid, await ctx.agent());
     ctx.out.success(
       "detach",
-      { pid, message: `Detached from process ${pid}`, restored: reply.restored ?? 0, errors },
+      { pid, message: `Detached from process ${pid}`, restored, errors },
       `Detached from process ${pid}` +
         (errors.length ? ` (restore errors: ${errors.join("; ")})` : ""),
     );

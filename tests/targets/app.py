@@ -179,7 +179,18 @@ def introspect():
             "threads": threading.active_count()}
 
 
+def worker():
+    """PEEKA_APP_WORKER=1: a thread named "worker" calls shop.add ten times a second."""
+    i = 0
+    while True:
+        shop.add(i, 1)
+        i += 1
+        time.sleep(0.1)
+
+
 def main():
+    if os.environ.get("PEEKA_APP_WORKER") == "1":
+        threading.Thread(target=worker, name="worker", daemon=True).start()
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(16)

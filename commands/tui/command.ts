@@ -1,0 +1,24 @@
+// tui: the interactive terminal UI (also what `peeka` with no arguments opens on a terminal).
+import { defineCommand } from "../../core/command.ts";
+
+export default defineCommand({
+  name: "tui",
+  summary: "Interactive terminal UI: pick a process, then threads, watch, monitor, top",
+  options: [{ flags: "--pid <pid>", description: "attach to this process at once", type: "int" }],
+  needsTarget: false,
+  async run(ctx) {
+    if (!Deno.stdin.isTerminal() || !Deno.stdout.isTerminal()) {
+      ctx.out.error(
+        "tui",
+        "the TUI needs a terminal; in a script use the commands (peeka --help)",
+        {
+          code: "USAGE",
+        },
+      );
+      return 2;
+    }
+    // Loaded only here: the rest of the CLI starts without React and Ink.
+    const { runTui } = await import("../../tui/app.tsx");
+    return await runTui({ pid: ctx.opts.pid as number | undefined });
+  },
+});

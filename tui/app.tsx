@@ -1,0 +1,493 @@
+// The interactive terminal UI (Ink + React): pick a Python process, attach, then
+// panels for threads, a live watch stream, monitor statistics and top. Every key
+// is shown in the footer; quitting asks whether to detach and restores the terminal.
+import React, { useEffect, useRef, useState } from "react";
+import { Box, render, Text, useApp, useInput, useStdout } from "ink";
+import { type PythonProcess, pythonProcesses } from "../commands/ps/command.ts";
+import watchCommand from "../commands/watch/command.ts";
+import monitorCommand from "../commands/monitor/command.ts";
+import topCommand from "../commands/top/command.ts";
+import { type Item, type Stream, TargetSession } from "./target.ts";
+import { requestFor } from "./request.ts";
+
+type Key = [string, string];
+
+function useTerminalSize(): { columns: number; rows: number } {
+  const { stdout } = useStdout();
+  const [size, setSize] = useState({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
+  useEffect(() => {
+    const onResize = () => setSize({ columns: stdout.columns || 80, rows: stdout.rows || 24 });
+    stdout.on("resize", onResize);
+    return () => void stdout.off("resize", onResize);
+  }, [stdout]);
+  return size;
+}
+
+function Footer({ keys }: { keys: Key[] }) {
+  return (
+    <Box>
+      {keys.map(([k, what]) => (
+        <Box key={k} marginRight={2}>
+          <Text inverse>{` ${k} `}</Text>
+          <Text>{` ${what}`}</Text>
+        </Box>
+      ))}
+    </Box>
+  );
+}
+
+/** A one-line text field: printable keys edit it, Enter submits, Esc cancels. */
+function Prompt(
+  { label, onSubmit, onCancel, onChange }: {
+    label: string;
+    onSubmit: (v: string) => void;
+    onCancel: () => void;
+    onChange?: (v: string) => void;
+  },
+) {
+  const [value, setValue] = useState("");
+  useInput((input, key) => {
+    if (key.return) return onSubmit(value);
+    if (key.escape) return onCancel();
+    const next = key.backspace || key.delete
+      ? value.slice(0, -1)
+      : key.ctrl || key.meta
+      ? value
+      : value + input;
+    setValue(next);
+    onChange?.(next);
+  });
+  return (
+    <Text>
+      <Text color="cyan">{label}</Text> {value}
+      <Text inverse></Text>
+    </Text>
+  );
+}
+
+// ---- choosing a process -------------------------------------------------------------------
+function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit: () => void }) {
+  const [all, setAll] = useState<PythonProcess[]>(() => pythonProcesses());
+  const [filter, setFilter] = useState("");
+  const [index, setIndex] = useState(0);
+  const { rows } = useTerminalSize();
+  const shown = all.filter((p) => `${p.pid} ${p.command}`.includes(filter));
+  useInput((input, key) => {
+    if (key.upArrow) setIndex((i) => Math.max(0, i - 1));
+    else if (key.downArrow) setIndex((i) => Math.min(shown.length - 1, i + 1));
+    else if (key.return && shown[index]) onPick(shown[index]);
+    else if (key.escape) setFilter("");
+    else if (key.backspace || key.delete) setFilter((f) => f.slice(0, -1));
+    else if (input === "q" && !filter) onQuit();
+    else if (input === "r" && !filter) setAll(pythonProcesses());
+    else if (input && !key.ctrl && !key.meta) {
+      setFilter((f) => f + input);
+      setIndex(0);
+    }
+  });
+  return (
+    <Box flexDirection="column" height={rows}>
+      <Text bold>peeka — choose a Python process to attach to</Text>
+      <Text dimColor>filter: {filter || "(type to filter by pid or command)"}</Text>
+      <Box flexDirection="column" flexGrow={1}>
+        {shown.slice(0, Math.max(1, rows - 5)).map((p, i) => (
+          <Text key={p.pid} inverse={i === index} wrap="truncate-end">
+            {`${String(p.pid).padStart(7)}  ${p.version.padEnd(5)} ${
+              p.attached ? "attached" : "        "
+            }  ${p.command}`}
+          </Text>
+        ))}
+        {shown.length === 0 ? <Text color="yellow">no Python process matches</Text> : null}
+      </Box>
+      <Footer
+        keys={[["↑↓", "select"], ["enter", "attach"], ["type", "filter"], ["r", "refresh"], [
+          "q",
+          "quit",
+        ]]}
+      />
+    </Box>
+  );
+}
+
+// ---- panels ------------------------------------------------------------------------------------
+interface PanelProps {
+  session: TargetSession;
+  active: boolean;
+  height: number;
+  setKeys: (k: Key[]) => void;
+  setTyping: (b: boolean) => void;
+}
+
+interface ThreadRow {
+  name: string;
+  ident: number;
+  state: string;
+  stack: { file: string; line: number; function: string }[];
+}
+
+function ThreadsPanel({ session, active, height, setKeys }: PanelProps) {
+  const [threads, setThreads] = useState<ThreadRow[]>([]);
+  const [error, setError] = useState("");
+  const [index, setIndex] = useState(0);
+  const load = () =>
+    session.threads().then((d) => {
+      setThreads(d.threads as ThreadRow[]);
+      setError("");
+    }, (e) => setError(String(e?.message ?? e)));
+  useEffect(() => {
+    if (!active) return;
+    setKeys([["↑↓", "select"], ["r", "refresh"]]);
+    load();
+    const timer = setInterval(load, 2000);
+    return () => clearInterval(timer);
+  }, [active]);
+  useInput((input, key) => {
+    if (key.upArrow) setIndex((i) => Math.max(0, i - 1));
+    else if (key.downArrow) setIndex((i) => Math.min(threads.length - 1, i + 1));
+    else if (input === "r") load();
+  }, { isActive: active });
+  const chosen = threads[Math.min(index, threads.length - 1)];
+  return (
+    <Box flexDirection="column" height={height}>
+      {error ? <Text color="red">{error}</Text> : null}
+      {threads.map((t) => (
+        <Text key={t.ident} inverse={t === chosen} wrap="truncate-end">
+          {`${t.name.padEnd(24)} ${String(t.ident).padEnd(18)} ${t.state}`}
+        </Text>
+      ))}
+      <Text dimColor>{chosen ? `— stack of "${chosen.name}" (innermost last)` : ""}</Text>
+      {(chosen?.stack ?? []).slice(-Math.max(1, height - threads.length - 2)).map((f, i) => (
+        <Text key={i} wrap="truncate-end">{`  ${f.function}  ${f.file}:${f.line}`}</Text>
+      ))}
+    </Box>
+  );
+}
+
+/** Shared by the streaming panels: one stream at a time, stopped when replaced or unmounted. */
+function useStream() {
+  const current = useRef<Stream | null>(null);
+  useEffect(() => () => current.current?.stop(), []);
+  return {
+    start(s: Stream) {
+      current.current?.stop();
+      current.current = s;
+    },
+    stop() {
+      current.current?.stop();
+      current.current = null;
+    },
+    running: () => current.current !== null,
+  };
+}
+
+function watchLine(o: Item): string {
+  const time = new Date(Number(o.timestamp) * 1000).toISOString().slice(11, 23);
+  const exc = o.exception as { type: string; message: string } | null;
+  const outcome = exc ? `raised ${exc.type}: ${exc.message}` : `→ ${JSON.stringify(o.result)}`;
+  return `${time} ${o.func_name} #${o.count} ${Number(o.duration_ms).toFixed(3)}ms ` +
+    `args=${JSON.stringify(o.args)} ${outcome}`;
+}
+
+function WatchPanel({ session, active, height, setKeys, setTyping }: PanelProps) {
+  const [mode, setMode] = useState<"idle" | "pattern" | "filter">("idle");
+  const [lines, setLines] = useState<string[]>([]);
+  const [status, setStatus] = useState("press w and type a function, e.g. myapp.orders.total");
+  const [filter, setFilter] = useState("");
+  const [paused, setPaused] = useState(false);
+  const frozen = useRef<string[] | null>(null);
+  const stream = useStream();
+  useEffect(() => {
+    if (active) {
+      setKeys([["w", "watch a function"], ["/", "filter"], ["p", paused ? "resume" : "pause"], [
+        "c",
+        "clear",
+      ], ["x", "stop"]]);
+    }
+  }, [active, paused]);
+  useEffect(() => setTyping(active && mode !== "idle"), [active, mode]);
+  const start = (pattern: string) => {
+    setMode("idle");
+    if (!pattern) return;
+    setStatus(`watching ${pattern}…`);
+    stream.start(session.stream(
+      watchCommand,
+      requestFor(watchCommand, [pattern], { rate: 200 }),
+      (item) => {
+        if (item.type === "observation") setLines((l) => [...l.slice(-999), watchLine(item)]);
+        else if (item.type === "event") {
+          setStatus(`${item.event} ${JSON.stringify(item.data ?? {}).slice(0, 120)}`);
+        }
+      },
+      (error) => setStatus(error ? `error: ${error}` : `stopped watching ${pattern}`),
+    ));
+  };
+  useInput((input) => {
+    if (input === "w") setMode("pattern");
+    else if (input === "/") setMode("filter");
+    else if (input === "p") {
+      frozen.current = paused ? null : lines;
+      setPaused(!paused);
+    } else if (input === "c") setLines([]);
+    else if (input === "x") stream.stop();
+  }, { isActive: active && mode === "idle" });
+  const source = paused && frozen.current ? frozen.current : lines;
+  const visible = source.filter((l) => l.includes(filter)).slice(-Math.max(1, height - 3));
+  return (
+    <Box flexDirection="column" height={height}>
+      {mode === "pattern"
+        ? <Prompt label="watch:" onSubmit={start} onCancel={() => setMode("idle")} />
+        : mode === "filter"
+        ? (
+          <Prompt
+            label="filter:"
+            onChange={setFilter}
+            onSubmit={() => setMode("idle")}
+            onCancel={() => {
+              setFilter("");
+              setMode("idle");
+            }}
+          />
+        )
+        : (
+          <Text dimColor wrap="truncate-end">
+            {status}
+            {filter ? `  [filter: ${filter}]` : ""}
+            {paused ? "  [PAUSED]" : ""}
+          </Text>
+        )}
+      {visible.map((l, i) => <Text key={i} wrap="truncate-end">{l}</Text>)}
+    </Box>
+  );
+}
+
+function MonitorPanel({ session, active, height, setKeys, setTyping }: PanelProps) {
+  const [prompting, setPrompting] = useState(false);
+  const [rows, setRows] = useState<Record<string, Item>>({});
+  const [status, setStatus] = useState("press m and type a function; statistics every 2 s");
+  const stream = useStream();
+  useEffect(() => {
+    if (active) setKeys([["m", "monitor a function"], ["x", "stop"]]);
+  }, [active]);
+  useEffect(() => setTyping(active && prompting), [active, prompting]);
+  const start = (pattern: string) => {
+    setPrompting(false);
+    if (!pattern) return;
+    setStatus(`monitoring ${pattern} every 2 s…`);
+    stream.start(session.stream(
+      monitorCommand,
+      requestFor(monitorCommand, [pattern], { cycle: 2 }),
+      (item) => {
+        if (item.type === "observation") setRows((r) => ({ ...r, [String(item.func_name)]: item }));
+      },
+      (error) => setStatus(error ? `error: ${error}` : `stopped monitoring ${pattern}`),
+    ));
+  };
+  useInput((input) => {
+    if (input === "m") setPrompting(true);
+    else if (input === "x") stream.stop();
+  }, { isActive: active && !prompting });
+  const ms = (v: unknown) =>
+    (v === null || v === undefined ? "-" : Number(v).toFixed(3)).padStart(9);
+  return (
+    <Box flexDirection="column" height={height}>
+      {prompting
+        ? <Prompt label="monitor:" onSubmit={start} onCancel={() => setPrompting(false)} />
+        : <Text dimColor>{status}</Text>}
+      <Text bold>
+        {"function".padEnd(40)} {"calls".padStart(7)} {"fail".padStart(6)} {"avg ms".padStart(9)}
+        {" "}
+        {"min ms".padStart(9)} {"max ms".padStart(9)} {"p95 ms".padStart(9)}
+      </Text>
+      {Object.values(rows).map((r) => (
+        <Text key={String(r.func_name)} wrap="truncate-end">
+          {`${String(r.func_name).padEnd(40)} ${String(r.calls).padStart(7)} ${
+            String(r.fail).padStart(6)
+          } ${ms(r.avg_ms)} ${ms(r.min_ms)} ${ms(r.max_ms)} ${ms(r.p95_ms)}`}
+        </Text>
+      ))}
+    </Box>
+  );
+}
+
+function TopPanel({ session, active, height, setKeys }: PanelProps) {
+  const [table, setTable] = useState<Item | null>(null);
+  const [status, setStatus] = useState("press s to start sampling (every 10 ms)");
+  const [running, setRunning] = useState(false);
+  const [idle, setIdle] = useState(false);
+  const stream = useStream();
+  useEffect(() => {
+    if (active) {
+      setKeys([["s", running ? "stop sampling" : "start sampling"], [
+        "i",
+        idle ? "hide idle threads" : "show idle threads",
+      ]]);
+    }
+  }, [active, running, idle]);
+  const start = (withIdle: boolean) => {
+    setRunning(true);
+    setStatus(withIdle ? "sampling, idle threads included…" : "sampling (idle threads left out)…");
+    stream.start(session.stream(
+      topCommand,
+      requestFor(topCommand, [], { limit: Math.max(5, height - 3), idle: withIdle }),
+      (item) => {
+        if (item.type === "observation") setTable(item);
+      },
+      (error) => {
+        if (error) setStatus(`error: ${error}`);
+      },
+    ));
+  };
+  useInput((input) => {
+    if (input === "i") {
+      setIdle(!idle);
+      if (running) start(!idle);
+    } else if (input === "s" && running) {
+      stream.stop();
+      setRunning(false);
+      setStatus("stopped");
+    } else if (input === "s") start(idle);
+  }, { isActive: active });
+  const rows = (table?.functions ?? []) as Item[];
+  return (
+    <Box flexDirection="column" height={height}>
+      <Text dimColor>
+        {table ? `${table.thread_samples} samples over ${table.seconds}s; ${status}` : status}
+      </Text>
+      <Text bold>{"%own".padStart(6)} {"%total".padStart(7)} function</Text>
+      {rows.map((r, i) => (
+        <Text key={i} wrap="truncate-end">
+          {`${String(r.own_pct).padStart(6)} ${
+            String(r.total_pct).padStart(7)
+          }  ${r.function} (${r.file}:${r.line})`}
+        </Text>
+      ))}
+    </Box>
+  );
+}
+
+// ---- the attached screen ----------------------------------------------------------------------
+const PANELS = [["1", "threads"], ["2", "watch"], ["3", "monitor"], ["4", "top"]] as const;
+const PANEL_VIEWS = [ThreadsPanel, WatchPanel, MonitorPanel, TopPanel];
+
+function Attached(
+  { session, onQuit }: { session: TargetSession; onQuit: (detach: boolean) => void },
+) {
+  const { rows } = useTerminalSize();
+  const [panel, setPanel] = useState(0);
+  const [keys, setKeys] = useState<Key[]>([]);
+  const [typing, setTyping] = useState(false);
+  const [asking, setAsking] = useState(false);
+  useInput((input, key) => {
+    if (asking) {
+      if (input === "y") onQuit(true);
+      else if (input === "n") onQuit(false);
+      else if (key.escape) setAsking(false);
+      return;
+    }
+    if (typing) return;
+    if (input === "q") setAsking(true);
+    else if (key.tab) setPanel((p) => (p + 1) % PANELS.length);
+    else if (/^[1-4]$/.test(input)) setPanel(Number(input) - 1);
+  });
+  const height = Math.max(3, rows - 4);
+  const props = { session, height, setKeys, setTyping };
+  return (
+    <Box flexDirection="column" height={rows}>
+      <Box>
+        <Text bold>{`peeka — pid ${session.pid} (Python ${session.pythonVersion})  `}</Text>
+        {PANELS.map(([k, name], i) => <Text key={k} inverse={i === panel}>{` ${k} ${name} `}
+        </Text>)}
+      </Box>
+      <Box flexDirection="column" height={height}>
+        {/* Every panel stays mounted, so a watch keeps running while another panel is shown. */}
+        {PANEL_VIEWS.map((View, i) => (
+          <Box key={i} display={panel === i ? "flex" : "none"}>
+            <View {...props} active={panel === i} />
+          </Box>
+        ))}
+      </Box>
+      {asking
+        ? (
+          <Text color="yellow">
+            {`Detach from process ${session.pid} before quitting? y: detach and quit   n: quit, stay attached   esc: back`}
+          </Text>
+        )
+        : <Text></Text>}
+      <Footer
+        keys={[
+          ["1-4/tab", "panel"],
+          ...(typing ? [["enter", "ok"], ["esc", "cancel"]] as Key[] : keys),
+          ["q", "quit"],
+        ]}
+      />
+    </Box>
+  );
+}
+
+// ---- the whole app -----------------------------------------------------------------------------
+type Outcome = { message: string; code: number };
+
+function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
+  const { exit } = useApp();
+  const [session, setSession] = useState<TargetSession | null>(null);
+  const [busy, setBusy] = useState(pid ? `attaching to ${pid}…` : "");
+  const [error, setError] = useState("");
+  const [closed, setClosed] = useState(false);
+  const finish = (o: Outcome) => {
+    done(o);
+    setClosed(true); // the last frame is empty: the shell's prompt comes back on a clean line
+    setTimeout(exit, 0);
+  };
+  const attachTo = (target: number) => {
+    setBusy(`attaching to ${target}…`);
+    TargetSession.attach(target).then((s) => {
+      setBusy("");
+      setSession(s);
+    }, (e) => {
+      setBusy("");
+      setError(`cannot attach to ${target}: ${e?.message ?? e}`);
+    });
+  };
+  useEffect(() => {
+    if (pid) attachTo(pid);
+  }, []);
+  const quit = (detach: boolean) => {
+    if (!session) return finish({ message: "", code: 0 });
+    if (!detach) {
+      return finish({
+        message: `Left process ${session.pid} attached (peeka detach ${session.pid})`,
+        code: 0,
+      });
+    }
+    setBusy(`detaching from ${session.pid}…`);
+    session.detach().then(
+      (errors) =>
+        finish({
+          message: `Detached from process ${session.pid}${
+            errors.length ? ` (${errors.join("; ")})` : ""
+          }`,
+          code: errors.length ? 2 : 0,
+        }),
+      (e) => finish({ message: `detach failed: ${e?.message ?? e}`, code: 1 }),
+    );
+  };
+  if (closed) return null;
+  if (busy) return <Text color="cyan">{busy}</Text>;
+  if (session) return <Attached session={session} onQuit={quit} />;
+  return (
+    <Box flexDirection="column">
+      {error ? <Text color="red">{error}</Text> : null}
+      <Picker onPick={(p) => attachTo(p.pid)} onQuit={() => finish({ message: "", code: 0 })} />
+    </Box>
+  );
+}
+
+/** Runs the TUI until the user quits; returns the exit status. */
+export async function runTui(opts: { pid?: number } = {}): Promise<number> {
+  let outcome: Outcome = { message: "", code: 0 };
+  const app = render(<App pid={opts.pid} done={(o) => (outcome = o)} />, { exitOnCtrlC: true });
+  await app.waitUntilExit();
+  app.cleanup();
+  if (outcome.message) console.log(outcome.message);
+  return outcome.code;
+}
