@@ -60,7 +60,7 @@ Deno.test("the TUI: pick, attach, threads, watch, quit with detach, terminal res
       "bash --norc --noprofile",
     );
     await keys(`cd ${REPO} && ${DENO} run -A mod.ts`, "Enter");
-    await see("choose a Python process");
+    await see("choose a Python process", 60000); // the first run compiles React and Ink
     await keys(String(target.pid));
     await see(new RegExp(`^\\s*${target.pid}\\s+${py.version}`, "m"));
     await keys("Enter");

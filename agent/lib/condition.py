@@ -418,7 +418,11 @@ class _Compiler(object):
         if kind == "ExtSlice":         # 3.8 only, as is Index
             raise ConditionError("multi-dimensional slices are not allowed in a condition")
         key = key.value if kind == "Index" else key
-        return self.call("_g_sub", [self.visit(node.value, d), self.visit(key, d)])
+        value, key = self.visit(node.value, d), self.visit(key, d)
+        if (self.positions is not None and type(value).__name__ == "Name" and value.id == "a"
+                and type(key).__name__ == "Constant" and type(key.value) is int):
+            return self.item("a", key)  # params[0] on the engine's own args tuple: no guard needed
+        return self.call("_g_sub", [value, key])
 
     def v_Slice(self, node, d):
         parts = (node.lower, node.upper, node.step)

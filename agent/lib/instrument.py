@@ -402,7 +402,7 @@ def _original_code(func):
 # ---------------------------------------------------------------------------
 class _Record(object):
     """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
-    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "calls", "shut", "skipped",
+    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "calls", "shut", "skipped", "filter",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
                  "trampoline")
 
@@ -411,7 +411,7 @@ class _Record(object):
         self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
         self.owners = []            # [(handle, target)]
         self.pairs = ()             # what the callbacks read: see refresh()
-        self.calls, self.skipped, self.shut, self.trampoline = 0, 0, True, None
+        self.calls, self.skipped, self.shut, self.trampoline, self.filter = 0, 0, True, None, None
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
         self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
@@ -431,6 +431,10 @@ class _Record(object):
             wants = accept is not None or getattr(probe, "capture_args", True)
             pairs.append((getattr(probe, "admit", None), accept, wants, probe.on_enter, h, t))
         self.pairs = tuple(pairs)
+        # One probe that decides on the arguments alone (a watch with a condition): the callback
+        # checks it before anything else, so a call it declines costs the least.
+        one = pairs[0] if len(pairs) == 1 else None
+        self.filter = one[1] if one is not None and one[0] is None and one[1] is not None else None
         self.reshut()
 
     def reshut(self):
@@ -471,7 +475,12 @@ def _begin(rec, frame, values=None):
     Never raises."""
     try:
         rec.calls += 1
-        captured = None
+        captured, decided, first = None, False, rec.filter
+        if first is not None:               # one probe deciding on the arguments: ask it first
+            captured = _capture(rec, frame, values)
+            if not first(*captured):
+                return None
+            decided = True
         head = tail = None
         for admit, accept, wants, on_enter, handle, target in rec.pairs:
             try:
@@ -479,7 +488,7 @@ def _begin(rec, frame, values=None):
                     continue
                 if wants and captured is None:
                     captured = _capture(rec, frame, values)
-                if accept is not None and not accept(*captured):
+                if accept is not None and not decided and not accept(*captured):
                     continue
                 call = Call()
                 call.target = target

@@ -20,6 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT_SRC = open(os.path.join(HERE, "..", "..", "agent", "agent.py")).read()
 THREAD_SRC = open(os.path.join(HERE, "..", "..", "commands", "thread", "snippet.py")).read()
+THREADS_LIB = open(os.path.join(HERE, "..", "..", "agent", "lib", "threads.py")).read()
 VERBOSE = "-v" in sys.argv
 # The interpreter for targets: a launcher may be needed (Debian builds run through their own loader).
 PYTHON = os.environ.get("PEEKA_SELFTEST_PYTHON", sys.executable)
@@ -216,13 +217,18 @@ class Client(object):
             self.stream.append(msg)
 
     def call(self, name, src, args=None, **kw):
-        """Like the CLI: call by hash, load on SNIPPET_MISSING, retry."""
-        reply = self.request("call", command=name, hash=sha(src), args=args or {}, **kw)
-        if reply.get("code") == "SNIPPET_MISSING":
-            loaded = self.request("load", name=name, hash=sha(src), source=src)
+        """Like the CLI: call by hash, load the snippet on SNIPPET_MISSING and the thread
+        command's library on LIB_MISSING, retry."""
+        for _ in range(3):
+            reply = self.request("call", command=name, hash=sha(src), args=args or {}, **kw)
+            if reply.get("code") == "SNIPPET_MISSING":
+                loaded = self.request("load", name=name, hash=sha(src), source=src)
+            elif reply.get("code") == "LIB_MISSING" and name == "thread":
+                loaded = self.request("load", kind="lib", name="threads", hash=sha(THREADS_LIB), source=THREADS_LIB)
+            else:
+                return reply
             if loaded.get("type") != "loaded":
                 return loaded
-            reply = self.request("call", command=name, hash=sha(src), args=args or {}, **kw)
         return reply
 
     def close(self):
@@ -294,6 +300,8 @@ def test_basics(t, st):
     check(again["type"] == "loaded", "reloading a known hash is a no-op", again)
     check(c.request("hello")["snippets"] == {"thread": sha(THREAD_SRC)}, "hello lists snippets")
 
+    no_lib = c.request("call", command="thread", hash=sha(THREAD_SRC), args={})
+    check(no_lib["type"] == "error" and no_lib["code"] == "LIB_MISSING", "a library not sent yet: LIB_MISSING", no_lib)
     res = c.call("thread", THREAD_SRC)
     check(res["type"] == "result", "thread result", res)
     threads = dict((th["ident"], th) for th in res["data"]["threads"])
