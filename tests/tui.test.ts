@@ -59,6 +59,7 @@ Deno.test("the TUI: pick, attach, threads, watch, quit with detach, terminal res
       ...vars,
       "bash --norc --noprofile",
     );
+    await see(/bash-[\d.]+[#$]/); // typing before the shell is ready can lose the Enter
     await keys(`cd ${REPO} && ${DENO} run -A mod.ts`, "Enter");
     await see("choose a Python process", 60000); // the first run compiles React and Ink
     await keys(String(target.pid));
