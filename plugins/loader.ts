@@ -110,7 +110,7 @@ export async function loadPlugin(path: string): Promise<PeekaCommand> {
   const js = await toJavaScript(rewriteImports(source, path), path);
   const url = `data:text/javascript;base64,${base64(js)}`;
   const module = await import(url);
-  const cmd = validate(module.default, path);
+  const cmd = validate(module.default);
   if (cmd.snippet === undefined && !cmd.run) {
     try {
       cmd.snippet = Deno.readTextFileSync(join(path, "..", "snippet.py"));
@@ -169,7 +169,7 @@ function base64(text: string): string {
   return btoa(bin);
 }
 
-function validate(def: unknown, path: string): PeekaCommand {
+function validate(def: unknown): PeekaCommand {
   if (!def || typeof def !== "object") {
     throw new Error("the module must `export default defineCommand({ name, summary, ... })`");
   }
@@ -198,6 +198,5 @@ function validate(def: unknown, path: string): PeekaCommand {
   if (cmd.version !== undefined && typeof cmd.version !== "string") {
     throw new Error("'version' must be a string");
   }
-  void path;
   return cmd;
 }

@@ -170,6 +170,35 @@ for (const py of pythons()) {
         await restored(target);
       });
 
+      await t.step("--condition: on the arguments before tracing, on cost after", async () => {
+        const [slow] = await trace(
+          ["shop.Calculator.calculate", "--condition", "cost > 20"],
+          "calculate",
+        );
+        assert(slow.duration_ms > 20);
+        const [three] = await trace([
+          "shop.Calculator.calculate",
+          "--condition",
+          "len(values) == 3",
+        ], "calculate");
+        assertEquals(three.args, [[1, 2, 3]]);
+        const none = new StreamingCli(["trace", "shop.risky", "--condition", "cost > 1000"], env);
+        await none.waitFor((l) => l.event === "trace_started");
+        await run("risky", 3);
+        none.kill("SIGINT");
+        await none.done;
+        const end = none.lines.find((l) => l.event === "trace_stopped") as {
+          data: Record<string, number>;
+        };
+        assertEquals([none.observations().length, end.data.calls], [0, 3]);
+        const bad = await cli(
+          ["trace", "shop.risky", "--condition", "__import__('os')", "--json"],
+          env,
+        );
+        assertEquals([bad.code, bad.lines[0].code], [1, "BAD_CONDITION"]);
+        await restored(target);
+      });
+
       await t.step("a function that is not there: one clear error", async () => {
         const r = await cli(["trace", "shop.nope", "--json"], env);
         assertEquals(r.code, 1);

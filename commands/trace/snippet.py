@@ -168,7 +168,7 @@ class Tree(object):
 
 
 class TraceProbe(object):
-    def __init__(self, lib, cond, opts, root_codes):
+    def __init__(self, lib, cond, opts):
         streaming = lib("stream")
         self.ser, self.thread_name = lib("serialize"), streaming.thread_name
         self.code_name = lib("threads").code_name
@@ -182,10 +182,12 @@ class TraceProbe(object):
         self.skip_builtin = bool(opts.get("skip_builtin", True))
         self.rate = streaming.RateLimit(opts.get("rate", 50))
         self.capture_args = True
+        # A condition that reads what only the exit knows (cost, result, exception) is checked
+        # after the call; any other is checked before tracing starts.
+        self.cond_names_at_exit = cond is not None and bool(set(cond.names) & {"cost", "result", "exception"})
         self.active = True
         self.normal_exits = _normal_exits()
         self.stdlib = self._stdlib_dirs()
-        self.root_codes = root_codes
         self.kinds = {}             # code -> (name, file, line) or _OPAQUE / _TRANSPARENT
         self.code_bytes = {}        # code -> co_code, for unwinding()
         self.trees = {}             # thread id -> Tree in progress
@@ -307,10 +309,6 @@ class TraceProbe(object):
         return ("%s.%s" % (module, qual) if module and module != "builtins" else qual), None, None
 
     # -- conditions --------------------------------------------------------------
-    @property
-    def cond_names_at_exit(self):
-        return self.cond is not None and bool(set(self.cond.names) & {"cost", "result", "exception"})
-
     def matches(self, call, result, exc, duration_ns):
         env = dict(call.kwargs)
         env.update(zip(call.arg_names, call.args))
@@ -386,7 +384,7 @@ def run(ctx, args):
     targets = inst.resolve_for_command(pattern)
     cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
     watch_id = "trace_%06x" % (id(ctx) & 0xFFFFFF)
-    probe = TraceProbe(ctx.agent.lib, cond, dict(args, watch_id=watch_id), [t.code for t in targets])
+    probe = TraceProbe(ctx.agent.lib, cond, dict(args, watch_id=watch_id))
     names = [t.name for t in targets]
     registry = ctx.agent.state.setdefault("watches", {})
     ctx.agent.on_detach("instrument", inst.uninstall_all)
