@@ -142,7 +142,7 @@ class Probe(object):
     """Base class for probes (any object with these attributes will do). Optional, for speed:
     `admit()` -> bool, asked before anything is captured; `acceptor(target)` -> None or a
     callable(args, kwargs, self_obj) -> bool, asked once the arguments are captured. A call
-    either declines is never built, and on_enter/on_exit do not hear of it."""
+    that either declines is never built, and on_enter/on_exit do not hear of it."""
     capture_args = True
     errors = 0
 

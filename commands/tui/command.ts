@@ -17,6 +17,11 @@ export default defineCommand({
       );
       return 2;
     }
+    // Ink draws nothing until exit when it believes it runs in CI (the `is-in-ci` package reads
+    // CI when Ink is first loaded); this is a real terminal, checked above.
+    for (const name of ["CI", "CONTINUOUS_INTEGRATION"]) {
+      if (Deno.env.get(name) !== undefined) Deno.env.set(name, "0");
+    }
     // Loaded only here: the rest of the CLI starts without React and Ink.
     const { runTui } = await import("../../tui/app.tsx");
     return await runTui({ pid: ctx.opts.pid as number | undefined });
