@@ -44,7 +44,7 @@ export async function benchLook(py: Python): Promise<string> {
       sampled.toFixed(0)
     } ns/call (${(100 * (sampled / plain - 1)).toFixed(1)}%), ${
       (perSample * 1000).toFixed(0)
-    } µs CPU per sample  | sc '*' over ${count} classes: ${
+    } µs agent CPU per sample (GIL hand-offs included)  | sc '*' over ${count} classes: ${
       median(agent).toFixed(1)
     } ms in the agent, ${median(walls).toFixed(0)} ms for the whole command`;
   } finally {
