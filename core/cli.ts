@@ -139,6 +139,12 @@ export function buildProgram(
     .description("Look inside a running CPython process: attach, then watch, trace and inspect it.")
     .version(VERSION, "-V, --version")
     .showHelpAfterError("(run with --help for usage)")
+    .addHelpText(
+      "after",
+      "\nWith no command on a terminal, peeka opens its interactive UI (peeka tui).\n" +
+        "Plugins: --plugin-dir DIR (repeatable, any command), PEEKA_PLUGIN_PATH, " +
+        "~/.config/peeka/plugins; 'peeka plugins' lists them.",
+    )
     .exitOverride();
   const seen = new Set<string>();
   for (const cmd of commands) {
