@@ -302,8 +302,7 @@ _GLOBALS = {"__builtins__": {}, "_g_attr": _g_attr, "_g_call": _g_call, "_g_sub"
             "_g_in": _g_in, "_g_pow": _g_pow, "_g_mul": _g_mul, "_g_lshift": _g_lshift, "_g_mod": _g_mod,
             "_f_len": _f_len, "_f_str": _f_str, "_f_int": _f_int, "_f_float": float, "_f_bool": bool,
             "_f_abs": abs, "_f_min": _minmax(min), "_f_max": _minmax(max), "_f_round": _f_round,
-            "_f_repr_short": lambda x: _text(x, 200), "_f_type_name": lambda x: _tn(type(x)),
-            "_len": len}         # only in code peeka writes (a condition cannot name _len)
+            "_f_repr_short": lambda x: _text(x, 200), "_f_type_name": lambda x: _tn(type(x))}
 _OP_GUARDS = {"Pow": _g_pow, "Mult": _g_mul, "LShift": _g_lshift, "Mod": _g_mod}
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
@@ -389,7 +388,7 @@ class _Compiler(object):
 
     def v_Name(self, node, d):
         """A value the caller provides: _e['name'], or for a call (positions given) a, k, s, an
-        argument by position (None when absent), else k['name']."""
+        argument by position, else k['name']."""
         name = node.id
         self.check_name(name, "names")
         self.names.add(name)
@@ -398,10 +397,8 @@ class _Compiler(object):
             return self.item("_e", self.const(name))
         if name in ("params", "args", "kwargs", "target"):
             return A.Name(id={"kwargs": "k", "target": "s"}.get(name, "a"), ctx=A.Load())
-        if name in pos:
-            i = self.const(int(pos[name]))
-            longer = A.Compare(left=self.call("_len", [A.Name(id="a", ctx=A.Load())]), ops=[A.Gt()], comparators=[i])
-            return A.IfExp(test=longer, body=self.item("a", i), orelse=self.const(None))
+        if name in pos:                # a named positional parameter: always in the call's args
+            return self.item("a", self.const(int(pos[name])))
         return self.item("k", self.const(name))
 
     def item(self, var, key):
@@ -537,6 +534,21 @@ def compile_condition(source):
     return Condition(source, names, fn)
 
 
+# The engine filter acceptor() makes; the condition replaces __condition__. Names the
+# condition reads come from a, k and s, never from this function's globals.
+_ACCEPTOR = """
+def accept(a, k, s):
+    try:
+        if not __condition__:
+            return False
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        return _on_error(_explain(e, a, k, s))
+    return _on_true()
+"""
+
+
 def _build(A, tree, positions):
     """The checked, guarded function: fn(_e) reading names from a dict, or with `positions`
     fn(a, k, s) reading them from a call's args, kwargs and self (see _Compiler.v_Name)."""
@@ -583,7 +595,27 @@ class Condition(object):
         argument names to their index in args; other names are looked up in kwargs."""
         import _ast as A
         test, _ = _build(A, _compile(self.source, A.PyCF_ONLY_AST), positions)
+        return test, self._call_explainer(positions)
 
+    def acceptor(self, positions, on_true, on_error):
+        """for_calls() folded into one function for an engine filter: accept(args, kwargs,
+        self_obj) returns False when the condition is false, on_true() when it is true, and
+        on_error(message) when it fails (KeyboardInterrupt passes). One call less per call."""
+        import _ast as A
+        compiler = _Compiler(A, positions)
+        expr = compiler.visit(_compile(self.source, A.PyCF_ONLY_AST).body, 1)
+        module = compile(_ACCEPTOR, "<condition>", "exec", A.PyCF_ONLY_AST, True)
+        module.body[0].body[0].body[0].test.operand = expr   # `if not <condition>:`
+        _fill_locations(module, A)
+        scope = dict(_GLOBALS, _on_true=on_true, _on_error=on_error, _explain=self._call_explainer(positions),
+                     KeyboardInterrupt=KeyboardInterrupt, BaseException=BaseException)
+        try:
+            exec(compile(module, "<condition>", "exec", 0, True), scope)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
+            raise ConditionError("condition cannot be compiled: %s" % e)
+        return scope["accept"]
+
+    def _call_explainer(self, positions):
         def explain(e, a, k, s):
             if isinstance(e, ConditionEvalError):
                 return str(e)
@@ -591,7 +623,7 @@ class Condition(object):
             env.update((n, a[i] if len(a) > i else None) for n, i in positions.items())
             env.update(params=a, args=a, kwargs=k, target=s)
             return self._explain(e, env)
-        return test, explain
+        return explain
 
     def _explain(self, e, env):
         if isinstance(e, KeyError):

@@ -162,7 +162,13 @@ class Handle(object):
         self.active = True
         self.paused = False
         self._skipped_at = 0
+        self._calls_at = {}         # id(record) -> its call count when this probe joined it
         self.problems = []          # e.g. a __code__ replaced by someone else meanwhile
+
+    def calls_seen(self):
+        """Calls of this probe's functions since it was installed (declined and skipped ones
+        too): the engine counts them, so probes need not count on the hot path."""
+        return sum(r.calls + r.skipped - self._calls_at.get(id(r), 0) for r in self.records)
 
     # A probe that wants no calls for a while (its rate limit is spent) pauses: once every probe
     # on a function has paused, a call costs one attribute test. May be called from any thread:
@@ -590,11 +596,12 @@ def _mon_start(code, offset):
             rec.skipped += 1
             return
         frame = _getframe(1)        # the instrumented frame: this callback is called from it
-        if rec.filter is not None and rec.plain_args:
+        first = rec.filter
+        if first is not None and rec.plain_args:
             # The commonest conditional watch, written out: positional arguments only, checked
             # before anything else is made (about 100 ns less per declined call).
             args = rec.get_pos(frame.f_locals)
-            if not rec.filter(args, _NO_KWARGS, None):
+            if not first(args, _NO_KWARGS, None):
                 rec.calls += 1
                 return
             head = _begin(rec, frame, None, (args, _NO_KWARGS, None))
@@ -860,6 +867,7 @@ def install(targets, probe):
             for target in targets:
                 rec = _records.get(target.code if _MONITORING else target.func) or _activate(target)
                 if rec not in handle.records:
+                    handle._calls_at[id(rec)] = rec.calls + rec.skipped
                     rec.owners.append((handle, target))
                     rec.refresh()
                     handle.records.append(rec)

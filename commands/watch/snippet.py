@@ -33,7 +33,6 @@ class WatchProbe(object):
         self.arg_index = {}
         self.queue = collections.deque()
         self.count = 0           # observations accepted (numbered 1, 2, ...)
-        self.calls = 0
         self.rate_dropped = 0
         self.queue_dropped = 0
         self.condition_errors = 0
@@ -52,9 +51,9 @@ class WatchProbe(object):
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
-        """Before any argument is captured: counts the call; with no condition the rate limit
-        decides here, and once it is spent the engine is told to skip calls until it refills."""
-        self.calls += 1
+        """Before any argument is captured: with no condition the rate limit decides here, and
+        once it is spent the engine is told to skip calls until it refills. (The engine counts
+        calls: Handle.calls_seen().)"""
         if 0 <= self.times <= self.count:
             self.pause()
             return False
@@ -68,31 +67,24 @@ class WatchProbe(object):
 
     def acceptor(self, target):
         """A condition that needs nothing from the exit is decided on the captured arguments,
-        before the engine builds anything for the call."""
+        before the engine builds anything for the call: one generated function (the condition
+        inlined), which calls back only when it is true (the rate limit) or fails."""
         if self.cond is None or not self.decide_at_entry:
             return None
-        test, explain = self.cond.for_calls(dict((n, i) for i, n in enumerate(target.arg_names)))
-        allow = self.rate.allow
+        positions = dict((n, i) for i, n in enumerate(target.arg_names))
+        return self.cond.acceptor(positions, self.matched, self.failed)
 
-        def accept(args, kwargs, self_obj):
-            self.calls += 1
-            if 0 <= self.times <= self.count:
-                self.pause()
-                return False
-            try:
-                if not test(args, kwargs, self_obj):
-                    return False
-            except KeyboardInterrupt:
-                raise
-            except BaseException as e:  # counted and reported, never raised into the target
-                self.condition_errors += 1
-                self.condition_error = explain(e, args, kwargs, self_obj)
-                return False
-            if allow():
-                return True
-            self.rate_dropped += 1
-            return False
-        return accept
+    def matched(self):
+        if self.rate.allow():
+            return True
+        self.rate_dropped += 1
+        return False
+
+    def failed(self, message):
+        """A condition error is counted and reported, never raised into the target."""
+        self.condition_errors += 1
+        self.condition_error = message
+        return False
 
     def on_enter(self, call):
         if self.on_entry:
@@ -112,9 +104,7 @@ class WatchProbe(object):
         the watch ends), and counts the calls skipped meanwhile as dropped."""
         h = self.handle
         if h is not None and h.paused and not self.reached() and (final or self.rate.ready()):
-            skipped = h.resume()
-            self.calls += skipped
-            self.rate_dropped += skipped
+            self.rate_dropped += h.resume()
 
     def on_exit(self, call, result, exc, duration_ns):
         if not ((exc is None and self.on_success) or (exc is not None and self.on_failure)):
@@ -148,6 +138,8 @@ class WatchProbe(object):
             self.count += 1
             obs["count"] = self.count
             self.queue.append(obs)
+            if self.reached():
+                self.pause()        # -n reached: the next calls cost nothing until we uninstall
 
     def matches(self, call, result, exc, duration_ns):
         """Evaluates the condition with only the names it uses (building the rest costs time)."""
@@ -243,9 +235,10 @@ def run(ctx, args):
         ctx.agent.lib("stream").stream(ctx, probe, stop, "watch_dropped")
     finally:
         probe.reopen(final=True)  # counts what a pause skipped
+        calls = handle.calls_seen()
         inst.uninstall(handle)
         registry.pop(watch_id, None)
-    summary = {"watch_id": watch_id, "pattern": pattern, "observations": probe.count, "calls": probe.calls,
+    summary = {"watch_id": watch_id, "pattern": pattern, "observations": probe.count, "calls": calls,
                "rate_dropped": probe.rate_dropped, "queue_dropped": probe.queue_dropped,
                "condition_errors": probe.condition_errors, "condition_error": probe.condition_error,
                "probe_errors": probe.errors, "seconds": round(time.time() - started, 3),

@@ -199,8 +199,14 @@ def test_condition(C):
                              ("z == 9 and target is None", True), ("x > 100", False)]:
         test, _ = compile_condition(source).for_calls(positions)
         check("for_calls %s -> %s" % (source, expected), bool(test(*call)) is expected)
-    test, _ = compile_condition("y is None").for_calls(positions)
-    check("for_calls: a missing positional is None", test((4,), {}, None) is True)
+    errors = []
+    accept = compile_condition("x + y > 10 and kwargs.get('debug')").acceptor(
+        positions, lambda: "matched", lambda message: errors.append(message) or False)
+    check("acceptor: true calls on_true", accept(*call) == "matched")
+    check("acceptor: false is False", accept((1, 2, order), {}, None) is False)
+    broken = compile_condition("w == 1").acceptor(positions, lambda: True, lambda m: errors.append(m) or False)
+    check("acceptor: an error is reported, never raised", broken(*call) is False
+          and errors[-1] == "name 'w' is not available here", errors)
     test, explain = compile_condition("w == 1").for_calls(positions)
     try:
         test(*call)
