@@ -330,8 +330,11 @@ def _bracket_depth(src):
 class _Compiler(object):
     """Checks the tree against the whitelist and rewrites it to call the guards."""
 
-    def __init__(self, A, positions=None):
+    def __init__(self, A, positions=None, local_names=None):
         self.A, self.nodes, self.names, self.positions = A, 0, set(), positions
+        # With local_names the arguments are read from the frame's locals `l` (positional
+        # parameters only); needs_tuple says the condition uses params/args as a whole.
+        self.local_names, self.needs_tuple = local_names, False
         self.consts = {}               # id(original node) -> value: constant bombs are refused now
 
     def visit(self, node, depth):
@@ -395,6 +398,13 @@ class _Compiler(object):
         A, pos = self.A, self.positions
         if pos is None:
             return self.item("_e", self.const(name))
+        if self.local_names is not None:
+            if name in ("params", "args"):
+                self.needs_tuple = True
+            elif name == "target":
+                return self.const(None)
+            elif name in pos:
+                return self.item("l", self.const(name))
         if name in ("params", "args", "kwargs", "target"):
             return A.Name(id={"kwargs": "k", "target": "s"}.get(name, "a"), ctx=A.Load())
         if name in pos:                # a named positional parameter: always in the call's args
@@ -415,6 +425,12 @@ class _Compiler(object):
         if kind == "ExtSlice":         # 3.8 only, as is Index
             raise ConditionError("multi-dimensional slices are not allowed in a condition")
         key = key.value if kind == "Index" else key
+        names = self.local_names
+        if (names is not None and type(node.value).__name__ == "Name" and node.value.id in ("params", "args")
+                and type(key).__name__ == "Constant" and type(key.value) is int
+                and -len(names) <= key.value < len(names)):
+            self.names.add(node.value.id)
+            return self.item("l", self.const(names[key.value]))  # params[0] is the first parameter
         value, key = self.visit(node.value, d), self.visit(key, d)
         if (self.positions is not None and type(value).__name__ == "Name" and value.id == "a"
                 and type(key).__name__ == "Constant" and type(key.value) is int):
@@ -549,6 +565,19 @@ def accept(a, k, s):
 """
 
 
+_LOCALS_ACCEPTOR = """
+def accept(l):
+    try:
+        if not __condition__:
+            return False
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        return _on_error(_explain(e, l))
+    return _on_true()
+"""
+
+
 def _build(A, tree, positions):
     """The checked, guarded function: fn(_e) reading names from a dict, or with `positions`
     fn(a, k, s) reading them from a call's args, kwargs and self (see _Compiler.v_Name)."""
@@ -597,17 +626,29 @@ class Condition(object):
         test, _ = _build(A, _compile(self.source, A.PyCF_ONLY_AST), positions)
         return test, self._call_explainer(positions)
 
-    def acceptor(self, positions, on_true, on_error):
+    def acceptor(self, positions, on_true, on_error, local_names=None):
         """for_calls() folded into one function for an engine filter: accept(args, kwargs,
         self_obj) returns False when the condition is false, on_true() when it is true, and
-        on_error(message) when it fails (KeyboardInterrupt passes). One call less per call."""
+        on_error(message) when it fails (KeyboardInterrupt passes). One call less per call.
+        With local_names (a function with positional parameters only): accept(frame_locals)
+        instead, or None when the condition needs params/args as a whole."""
         import _ast as A
-        compiler = _Compiler(A, positions)
+        compiler = _Compiler(A, positions, local_names)
         expr = compiler.visit(_compile(self.source, A.PyCF_ONLY_AST).body, 1)
-        module = compile(_ACCEPTOR, "<condition>", "exec", A.PyCF_ONLY_AST, True)
+        if compiler.needs_tuple:
+            return None
+        template = _ACCEPTOR if local_names is None else _LOCALS_ACCEPTOR
+        module = compile(template, "<condition>", "exec", A.PyCF_ONLY_AST, True)
         module.body[0].body[0].body[0].test.operand = expr   # `if not <condition>:`
         _fill_locations(module, A)
-        scope = dict(_GLOBALS, _on_true=on_true, _on_error=on_error, _explain=self._call_explainer(positions),
+        if local_names is None:
+            explain = self._call_explainer(positions)
+        else:
+            call_explain = self._call_explainer(positions)
+
+            def explain(e, l):
+                return call_explain(e, tuple(l[n] for n in local_names), {}, None)
+        scope = dict(_GLOBALS, _on_true=on_true, _on_error=on_error, _explain=explain, k={},
                      KeyboardInterrupt=KeyboardInterrupt, BaseException=BaseException)
         try:
             exec(compile(module, "<condition>", "exec", 0, True), scope)

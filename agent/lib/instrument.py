@@ -410,14 +410,15 @@ class _Record(object):
     """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
     __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "calls", "shut", "skipped", "filter",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
-                 "trampoline", "plain_args", "quick")
+                 "trampoline", "plain_args", "quick", "quick_filter")
 
     def __init__(self, key, target, mechanism):
         code = target.code
         self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
         self.owners = []            # [(handle, target)]
         self.pairs = ()             # what the callbacks read: see refresh()
-        self.calls, self.skipped, self.shut, self.trampoline, self.filter, self.quick = 0, 0, True, None, None, None
+        self.calls, self.skipped, self.shut, self.trampoline = 0, 0, True, None
+        self.filter = self.quick = self.quick_filter = None
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
         self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
@@ -444,13 +445,22 @@ class _Record(object):
         # checks it before anything else, so a call it declines costs the least.
         one = pairs[0] if len(pairs) == 1 else None
         self.filter = one[1] if one is not None and one[0] is None and one[1] is not None else None
+        self.quick_filter = None
+        if self.filter is not None and self.plain_args:
+            # The same check reading the frame's locals directly, when the probe can make one.
+            make = getattr(one[4].probe, "quick_acceptor", None)
+            quick = make(one[5], self.pos_names) if make is not None else None
+            if quick is None:
+                flt, get_pos = self.filter, self.get_pos
+                quick = lambda local: flt(get_pos(local), _NO_KWARGS, None)  # noqa: E731
+            self.quick_filter = quick
         self.reshut()
 
     def reshut(self):
         # Shut: every probe has paused, so a call costs one attribute test and a count.
         self.shut = shut = all(h.paused for h, _ in self.owners)
         # Quick: the filter the monitoring callback applies itself (see _mon_start).
-        self.quick = self.filter if self.plain_args and not shut else None
+        self.quick = None if shut else self.quick_filter
 
 
 _lock = _thread.allocate_lock()
@@ -600,11 +610,11 @@ def _mon_start(code, offset):
             # The commonest conditional watch, written out: positional arguments only, checked
             # before anything else is made (every attribute read here costs on 3.12).
             frame = _getframe(1)
-            args = rec.get_pos(frame.f_locals)
-            if not quick(args, _NO_KWARGS, None):
+            local = frame.f_locals
+            if not quick(local):
                 rec.calls += 1
                 return
-            head = _begin(rec, frame, None, (args, _NO_KWARGS, None))
+            head = _begin(rec, frame, None, (rec.get_pos(local), _NO_KWARGS, None))
         elif rec.shut:
             rec.skipped += 1
             return

@@ -74,6 +74,14 @@ class WatchProbe(object):
         positions = dict((n, i) for i, n in enumerate(target.arg_names))
         return self.cond.acceptor(positions, self.matched, self.failed)
 
+    def quick_acceptor(self, target, local_names):
+        """acceptor() reading a function's positional parameters straight from its frame's
+        locals (the engine asks when it can use one); None when the condition needs more."""
+        if self.cond is None or not self.decide_at_entry:
+            return None
+        positions = dict((n, i) for i, n in enumerate(target.arg_names))
+        return self.cond.acceptor(positions, self.matched, self.failed, tuple(local_names))
+
     def matched(self):
         if self.rate.allow():
             return True

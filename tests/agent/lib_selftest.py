@@ -204,6 +204,12 @@ def test_condition(C):
         positions, lambda: "matched", lambda message: errors.append(message) or False)
     check("acceptor: true calls on_true", accept(*call) == "matched")
     check("acceptor: false is False", accept((1, 2, order), {}, None) is False)
+    quick = compile_condition("params[1] > x and y == 7").acceptor(
+        positions, lambda: "matched", lambda message: errors.append(message) or False, ("x", "y", "order"))
+    check("acceptor on frame locals", quick({"x": 4, "y": 7, "order": order}) == "matched"
+          and quick({"x": 9, "y": 7, "order": order}) is False)
+    check("acceptor on frame locals: params as a whole needs the tuple form",
+          compile_condition("len(params) == 3").acceptor(positions, None, None, ("x", "y", "order")) is None)
     broken = compile_condition("w == 1").acceptor(positions, lambda: True, lambda m: errors.append(m) or False)
     check("acceptor: an error is reported, never raised", broken(*call) is False
           and errors[-1] == "name 'w' is not available here", errors)
