@@ -255,12 +255,24 @@ def to_json(obj, depth=2, max_str=1000, max_items=20, max_bytes=65536):
     if obj is None or t is bool or (t is int and -(1 << 62) < obj < (1 << 62)) \
             or (t is str and len(obj) <= max_str and len(obj) < max_bytes):
         return obj
+    if (t is list or t is tuple) and len(obj) <= max_items and depth > 0 and _all_plain(obj):
+        return list(obj)            # the common case (arguments that are numbers and short text)
+    if t is dict and not obj:
+        return {}
     try:
         return _Walker(depth, max_str, max_items, max_bytes).value(obj, 0)
     except KeyboardInterrupt:
         raise
     except BaseException as e:
         return "<unserialisable: %s>" % _tn(type(e))
+
+
+def _all_plain(items):
+    for x in items:
+        tx = type(x)
+        if not (x is None or tx is bool or (tx is int and -(1 << 62) < x < (1 << 62)) or (tx is str and len(x) <= 200)):
+            return False
+    return True
 
 
 def exception_info(exc, limit=20):
