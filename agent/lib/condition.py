@@ -550,30 +550,18 @@ def compile_condition(source):
     return Condition(source, names, fn)
 
 
-# The engine filter acceptor() makes; the condition replaces __condition__. Names the
-# condition reads come from a, k and s, never from this function's globals.
+# The engine filter acceptor() makes: over a call's (args, kwargs, self), or over a frame's
+# locals; the condition replaces __condition__. Names the condition reads come from the
+# parameters, never from this function's globals.
 _ACCEPTOR = """
-def accept(a, k, s):
+def accept(%(params)s):
     try:
         if not __condition__:
             return False
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        return _on_error(_explain(e, a, k, s))
-    return _on_true()
-"""
-
-
-_LOCALS_ACCEPTOR = """
-def accept(l):
-    try:
-        if not __condition__:
-            return False
-    except KeyboardInterrupt:
-        raise
-    except BaseException as e:
-        return _on_error(_explain(e, l))
+        return _on_error(_explain(e, %(params)s))
     return _on_true()
 """
 
@@ -637,7 +625,7 @@ class Condition(object):
         expr = compiler.visit(_compile(self.source, A.PyCF_ONLY_AST).body, 1)
         if compiler.needs_tuple:
             return None
-        template = _ACCEPTOR if local_names is None else _LOCALS_ACCEPTOR
+        template = _ACCEPTOR % {"params": "a, k, s" if local_names is None else "l"}
         module = compile(template, "<condition>", "exec", A.PyCF_ONLY_AST, True)
         module.body[0].body[0].body[0].test.operand = expr   # `if not <condition>:`
         _fill_locations(module, A)
