@@ -7,8 +7,9 @@ import condition from "./lib/condition.py" with { type: "text" };
 import serialize from "./lib/serialize.py" with { type: "text" };
 import stream from "./lib/stream.py" with { type: "text" };
 import threads from "./lib/threads.py" with { type: "text" };
+import heap from "./lib/heap.py" with { type: "text" };
 
-const LIBS: Record<string, string> = { instrument, condition, serialize, stream, threads };
+const LIBS: Record<string, string> = { instrument, condition, serialize, stream, threads, heap };
 
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {
   const out: Record<string, Source> = {};

@@ -2,14 +2,12 @@
 # instances of a class. Paths are read step by step (attribute, [key], [index]),
 # never evaluated; attributes are read the way conditions read them (no
 # __getattr__, no code-running descriptor except a property's getter).
-import gc
 import re
 import sys
 import time
 import types
 
 _STEP = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+)\s*\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
-SCAN_CHUNK = 20000       # objects examined between two GIL releases
 MAX_ATTRS = 200
 
 
@@ -118,25 +116,18 @@ def _attributes(ser, obj):
             for k, v in pairs[:MAX_ATTRS]]
 
 
-def instances(ctx, ser, cls, limit, depth):
+def instances(ctx, ser, heap, cls, limit, depth):
     """Live instances of cls (subclasses included), found through the garbage collector. The
-    scan releases the GIL every SCAN_CHUNK objects so the target keeps running."""
+    walk releases the GIL between chunks so the target keeps running."""
     started = time.perf_counter()
-    objects = gc.get_objects()
     count, found, scanned = 0, [], 0
-    try:
-        for i in range(0, len(objects), SCAN_CHUNK):
-            for o in objects[i:i + SCAN_CHUNK]:
-                if cls in type.__dict__["__mro__"].__get__(type(o)):
-                    count += 1
-                    if len(found) < limit:
-                        found.append(o)
-            scanned = min(len(objects), i + SCAN_CHUNK)
-            if ctx.cancelled.is_set():
-                break
-            time.sleep(0)
-    finally:
-        del objects                 # the list pins every object in the process
+    for chunk in heap.tracked_objects(ctx.cancelled):
+        for o in chunk:
+            if cls in type.__dict__["__mro__"].__get__(type(o)):
+                count += 1
+                if len(found) < limit:
+                    found.append(o)
+        scanned += len(chunk)
     items = [dict(describe(ser, o, depth), index=n) for n, o in enumerate(found)]
     return {"class": ser.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
             "instances": items, "objects_scanned": scanned,
@@ -159,5 +150,5 @@ def run(ctx, args):
     if args.get("instances"):
         if not isinstance(obj, type):
             raise CommandError("%s is a %s, not a class" % (path, type(obj).__name__), code="BAD_ARGS")  # noqa: F821
-        return dict(instances(ctx, ser, obj, limit, depth), path=path)
+        return dict(instances(ctx, ser, ctx.agent.lib("heap"), obj, limit, depth), path=path)
     return dict(describe(ser, obj, depth), path=path)

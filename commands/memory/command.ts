@@ -24,6 +24,7 @@ export default defineCommand({
     { flags: "--limit <n>", description: "rows per table", type: "int", default: 20 },
   ],
   snippet,
+  libs: ["heap", "serialize"],
   request: (opts) => ({ trace: opts.trace ?? null, nframe: opts.nframe, limit: opts.limit }),
   render(data) {
     type Row = Record<string, number | string>;

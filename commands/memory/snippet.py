@@ -7,7 +7,6 @@ import os
 import sys
 import time
 
-SCAN_CHUNK = 20000       # objects examined between two GIL releases
 
 
 def _proc_status():
@@ -30,26 +29,18 @@ def _gc_info():
 
 
 def object_types(ctx, limit):
-    """(by count, by shallow size) over every object the collector tracks; the scan releases
-    the GIL every SCAN_CHUNK objects."""
-    counts, sizes = {}, {}
-    objects = gc.get_objects()
-    total = len(objects)
-    try:
-        for i in range(0, total, SCAN_CHUNK):
-            for o in objects[i:i + SCAN_CHUNK]:
-                t = type(o)
-                counts[t] = counts.get(t, 0) + 1
-                try:
-                    sizes[t] = sizes.get(t, 0) + sys.getsizeof(o)
-                except Exception:
-                    pass
-            if ctx.cancelled.is_set():
-                break
-            time.sleep(0)
-    finally:
-        del objects
-    name = lambda t: "%s.%s" % (t.__module__, t.__qualname__) if t.__module__ != "builtins" else t.__qualname__
+    """(objects walked, by count, by shallow size) over every object the collector tracks."""
+    counts, sizes, total = {}, {}, 0
+    for chunk in ctx.agent.lib("heap").tracked_objects(ctx.cancelled):
+        total += len(chunk)
+        for o in chunk:
+            t = type(o)
+            counts[t] = counts.get(t, 0) + 1
+            try:
+                sizes[t] = sizes.get(t, 0) + sys.getsizeof(o)
+            except Exception:
+                pass
+    name = ctx.agent.lib("serialize").qualified_name     # no attribute lookup on the classes
     by_count = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
     by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:limit]
     return total, ([{"type": name(t), "count": n, "size_bytes": sizes.get(t, 0)} for t, n in by_count],
