@@ -605,6 +605,32 @@ class Condition(object):
         except BaseException as e:
             raise ConditionEvalError(self._explain(e, env))
 
+    def evaluate_call(self, arg_names, args, kwargs, self_obj, result=None, exception=None, cost_ms=None):
+        """evaluate() with the names of one call — params/args, kwargs, target, result,
+        exception, cost (ms; unavailable when None) and every argument by name — building only
+        the names this condition uses."""
+        env = {}
+        for name in self.names:
+            if name in ("params", "args"):
+                env[name] = args
+            elif name == "kwargs":
+                env[name] = kwargs
+            elif name == "target":
+                env[name] = self_obj
+            elif name == "result":
+                env[name] = result
+            elif name == "exception":
+                env[name] = exception
+            elif name == "cost":
+                if cost_ms is not None:
+                    env[name] = cost_ms
+            elif name in arg_names:
+                i = arg_names.index(name)
+                env[name] = args[i] if i < len(args) else None
+            elif name in kwargs:
+                env[name] = kwargs[name]
+        return self.evaluate(env)
+
     def for_calls(self, positions):
         """The hot path's form: (test, explain). test(args, kwargs, self_obj) -> truthy reads the
         names straight from the call (no dict is built) and may raise anything; explain(e, args,

@@ -69,12 +69,9 @@ class MonitorProbe(object):
             stats.add(exc is None, duration_ns)
 
     def matches(self, call, result, exc, duration_ns):
-        env = dict(zip(call.arg_names, call.args)) if self.capture_args else {}
-        env.update(call.kwargs if self.capture_args else {})
-        env.update(params=call.args, args=call.args, kwargs=call.kwargs, target=call.self_obj,
-                   result=result, exception=exc, cost=duration_ns / 1e6)
         try:
-            return self.cond.evaluate(env)
+            return self.cond.evaluate_call(call.arg_names, call.args, call.kwargs, call.self_obj, result, exc,
+                                           duration_ns / 1e6)
         except Exception:
             self.condition_errors += 1
             return False

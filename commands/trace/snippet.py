@@ -310,14 +310,9 @@ class TraceProbe(object):
 
     # -- conditions --------------------------------------------------------------
     def matches(self, call, result, exc, duration_ns):
-        env = dict(call.kwargs)
-        env.update(zip(call.arg_names, call.args))
-        env.update(params=call.args, args=call.args, kwargs=call.kwargs, target=call.self_obj,
-                   result=result, exception=exc)
-        if duration_ns is not None:
-            env["cost"] = duration_ns / 1e6
         try:
-            return self.cond.evaluate(env)
+            return self.cond.evaluate_call(call.arg_names, call.args, call.kwargs, call.self_obj, result, exc,
+                                           None if duration_ns is None else duration_ns / 1e6)
         except Exception as e:
             self.condition_errors += 1
             self.condition_error = str(e)

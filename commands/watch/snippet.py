@@ -30,7 +30,6 @@ class WatchProbe(object):
         self.cond_names = tuple(cond.names) if cond is not None else ()
         # Decide at entry unless the condition reads what only the exit knows.
         self.decide_at_entry = not (set(self.cond_names) & {"cost", "result", "exception"})
-        self.arg_index = {}
         self.queue = collections.deque()
         self.count = 0           # observations accepted (numbered 1, 2, ...)
         self.rate_dropped = 0
@@ -150,28 +149,9 @@ class WatchProbe(object):
                 self.pause()        # -n reached: the next calls cost nothing until we uninstall
 
     def matches(self, call, result, exc, duration_ns):
-        """Evaluates the condition with only the names it uses (building the rest costs time)."""
-        env = {}
-        for name in self.cond_names:
-            if name in ("params", "args"):
-                env[name] = call.args
-            elif name == "kwargs":
-                env[name] = call.kwargs
-            elif name == "target":
-                env[name] = call.self_obj
-            elif name == "result":
-                env[name] = result
-            elif name == "exception":
-                env[name] = exc
-            elif name == "cost":
-                if duration_ns is not None:
-                    env[name] = duration_ns / 1e6
-            elif name in self.arg_index:
-                env[name] = call.args[self.arg_index[name]] if self.arg_index[name] < len(call.args) else None
-            elif name in call.kwargs:
-                env[name] = call.kwargs[name]
         try:
-            return self.cond.evaluate(env)
+            return self.cond.evaluate_call(call.arg_names, call.args, call.kwargs, call.self_obj, result, exc,
+                                           None if duration_ns is None else duration_ns / 1e6)
         except Exception as e:  # ConditionEvalError: counted and reported, never raised
             self.condition_errors += 1
             self.condition_error = str(e)
@@ -225,9 +205,6 @@ def run(ctx, args):
     if mode == "stack":
         opts.update(before=True, success=False, exception=False, finish=False)
     probe = WatchProbe(ctx.agent.lib, cond, opts)
-    for t in targets:  # argument names a condition may use, by position
-        for i, name in enumerate(t.arg_names):
-            probe.arg_index.setdefault(name, i)
     names = [t.name for t in targets]
     stop = ctx.cancelled
     registry = ctx.agent.state.setdefault("watches", {})
