@@ -1,7 +1,7 @@
 # watch / stack: observe each call of the matched functions. Runs in the agent.
-# The probe callbacks run on the target's own threads: they only count, check
-# the condition and the rate limit, serialise what will be sent, and append to
-# a bounded queue. This agent thread drains the queue and streams batches.
+# The probe callbacks run on the target's own threads: they only check the
+# condition and the rate limit, serialise what will be sent, and append to a
+# bounded queue. This agent thread drains the queue and streams batches.
 import collections
 import time
 import _thread
@@ -27,9 +27,8 @@ class WatchProbe(object):
         self.on_success = finish or bool(opts.get("success"))
         self.on_failure = finish or bool(opts.get("exception"))
         self.capture_args = True
-        self.cond_names = tuple(cond.names) if cond is not None else ()
         # Decide at entry unless the condition reads what only the exit knows.
-        self.decide_at_entry = not (set(self.cond_names) & {"cost", "result", "exception"})
+        self.decide_at_entry = cond is None or not (set(cond.names) & {"cost", "result", "exception"})
         self.queue = collections.deque()
         self.count = 0           # observations accepted (numbered 1, 2, ...)
         self.rate_dropped = 0
@@ -39,7 +38,7 @@ class WatchProbe(object):
         self.lock = _thread.allocate_lock()
         self.handle = None       # set once installed: pause()/resume() go through it
         if cond is not None and self.decide_at_entry:
-            self.admit = None    # the acceptor counts and decides: one call fewer per call
+            self.admit = None    # the acceptor decides: one call fewer per call
 
     def drops(self):
         return {"rate_dropped": self.rate_dropped, "queue_dropped": self.queue_dropped,
@@ -53,7 +52,7 @@ class WatchProbe(object):
         """Before any argument is captured: with no condition the rate limit decides here, and
         once it is spent the engine is told to skip calls until it refills. (The engine counts
         calls: Handle.calls_seen().)"""
-        if 0 <= self.times <= self.count:
+        if self.reached():
             self.pause()
             return False
         if self.cond is not None:
