@@ -54,9 +54,12 @@ class Sampler(object):
         del frames
 
     def is_idle(self, frame):
-        key = (frame.f_code, frame.f_lineno)
+        # By instruction (f_lasti is a plain field; f_lineno walks the line table on 3.12+).
+        key = (frame.f_code, frame.f_lasti)
         idle = self.idle_cache.get(key)
         if idle is None:
+            if len(self.idle_cache) > 50000:
+                self.idle_cache.clear()
             idle = self.idle_cache[key] = self.state_of(frame) != "RUNNABLE"
         return idle
 
