@@ -546,7 +546,7 @@ def compile_condition(source):
         raise ConditionError("syntax error: %s%s" % (e.msg, " (column %d)" % e.offset if e.offset else ""))
     except (ValueError, MemoryError, RecursionError) as e:
         raise ConditionError("condition cannot be parsed: %s" % (str(e) or type(e).__name__))
-    fn, names = _build(A, tree, None)
+    fn, names = _build(A, tree)
     return Condition(source, names, fn)
 
 
@@ -566,12 +566,11 @@ def accept(%(params)s):
 """
 
 
-def _build(A, tree, positions):
-    """The checked, guarded function: fn(_e) reading names from a dict, or with `positions`
-    fn(a, k, s) reading them from a call's args, kwargs and self (see _Compiler.v_Name)."""
-    compiler = _Compiler(A, positions)
-    wrapper = compile("lambda _e: 0" if positions is None else "lambda a, k, s: 0", "<condition>", "eval",
-                      A.PyCF_ONLY_AST, True)
+def _build(A, tree):
+    """The checked, guarded function fn(_e) reading names from a dict (acceptor() builds the
+    forms that read them from a call)."""
+    compiler = _Compiler(A)
+    wrapper = compile("lambda _e: 0", "<condition>", "eval", A.PyCF_ONLY_AST, True)
     wrapper.body.body = compiler.visit(tree.body, 1)
     _fill_locations(wrapper, A)
     try:
@@ -631,19 +630,12 @@ class Condition(object):
                 env[name] = kwargs[name]
         return self.evaluate(env)
 
-    def for_calls(self, positions):
-        """The hot path's form: (test, explain). test(args, kwargs, self_obj) -> truthy reads the
-        names straight from the call (no dict is built) and may raise anything; explain(e, args,
-        kwargs, self_obj) turns that into the message evaluate() would give. `positions` maps
-        argument names to their index in args; other names are looked up in kwargs."""
-        import _ast as A
-        test, _ = _build(A, _compile(self.source, A.PyCF_ONLY_AST), positions)
-        return test, self._call_explainer(positions)
-
     def acceptor(self, positions, on_true, on_error, local_names=None):
-        """for_calls() folded into one function for an engine filter: accept(args, kwargs,
-        self_obj) returns False when the condition is false, on_true() when it is true, and
-        on_error(message) when it fails (KeyboardInterrupt passes). One call less per call.
+        """The condition as an engine filter, compiled straight over a call: accept(args, kwargs,
+        self_obj) reads the names it uses from the call (no dict is built; `positions` maps argument
+        names to their index in args, other names are looked up in kwargs) and returns False when
+        the condition is false, on_true() when it is true, and on_error(message) when it fails
+        (the message evaluate() would give; KeyboardInterrupt passes).
         With local_names (a function with positional parameters only): accept(frame_locals)
         instead, or None when the condition needs params/args as a whole."""
         import _ast as A

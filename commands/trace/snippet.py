@@ -48,7 +48,6 @@ class Tree(object):
         self.probe, self.root = probe, root
         self.root_frame, self.root_code = root_frame, root_code
         self.stack = [(root_frame, root, 0, None, 0)] if root_frame is not None else []
-        self.suspended = False     # a coroutine or generator root between a yield and its resume
         self.nodes, self.cut, self.done = 1, 0, False
         self.tid = _thread.get_ident()
         self.hook = self._make_hook()
@@ -103,8 +102,6 @@ class Tree(object):
                             node.raised += 1
                 else:
                     tree.pop(frame, t, arg is None and tree.unwinding(frame))
-                if not stack and frame is tree.root_frame:
-                    tree.suspended = True
             elif skip_c:
                 return              # C functions: their time stays in their caller's own time
             elif event == "c_call":
@@ -128,7 +125,7 @@ class Tree(object):
         """Before the root's own frame starts (3.8-3.11: the engine's trampoline runs first), or
         while a coroutine root is suspended, events are ignored until the root frame runs."""
         if frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
-            self.root_frame, self.suspended = frame, False
+            self.root_frame = frame
             self.stack.append((frame, self.root, 0, None, 0))
 
     def unwinding(self, frame):

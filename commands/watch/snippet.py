@@ -69,16 +69,14 @@ class WatchProbe(object):
         inlined), which calls back only when it is true (the rate limit) or fails."""
         if self.cond is None or not self.decide_at_entry:
             return None
-        positions = dict((n, i) for i, n in enumerate(target.arg_names))
-        return self.cond.acceptor(positions, self.matched, self.failed)
+        return self.cond.acceptor(_positions(target), self.matched, self.failed)
 
     def quick_acceptor(self, target, local_names):
         """acceptor() reading a function's positional parameters straight from its frame's
         locals (the engine asks when it can use one); None when the condition needs more."""
         if self.cond is None or not self.decide_at_entry:
             return None
-        positions = dict((n, i) for i, n in enumerate(target.arg_names))
-        return self.cond.acceptor(positions, self.matched, self.failed, tuple(local_names))
+        return self.cond.acceptor(_positions(target), self.matched, self.failed, tuple(local_names))
 
     def matched(self):
         if self.rate.allow():
@@ -177,6 +175,11 @@ class WatchProbe(object):
         if self.stack_depth is not None:
             obs["stack"] = caller_stack(call.frame, int(self.stack_depth))
         return obs
+
+
+def _positions(target):
+    """Argument name -> index in the call's args, for a compiled condition."""
+    return dict((n, i) for i, n in enumerate(target.arg_names))
 
 
 def caller_stack(frame, depth):

@@ -194,12 +194,12 @@ def test_condition(C):
     # The hot path's form reads names straight from (args, kwargs, self) and must agree.
     positions = {"x": 0, "y": 1, "order": 2}
     call = ((4, 7, order), {"debug": True, "z": 9}, None)
+    errors = []
     for source, expected in [("x + y > 10", True), ("params[0] == 4 and len(args) == 3", True),
                              ("kwargs.get('debug') == True", True), ("order.total > 100", True),
                              ("z == 9 and target is None", True), ("x > 100", False)]:
-        test, _ = compile_condition(source).for_calls(positions)
-        check("for_calls %s -> %s" % (source, expected), bool(test(*call)) is expected)
-    errors = []
+        accept = compile_condition(source).acceptor(positions, lambda: True, errors.append)
+        check("acceptor %s -> %s" % (source, expected), accept(*call) is expected and not errors, errors)
     accept = compile_condition("x + y > 10 and kwargs.get('debug')").acceptor(
         positions, lambda: "matched", lambda message: errors.append(message) or False)
     check("acceptor: true calls on_true", accept(*call) == "matched")
@@ -213,13 +213,6 @@ def test_condition(C):
     broken = compile_condition("w == 1").acceptor(positions, lambda: True, lambda m: errors.append(m) or False)
     check("acceptor: an error is reported, never raised", broken(*call) is False
           and errors[-1] == "name 'w' is not available here", errors)
-    test, explain = compile_condition("w == 1").for_calls(positions)
-    try:
-        test(*call)
-        check("for_calls: unknown name raises", False)
-    except Exception as e:
-        check("for_calls: unknown name explained", explain(e, *call) == "name 'w' is not available here",
-              explain(e, *call))
 
     check("names", compile_condition("len(params) > 2 and x + y > cost").names == frozenset(
         ("params", "x", "y", "cost")))
