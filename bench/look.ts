@@ -51,9 +51,9 @@ export async function benchLook(py: Python): Promise<string> {
     }
     await cli(["detach", "--json"], env);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    return `${py.version.padEnd(6)} top at 100 Hz: ${pct(ratios[4])} on a busy loop (median of 9 pairs; quartiles ${
-      pct(ratios[2])
-    } ${pct(ratios[6])}), ${
+    return `${py.version.padEnd(6)} top at 100 Hz: ${
+      pct(ratios[4])
+    } on a busy loop (median of 9 pairs; quartiles ${pct(ratios[2])} ${pct(ratios[6])}), ${
       (perSample * 1000).toFixed(0)
     } µs agent CPU per sample holding the GIL  | sc '*' over ${count} classes: ${
       median(agent).toFixed(1)
