@@ -99,7 +99,8 @@ console.log(
 );
 for (const py of pythons()) console.log(await benchTrace(py));
 console.log(
-  "\nlooking around — a small function's cost while top samples every 10 ms; sc '*' (median of 5):",
+  "\nlooking around — a busy loop's slowdown while top samples every 10 ms, stacks read from outside" +
+    " (remote, the default) or by the agent; sc '*' (median of 5):",
 );
 for (const py of pythons()) console.log(await benchLook(py));
 

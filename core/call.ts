@@ -18,3 +18,18 @@ export async function callCommand(
     libs: await librarySources(cmd.libs ?? []),
   });
 }
+
+/** Runs `work` with an AbortSignal that Ctrl-C (or SIGTERM) aborts; says whether it did. */
+export async function untilInterrupted<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<{ value: T; interrupted: boolean }> {
+  const interrupt = new AbortController();
+  const onSignal = () => interrupt.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    const value = await work(interrupt.signal);
+    return { value, interrupted: interrupt.signal.aborted };
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+  }
+}

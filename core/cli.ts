@@ -12,7 +12,7 @@ import {
 } from "./command.ts";
 import { Output } from "./output.ts";
 import { AgentClient, AgentError, AgentGoneError } from "./protocol.ts";
-import { callCommand } from "./call.ts";
+import { callCommand, untilInterrupted } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts";
 import { AttachError } from "../attach/native.ts";
 import { processExists } from "../attach/procfs.ts";
@@ -98,22 +98,16 @@ async function runCommand(
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
     const agent = await ctx.agent();
     // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
-    const interrupt = new AbortController();
-    const onSignal = () => interrupt.abort();
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
-    let data: Record<string, unknown>;
-    try {
-      data = await callCommand(agent, cmd, cmd.request?.(opts, args) ?? {}, {
+    const { value: data, interrupted } = await untilInterrupted((signal) =>
+      callCommand(agent, cmd, cmd.request?.(opts, args) ?? {}, {
         onFrame: (f) => cmd.onFrame?.(f, ctx),
-        signal: interrupt.signal,
-      });
-    } finally {
-      for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
-    }
+        signal,
+      })
+    );
     if (!cmd.streaming) {
       out.result(cmd.name, data, () => cmd.render?.(data, opts) ?? JSON.stringify(data, null, 2));
     }
-    return interrupt.signal.aborted ? 130 : 0;
+    return interrupted ? 130 : 0;
   } catch (e) {
     const { code, message } = describeError(e, pid);
     // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.

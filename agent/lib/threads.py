@@ -44,7 +44,7 @@ def module_of_file(filename):
     m = _modules_by_file.get(filename)
     if m is None:
         for mod in list(sys.modules.values()):
-            f = getattr(mod, "__file__", None) if isinstance(mod, type(sys)) else None
+            f = vars(mod).get("__file__") if isinstance(mod, type(sys)) else None  # no __getattr__
             if f:
                 _modules_by_file.setdefault(f, mod)
         m = _modules_by_file.get(filename)

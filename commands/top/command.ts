@@ -1,18 +1,20 @@
-// top: which functions the target spends its time in, sampled from inside the agent.
-import { defineCommand, UsageError } from "../../core/command.ts";
+// top: which functions the target spends its time in. By default the CLI reads the stacks
+// from outside (remote.ts: nothing in the target stops or waits for it); where that cannot
+// be set up, the agent samples from inside (snippet.py).
+import {
+  type CommandContext,
+  defineCommand,
+  type Options,
+  type PeekaCommand,
+  UsageError,
+} from "../../core/command.ts";
 import { printFrame } from "../../core/stream.ts";
+import type { AgentClient, Frame } from "../../core/protocol.ts";
+import { callCommand, untilInterrupted } from "../../core/call.ts";
 import { type Collapsed, flameGraphSvg, speedscopeJson } from "../../core/flamegraph.ts";
+import { CalibrationError, type Probe, RemoteStacks } from "./remote.ts";
+import { Names, Profile, type Row } from "./profile.ts";
 import snippet from "./snippet.py" with { type: "text" };
-
-interface Row {
-  function: string;
-  file: string;
-  line: number;
-  own: number;
-  total: number;
-  own_pct: number;
-  total_pct: number;
-}
 
 /** "10ms", "2s", "1.5" (in the given unit) → that unit. */
 export function parseDuration(text: unknown, unit: "ms" | "s"): number {
@@ -48,10 +50,10 @@ function renderTable(o: Record<string, unknown>, tty: boolean): string {
   return (tty && !o.final ? "\x1b[H\x1b[2J" : "") + lines.join("\n");
 }
 
-export default defineCommand({
+const top: PeekaCommand = defineCommand({
   name: "top",
   summary: "Sample the target: the functions with most own and total time (like py-spy top)",
-  description: "Samples every thread's stack each interval from inside the agent. Idle threads " +
+  description: "Samples every thread's stack each interval. Idle threads " +
     "(waiting in sleep, locks, sockets) are left out unless --idle. --flamegraph writes the stacks " +
     "as an SVG flame graph (or speedscope JSON with --format speedscope).",
   options: [
@@ -76,41 +78,208 @@ export default defineCommand({
       description: "file format for --flamegraph: svg or speedscope",
       default: "svg",
     },
+    {
+      flags: "--sampler <how>",
+      description: "remote: the CLI reads the stacks from outside (the target is never " +
+        "stopped); agent: the agent samples from inside (takes the GIL each sample); auto: " +
+        "remote where it can be set up",
+      default: "auto",
+    },
   ],
   snippet,
   libs: ["threads"],
   streaming: true,
-  request: (opts) => {
-    if (!["svg", "speedscope"].includes(String(opts.format))) {
-      throw new UsageError(`--format must be svg or speedscope, not '${opts.format}'`);
+  request,
+  run: async (ctx) => {
+    const how = String(ctx.opts.sampler);
+    if (!["auto", "remote", "agent"].includes(how)) {
+      throw new UsageError(`--sampler must be auto, remote or agent, not '${how}'`);
     }
-    return {
-      interval_ms: parseDuration(opts.interval, "ms"),
-      duration: opts.duration === undefined ? null : parseDuration(opts.duration, "s"),
-      refresh: parseDuration(opts.refresh, "s"),
-      limit: opts.limit,
-      idle: Boolean(opts.idle),
-    };
-  },
-  onFrame: (frame, ctx) => {
-    if (frame.type === "profile") {
-      const file = ctx.opts.flamegraph as string | undefined;
-      if (!file) return;
-      const stacks = frame.stacks as Collapsed;
-      const title =
-        `peeka top: pid ${ctx.targetPid()}, ${frame.samples} samples every ${frame.interval_ms} ms`;
-      Deno.writeTextFileSync(
-        file,
-        ctx.opts.format === "speedscope"
-          ? speedscopeJson(stacks, title)
-          : flameGraphSvg(stacks, title),
-      );
-      ctx.out.status(`wrote ${file} (${frame.samples} samples, ${stacks.length} distinct stacks)`, {
-        file,
-        format: ctx.opts.format,
+    const req = request(ctx.opts);
+    const agent = await ctx.agent();
+    const { interrupted } = await untilInterrupted(async (signal) => {
+      if (how !== "agent") {
+        const why = await sampleRemotely(ctx, agent, req, signal);
+        if (why === null) return;
+        if (how === "remote") throw new Error(`cannot read the target's stacks: ${why}`);
+        ctx.out.status(`sampling from inside the agent (reading stacks from outside: ${why})`);
+      }
+      await callCommand(agent, top, { ...req, sampler: "agent" }, {
+        onFrame: (f) => showFrame(f, ctx),
+        signal,
       });
-      return;
-    }
-    printFrame(frame, ctx, (o) => renderTable(o, !ctx.out.json));
+    });
+    return interrupted ? 130 : 0;
   },
+  onFrame: (frame, ctx) => showFrame(frame, ctx),
 });
+export default top;
+
+function request(opts: Options) {
+  if (!["svg", "speedscope"].includes(String(opts.format))) {
+    throw new UsageError(`--format must be svg or speedscope, not '${opts.format}'`);
+  }
+  return {
+    interval_ms: parseDuration(opts.interval, "ms"),
+    duration: opts.duration === undefined ? null : parseDuration(opts.duration, "s"),
+    refresh: parseDuration(opts.refresh, "s"),
+    limit: opts.limit as number,
+    idle: Boolean(opts.idle),
+  };
+}
+
+function showFrame(frame: Frame, ctx: CommandContext): void {
+  if (frame.type === "profile") {
+    const file = ctx.opts.flamegraph as string | undefined;
+    if (!file) return;
+    const stacks = frame.stacks as Collapsed;
+    const title =
+      `peeka top: pid ${ctx.targetPid()}, ${frame.samples} samples every ${frame.interval_ms} ms`;
+    Deno.writeTextFileSync(
+      file,
+      ctx.opts.format === "speedscope"
+        ? speedscopeJson(stacks, title)
+        : flameGraphSvg(stacks, title),
+    );
+    ctx.out.status(`wrote ${file} (${frame.samples} samples, ${stacks.length} distinct stacks)`, {
+      file,
+      format: ctx.opts.format,
+    });
+    return;
+  }
+  printFrame(frame, ctx, (o) => renderTable(o, !ctx.out.json));
+}
+
+/** Samples by reading the target's memory, the agent only parked to describe itself and to
+ * send names. Returns null when done, or why it could not start (nothing printed yet). */
+async function sampleRemotely(
+  ctx: CommandContext,
+  agent: AgentClient,
+  req: ReturnType<typeof request>,
+  interrupt: AbortSignal,
+): Promise<string | null> {
+  const stop = new AbortController();
+  const onInterrupt = () => stop.abort();
+  interrupt.addEventListener("abort", onInterrupt);
+  const names = new Names();
+  const pid = ctx.targetPid();
+  const topId = `top_${crypto.randomUUID().slice(0, 6)}`;
+  let why: string | null = null;
+  let sampling: Promise<void> | null = null;
+  let calibrating: Promise<void> | null = null;
+  let profile: Profile | null = null;
+  let reader: RemoteStacks | null = null;
+  let readerMs = 0, started = 0;
+  const observation = (final: boolean, agentCpu = 0) => ({
+    type: "observation",
+    top_id: topId,
+    watch_id: topId,
+    timestamp: Date.now() / 1000,
+    seconds: Math.round(performance.now() - started) / 1000,
+    samples: profile!.samples,
+    thread_samples: profile!.threadSamples,
+    idle_skipped: profile!.idleSkipped,
+    sampling_cpu_ms: agentCpu,
+    reader_ms: Math.round(readerMs * 10) / 10,
+    sampler: "remote",
+    functions: profile!.table(req.limit),
+    ...(final ? { final: true } : {}),
+  });
+  const loop = async (stacks: RemoteStacks) => {
+    started = performance.now();
+    let next = started, nextRefresh = started + req.refresh * 1000;
+    const ends = req.duration === null ? Infinity : started + req.duration * 1000;
+    showFrame({
+      type: "event",
+      event: "top_started",
+      data: {
+        top_id: topId,
+        interval_ms: req.interval_ms,
+        duration: req.duration,
+        sampler: "remote",
+      },
+    }, ctx);
+    while (!stop.signal.aborted) {
+      const now = performance.now();
+      if (now >= ends) break;
+      if (now >= next) {
+        profile!.add(stacks.sample());
+        readerMs += performance.now() - now;
+        next += req.interval_ms;
+        if (next < now) next = now + req.interval_ms; // fell behind: no burst to catch up
+      }
+      if (now >= nextRefresh) {
+        nextRefresh += req.refresh * 1000;
+        showFrame(observation(false), ctx);
+      }
+      const wait = Math.min(next, nextRefresh, ends) - performance.now();
+      await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+    }
+    stop.abort(); // the duration is over: the agent's call ends too
+  };
+  let result: Record<string, unknown>;
+  try {
+    result = await callCommand(agent, top, { ...req, sampler: "remote" }, {
+      signal: stop.signal,
+      onFrame: (f) => {
+        if (f.event === "top_probe") {
+          const probe = (f.data as unknown) as Probe;
+          calibrating = (async () => {
+            // The agent's thread may not have reached its wait yet: a few tries, 20 ms apart.
+            for (let attempt = 1;; attempt++) {
+              try {
+                reader = RemoteStacks.calibrate(pid, probe);
+                break;
+              } catch (e) {
+                if (!(e instanceof CalibrationError) || attempt === 5) {
+                  why = e instanceof Error ? e.message : String(e);
+                  stop.abort();
+                  return;
+                }
+                await new Promise((r) => setTimeout(r, 20));
+              }
+            }
+            profile = new Profile(pid, names, (c) => reader!.codeInfo(c), req.idle);
+            sampling = loop(reader);
+          })();
+        } else if (f.event === "top_names") {
+          names.update(f.data as Record<string, unknown>);
+        } else {
+          showFrame(f, ctx);
+        }
+      },
+    });
+  } finally {
+    interrupt.removeEventListener("abort", onInterrupt);
+  }
+  await calibrating;
+  if (why !== null || !sampling) return why ?? "the agent sent no description of its stack";
+  await sampling;
+  const agentCpu = Number(result.agent_cpu_ms ?? 0);
+  showFrame(observation(true, agentCpu), ctx);
+  const stacks = profile!.collapsed();
+  showFrame({
+    type: "profile",
+    top_id: topId,
+    samples: profile!.threadSamples,
+    interval_ms: req.interval_ms,
+    stacks,
+  }, ctx);
+  showFrame({
+    type: "event",
+    event: "top_stopped",
+    data: {
+      top_id: topId,
+      sampler: "remote",
+      samples: profile!.samples,
+      thread_samples: profile!.threadSamples,
+      idle_skipped: profile!.idleSkipped,
+      stacks_dropped: profile!.stacksDropped,
+      seconds: Math.round(performance.now() - started) / 1000,
+      sampling_cpu_ms: agentCpu,
+      reader_ms: Math.round(readerMs * 10) / 10,
+      reads: reader!.reads,
+    },
+  }, ctx);
+  return null;
+}

@@ -4,6 +4,7 @@
 # on the stack (total). Every `refresh` it sends the table; at the end the
 # collapsed stacks (for a flame graph). Nothing is installed in the target: when
 # the command ends, sampling ends with it.
+import _thread
 import sys
 import time
 from array import array
@@ -143,11 +144,13 @@ def run(ctx, args):
     if not 0.001 <= interval <= 10 or (duration is not None and float(duration) <= 0) or not 1 <= limit <= 500:
         raise CommandError("-i must be 1 ms..10 s, -d positive, --limit 1..500", code="BAD_ARGS")  # noqa: F821
     top_id = "top_%06x" % (id(ctx) & 0xFFFFFF)
+    if args.get("sampler") == "remote":
+        return _park(ctx, top_id, refresh)
     sampler = Sampler(set(ctx.agent.thread_idents), bool(args.get("idle")), ctx.agent.lib("threads"))
     started = time.monotonic()
     ends = started + float(duration) if duration is not None else None
-    ctx.emit({"type": "event", "event": "top_started",
-              "data": {"top_id": top_id, "interval_ms": interval * 1000, "duration": duration}})
+    ctx.emit({"type": "event", "event": "top_started", "data": {
+        "top_id": top_id, "interval_ms": interval * 1000, "duration": duration, "sampler": "agent"}})
     next_sample, next_refresh = started, started + refresh
     busy = 0.0
     while not ctx.cancelled.is_set():
@@ -185,3 +188,83 @@ def observation(top_id, sampler, limit, elapsed, busy):
             "seconds": round(elapsed, 3), "samples": sampler.samples, "thread_samples": sampler.thread_samples,
             "idle_skipped": sampler.idle_skipped, "sampling_cpu_ms": round(busy * 1000, 1),
             "functions": sampler.table(limit)}
+
+
+# ---- remote sampling: the CLI reads the stacks from outside ---------------------------------
+# This thread parks in _park for the whole command, so its stack is known exactly; the CLI
+# finds where the interpreter keeps threads, frames and code fields by matching what the
+# probe says (an object's id() is its address in CPython). Every refresh it sends what the
+# CLI cannot read well from outside: thread names and native ids, module names by file, and
+# before 3.11 (no co_qualname) the qualified names of functions defined in classes.
+
+def _park(ctx, top_id, refresh):
+    names = Names(ctx)
+    ctx.emit({"type": "event", "event": "top_names", "data": names.update()})
+    # Last before parking: the CLI reads this stack as soon as the probe arrives.
+    ctx.emit({"type": "event", "event": "top_probe", "data": probe(ctx, sys._getframe())})
+    cpu = time.thread_time()
+    while not ctx.cancelled.wait(refresh):
+        if not ctx.emit({"type": "event", "event": "top_names", "data": names.update()}):
+            break
+    return {"top_id": top_id, "sampler": "remote", "agent_cpu_ms": round((time.thread_time() - cpu) * 1000, 1)}
+
+
+def probe(ctx, me):
+    wait = type(ctx.cancelled).wait.__code__
+    codes = [wait, me.f_code, me.f_back.f_code]
+    return {
+        "version": list(sys.version_info[:2]),
+        "ident": _thread.get_ident(),
+        "idents": list(sys._current_frames()),
+        "codes": [id(c) for c in codes],
+        "frames": [id(me), id(me.f_back)],
+        "code_type": id(type(me.f_code)),
+        "code_fields": [{"filename": id(c.co_filename), "name": id(c.co_name),
+                         "qualname": id(getattr(c, "co_qualname", None)) if hasattr(c, "co_qualname") else 0,
+                         "firstlineno": c.co_firstlineno} for c in codes],
+        "str_sizes": {"ascii": sys.getsizeof("") - 1, "compact": sys.getsizeof("\xe9") - 2},
+    }
+
+
+class Names(object):
+    """What changed since the last update: modules by file, qualified names (before 3.11),
+    and every thread's name and native id (the CLI reads its run state from /proc)."""
+
+    def __init__(self, ctx):
+        self.ctx, self.modules, self.files = ctx, set(), {}
+
+    def update(self):
+        threads = sys.modules.get("threading")
+        live = threads.enumerate() if threads is not None else []
+        files, quals = {}, {}
+        for name, module in list(sys.modules.items()):
+            if id(module) in self.modules or not isinstance(module, type(sys)):
+                continue
+            self.modules.add(id(module))
+            f = vars(module).get("__file__")  # not getattr: a module's __getattr__ may run
+            if isinstance(f, str):
+                files[f] = name
+                if not hasattr(me_code, "co_qualname"):
+                    quals[f] = _qualnames(module, f)
+        return {"threads": [[t.ident, t.name, getattr(t, "native_id", None)] for t in live],
+                "hidden": sorted(self.ctx.agent.thread_idents),
+                "agent_natives": sorted(n for n in self.ctx.agent.thread_native_ids if n),
+                "modules": files, "qualnames": quals}
+
+
+me_code = probe.__code__
+
+
+def _qualnames(module, filename):
+    """[first line, co_name, qualname] of the methods in the module's classes (before 3.11).
+    Only class dictionaries are read: no attribute access runs the target's code."""
+    out = []
+    for value in list(vars(module).values()):
+        if not isinstance(value, type):
+            continue
+        for attr in list(type.__dict__["__dict__"].__get__(value).values()):
+            fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+            code = getattr(fn, "__code__", None) if type(fn) is type(probe) else None
+            if code is not None and code.co_filename == filename and fn.__qualname__ != code.co_name:
+                out.append([code.co_firstlineno, code.co_name, fn.__qualname__])
+    return out

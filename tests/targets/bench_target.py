@@ -2,6 +2,8 @@
 # request. Commands on its TCP socket (one per connection):
 #   time N        ns per call of small() over N calls
 #   steady N      ns per call of small(1, 2) over N calls, allocating nothing (see loop_steady)
+#   chunks N S    for S seconds, [end time, ns per call] of each N steady calls (to compare
+#                 the chunks run while something else happened with those run without)
 #   naive N       the same through a decorator that JSON-serialises every call (baseline)
 #   burst N       N calls as fast as possible (observation throughput)
 #   stamp N MS    N calls of small(time.time(), 0), MS ms apart (call-to-line latency)
@@ -90,6 +92,12 @@ def main():
             reply = loop(benchmod.small, int(words[1]))
         elif words[0] == "steady":
             reply = loop_steady(benchmod.small, int(words[1]))
+        elif words[0] == "chunks":
+            chunks, until = [], time.time() + float(words[2])
+            while time.time() < until:
+                ns = loop_steady(benchmod.small, int(words[1]))
+                chunks.append([time.time(), ns])
+            reply = chunks
         elif words[0] == "naive":
             reply = loop(naive_small, int(words[1]))
         elif words[0] == "burst":

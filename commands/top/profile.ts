@@ -1,0 +1,167 @@
+// Counting remotely read samples as the agent's Sampler counts its own (snippet.py), so
+// that `top` prints the same table, flame graph and summary whichever way it sampled.
+import type { CodeInfo } from "./remote.ts";
+
+const MAX_STACKS = 20000;
+// The innermost function's name says a thread waits (the agent's `threads` library uses the
+// same words), when its run state cannot tell a lock wait from a wait for the GIL.
+const WAITING = /^_*(wait|acquire|accept|recv|read|select|poll)|^(get|join)$|sleep/;
+// x86-64 system calls in which a thread sleeps: read, poll, select, pause, nanosleep, accept,
+// recvfrom, recvmsg, wait4, rt_sigtimedwait, rt_sigsuspend, io_getevents, clock_nanosleep,
+// epoll_wait, waitid, pselect6, ppoll, epoll_pwait, accept4, recvmmsg, epoll_pwait2.
+const SLEEPING = new Set([
+  0,
+  7,
+  23,
+  34,
+  35,
+  43,
+  45,
+  47,
+  61,
+  128,
+  130,
+  208,
+  230,
+  232,
+  247,
+  270,
+  271,
+  281,
+  288,
+  299,
+  441,
+]);
+const FUTEX = new Set([202, 449]); // a lock, a condition... or the GIL
+
+/** What the agent tells the CLI every refresh (the `top_names` event). */
+export class Names {
+  threads = new Map<number, { name: string; native: number | null }>();
+  hidden = new Set<number>();
+  modules = new Map<string, string>();
+  /** "file:firstline:co_name" -> qualified name (before 3.11, which has no co_qualname). */
+  qualnames = new Map<string, string>();
+
+  update(data: Record<string, unknown>): void {
+    this.threads.clear();
+    for (const [ident, name, native] of data.threads as [number, string, number | null][]) {
+      this.threads.set(ident, { name, native });
+    }
+    this.hidden = new Set(data.hidden as number[]);
+    for (const [file, module] of Object.entries(data.modules as Record<string, string>)) {
+      this.modules.set(file, module);
+    }
+    const quals = data.qualnames as Record<string, [number, string, string][]>;
+    for (const [file, rows] of Object.entries(quals)) {
+      for (const [line, name, qual] of rows) this.qualnames.set(`${file}:${line}:${name}`, qual);
+    }
+  }
+
+  /** module.Class.method, as the agent's threads.code_name names a code object. */
+  functionName(info: CodeInfo): string {
+    const qual = info.qualname !== info.name
+      ? info.qualname
+      : this.qualnames.get(`${info.file}:${info.line}:${info.name}`) ?? info.name;
+    const module = this.modules.get(info.file);
+    return module ? `${module}.${qual}` : qual;
+  }
+}
+
+export interface Row {
+  function: string;
+  file: string;
+  line: number;
+  own: number;
+  total: number;
+  own_pct: number;
+  total_pct: number;
+}
+
+export class Profile {
+  samples = 0;
+  threadSamples = 0;
+  idleSkipped = 0;
+  stacksDropped = 0;
+  private own = new Map<bigint, number>();
+  private total = new Map<bigint, number>();
+  private stacks = new Map<string, { thread: string; codes: bigint[]; count: number }>();
+
+  constructor(
+    private pid: number,
+    private names: Names,
+    private info: (code: bigint) => CodeInfo | null,
+    private idle: boolean,
+  ) {}
+
+  add(threads: { ident: number; codes: bigint[] }[]): void {
+    this.samples++;
+    for (const { ident, codes } of threads) {
+      if (this.names.hidden.has(ident) || codes.length === 0) continue;
+      if (!this.idle && this.waits(ident, codes[0])) {
+        this.idleSkipped++;
+        continue;
+      }
+      this.threadSamples++;
+      this.own.set(codes[0], (this.own.get(codes[0]) ?? 0) + 1);
+      for (const code of new Set(codes)) this.total.set(code, (this.total.get(code) ?? 0) + 1);
+      const thread = this.names.threads.get(ident)?.name ?? `thread ${ident}`;
+      const rooted = [...codes].reverse();
+      const key = `${thread}\0${rooted.join(",")}`;
+      const stack = this.stacks.get(key);
+      if (stack) stack.count++;
+      else if (this.stacks.size < MAX_STACKS) {
+        this.stacks.set(key, { thread, codes: rooted, count: 1 });
+      } else this.stacksDropped++;
+    }
+  }
+
+  table(limit: number): Row[] {
+    const n = Math.max(1, this.threadSamples);
+    const pct = (x: number) => Math.round(1000 * x / n) / 10;
+    const rows = [...this.total].map(([code, total]) => {
+      const [name, file, line] = this.describe(code);
+      const own = this.own.get(code) ?? 0;
+      return { function: name, file, line, own, total, own_pct: pct(own), total_pct: pct(total) };
+    });
+    rows.sort((a, b) => b.own - a.own || b.total - a.total || (a.function < b.function ? -1 : 1));
+    return rows.slice(0, limit);
+  }
+
+  collapsed(): [string, number][] {
+    const out: [string, number][] = [...this.stacks.values()].map((s) => {
+      const parts = [
+        s.thread,
+        ...s.codes.map((c) => this.describe(c)).map(([n, f, l]) => `${n} (${f}:${l})`),
+      ];
+      return [parts.map((p) => p.replaceAll(";", ",")).join(";"), s.count];
+    });
+    return out.sort((a, b) => b[1] - a[1]);
+  }
+
+  private describe(code: bigint): [string, string, number] {
+    const info = this.info(code);
+    return info ? [this.names.functionName(info), info.file, info.line] : ["?", "", 0];
+  }
+
+  /** Whether a thread waits rather than runs: its run state and system call from /proc, and
+   * in a futex (a lock or the GIL) its innermost function; without a native id, that alone. */
+  private waits(ident: number, innermost: bigint): boolean {
+    const name = this.info(innermost)?.name ?? "";
+    const native = this.names.threads.get(ident)?.native;
+    if (!native) return WAITING.test(name);
+    const stat = readProc(`/proc/${this.pid}/task/${native}/stat`);
+    if (stat === null) return WAITING.test(name);
+    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "R") return false;
+    const call = Number((readProc(`/proc/${this.pid}/task/${native}/syscall`) ?? "").split(" ")[0]);
+    if (SLEEPING.has(call)) return true;
+    return FUTEX.has(call) ? WAITING.test(name) : false;
+  }
+}
+
+function readProc(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return null;
+  }
+}

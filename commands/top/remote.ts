@@ -1,0 +1,346 @@
+// Reading every Python thread's stack from outside the target (process_vm_readv), as py-spy
+// does: the target is neither stopped nor asked for its GIL, so sampling costs it nothing
+// but the memory traffic. Nothing here is a table of CPython's private struct offsets: the
+// agent parks one of its threads in a known stack and describes it (in CPython an object's
+// id() is its address), and `calibrate` finds each field the walk needs by matching those
+// values in memory. A read that fails or a value that does not look right ends that
+// thread's walk for that sample; nothing is ever written.
+import { readMemory } from "../../attach/libc.ts";
+import { findInterpreter, symbolAddress } from "../../attach/procfs.ts";
+
+/** What the parked agent thread says about itself (see `probe()` in snippet.py). */
+export interface Probe {
+  version: [number, number];
+  ident: number;
+  idents: number[];
+  /** Code objects innermost first: the wait the thread parks in, _park, run. */
+  codes: number[];
+  /** Frame objects of _park and run. */
+  frames: number[];
+  code_type: number;
+  /** For those codes: ids of co_filename, co_name, co_qualname (0 before 3.11). */
+  code_fields: { filename: number; name: number; qualname: number; firstlineno: number }[];
+  str_sizes: { ascii: number; compact: number };
+}
+
+interface Layout {
+  interpHead: number;
+  threadsHead: number;
+  next: number;
+  threadId: number;
+  /** Offset in the thread state of the current frame, or of the C frame that points to it. */
+  tstateFrame: number;
+  /** 3.11/3.12: the offset of current_frame in that C frame; otherwise null. */
+  cframeCurrent: number | null;
+  back: number;
+  code: number;
+  /** 3.14+: f_executable is a tagged stack reference; its low bits are flags. */
+  tagged: boolean;
+  filename: number;
+  name: number;
+  qualname: number | null;
+  firstlineno: number;
+}
+
+export interface CodeInfo {
+  file: string;
+  name: string;
+  /** co_qualname (3.11+), else co_name. */
+  qualname: string;
+  line: number;
+}
+
+export class CalibrationError extends Error {}
+
+const STRUCT = 512; // bytes of a runtime, interpreter or thread state searched for a field
+const FRAME = 128; // bytes of a frame searched
+const MAX_THREADS = 4096;
+const MAX_DEPTH = 128;
+const MASK = ~7n;
+const TRAMPOLINE = "<interpreter trampoline>";
+
+const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
+
+export class RemoteStacks {
+  private codes = new Map<bigint, CodeInfo | null>();
+  /** Reads done, for the cost report. */
+  reads = 0;
+
+  private constructor(
+    readonly pid: number,
+    private runtime: bigint,
+    private layout: Layout,
+    private codeType: bigint,
+    private str: { ascii: number; compact: number },
+  ) {}
+
+  /** Finds the layout from the probe; throws CalibrationError saying what did not match. */
+  static calibrate(pid: number, probe: Probe): RemoteStacks {
+    const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
+    const c = new Calibrator(pid, probe);
+    const layout = c.find(runtime);
+    return new RemoteStacks(pid, runtime, layout, BigInt(probe.code_type), probe.str_sizes);
+  }
+
+  /** One sample: each thread's ident and its code objects, innermost first. */
+  sample(): { ident: number; codes: bigint[] }[] {
+    const L = this.layout;
+    const out: { ident: number; codes: bigint[] }[] = [];
+    const interp = this.ptr(this.runtime, L.interpHead);
+    let t = interp ? this.ptr(interp, L.threadsHead) : null;
+    for (let n = 0; t && n < MAX_THREADS; n++) {
+      const ts = this.read(t, STRUCT);
+      if (!ts) break;
+      const ident = Number(ts.getBigUint64(L.threadId, true));
+      out.push({ ident, codes: this.walk(ts) });
+      const next = ts.getBigUint64(L.next, true);
+      t = plausible(next) ? next : null;
+    }
+    return out;
+  }
+
+  /** Name, file and first line of a code object (read once; null if it is not one). */
+  codeInfo(addr: bigint): CodeInfo | null {
+    let info = this.codes.get(addr);
+    if (info !== undefined) return info;
+    info = null;
+    const L = this.layout;
+    const v = this.read(addr, Math.max(L.filename, L.name, L.qualname ?? 0, L.firstlineno) + 8);
+    if (v && v.getBigUint64(8, true) === this.codeType) {
+      const name = this.text(v.getBigUint64(L.name, true));
+      const file = this.text(v.getBigUint64(L.filename, true));
+      const qual = L.qualname === null ? name : this.text(v.getBigUint64(L.qualname, true));
+      if (name !== null && file !== null) {
+        info = { file, name, qualname: qual ?? name, line: v.getInt32(L.firstlineno, true) };
+      }
+    }
+    this.codes.set(addr, info);
+    return info;
+  }
+
+  private walk(ts: DataView): bigint[] {
+    const L = this.layout;
+    const codes: bigint[] = [];
+    let f = ts.getBigUint64(L.tstateFrame, true);
+    if (L.cframeCurrent !== null) f = plausible(f) ? this.ptr(f, L.cframeCurrent) ?? 0n : 0n;
+    while (plausible(f) && codes.length < MAX_DEPTH) {
+      const frame = this.read(f, Math.max(L.back, L.code) + 8);
+      if (!frame) break;
+      let code = frame.getBigUint64(L.code, true);
+      if (L.tagged) code &= MASK;
+      // Frames that run no Python code (3.12's C-stack entry frames, whose code is the
+      // "<interpreter trampoline>"; 3.13+'s have no code object) are passed over.
+      const info = plausible(code) ? this.codeInfo(code) : null;
+      if (info && info.name !== TRAMPOLINE) codes.push(code);
+      f = frame.getBigUint64(L.back, true);
+    }
+    return codes;
+  }
+
+  private text(addr: bigint): string | null {
+    if (!plausible(addr)) return null;
+    const head = this.read(addr, 40);
+    if (!head) return null;
+    const length = Number(head.getBigInt64(16, true));
+    const state = head.getUint32(32, true);
+    const kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
+    if (!compact || length < 0 || length > 4096 || ![1, 2, 4].includes(kind)) return null;
+    const data = this.read(addr + BigInt(ascii ? this.str.ascii : this.str.compact), length * kind);
+    if (!data) return null;
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (kind === 1) return ascii ? new TextDecoder().decode(bytes) : String.fromCharCode(...bytes);
+    const units: number[] = [];
+    for (let i = 0; i < length; i++) {
+      units.push(kind === 2 ? data.getUint16(2 * i, true) : data.getUint32(4 * i, true));
+    }
+    return String.fromCodePoint(...units);
+  }
+
+  private ptr(addr: bigint, off: number): bigint | null {
+    const v = this.read(addr + BigInt(off), 8);
+    const p = v?.getBigUint64(0, true);
+    return p !== undefined && plausible(p) ? p : null;
+  }
+
+  private read(addr: bigint, len: number): DataView | null {
+    this.reads++;
+    try {
+      const b = readMemory(this.pid, addr, len);
+      return b.length === len ? new DataView(b.buffer, b.byteOffset, b.byteLength) : null;
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** Finds each offset by the values the probe promises are there. */
+class Calibrator {
+  private codes: bigint[];
+  private frames: bigint[];
+  private idents: Set<bigint>;
+
+  constructor(private pid: number, private probe: Probe) {
+    this.codes = probe.codes.map(BigInt);
+    this.frames = probe.frames.map(BigInt);
+    this.idents = new Set(probe.idents.map(BigInt));
+  }
+
+  find(runtime: bigint): Layout {
+    const { list, ...threads } = this.threadList(runtime);
+    const mine = list.find((t) => this.u64(t, threads.threadId) === BigInt(this.probe.ident));
+    if (mine === undefined) throw new CalibrationError("the agent's thread is not in the list");
+    const frame = this.probe.version[1] <= 10 ? this.objectFrames(mine) : this.interpFrames(mine);
+    return { ...threads, ...frame, ...this.codeFields() };
+  }
+
+  /** runtime -> interpreter -> first thread state -> next..., checked by the thread idents.
+   * 3.13+ say where the first two links are (_Py_DebugOffsets at the runtime's start);
+   * before, they are searched for. The list holding every ident of the probe wins. */
+  private threadList(runtime: bigint) {
+    const debug = this.view(runtime, 80);
+    const cookie = debug && new TextDecoder().decode(new Uint8Array(debug.buffer, 0, 8));
+    const fixed = cookie === "xdebugpy"
+      ? [Number(debug!.getBigUint64(40, true)), Number(debug!.getBigUint64(72, true))]
+      : null;
+    const links = (addr: bigint, at: number | undefined): [number, bigint][] => {
+      if (at === undefined) return this.pointers(addr, 256);
+      const p = this.u64(addr, at);
+      return p !== null && plausible(p) ? [[at, p]] : [];
+    };
+    let best: { list: bigint[]; known: number; layout: number[] } | null = null;
+    for (const [interpHead, interp] of links(runtime, fixed?.[0])) {
+      for (const [threadsHead, head] of links(interp, fixed?.[1])) {
+        const hv = this.view(head, STRUCT);
+        if (!hv) continue;
+        for (let threadId = 0; threadId + 8 <= STRUCT; threadId += 8) {
+          if (!this.idents.has(hv.getBigUint64(threadId, true))) continue;
+          for (const [next] of this.pointers(head, 256)) {
+            const found = this.follow(head, next, threadId);
+            if (!found || (best && best.known >= found.known)) continue;
+            best = { ...found, layout: [interpHead, threadsHead, next, threadId] };
+            if (found.known === this.idents.size) return this.chosen(best);
+          }
+        }
+      }
+    }
+    if (!best) throw new CalibrationError("no list of thread states holding the agent's threads");
+    return this.chosen(best);
+  }
+
+  private chosen(best: { list: bigint[]; layout: number[] }) {
+    const [interpHead, threadsHead, next, threadId] = best.layout;
+    return { interpHead, threadsHead, next, threadId, list: best.list };
+  }
+
+  /** The list from `head` by `next`, if it ends, holds the probe's thread and mostly known
+   * idents (threads may have started or ended since the probe, or run no Python). */
+  private follow(head: bigint, next: number, threadId: number) {
+    const list: bigint[] = [];
+    let known = 0, mine = false;
+    for (let t: bigint | null = head; t !== 0n; t = this.u64(t, next)) {
+      if (t === null || list.length >= MAX_THREADS) return null;
+      const ident = this.u64(t, threadId);
+      if (ident === null) return null;
+      if (this.idents.has(ident)) known++;
+      if (ident === BigInt(this.probe.ident)) mine = true;
+      list.push(t);
+    }
+    return mine && known >= 2 && known * 2 > list.length ? { list, known } : null;
+  }
+
+  /** 3.8-3.10: the thread state points to a frame object: f_back, f_code. */
+  private objectFrames(tstate: bigint) {
+    const [wait, park] = this.codes;
+    for (const [tstateFrame, f] of this.pointers(tstate, STRUCT)) {
+      const back = this.offsetOf(f, FRAME, this.frames[0]);
+      const code = this.offsetOf(f, FRAME, wait);
+      if (back === null || code === null) continue;
+      if (this.u64(this.frames[0], code) !== park) continue;
+      if (this.u64(this.frames[0], back) !== this.frames[1]) continue;
+      return { tstateFrame, cframeCurrent: null, back, code, tagged: false };
+    }
+    throw new CalibrationError("no frame object holding the parked stack");
+  }
+
+  /** 3.11+: frame objects point (f_frame) to interpreter frames: previous, f_code/f_executable. */
+  private interpFrames(tstate: bigint) {
+    const [wait, park] = this.codes;
+    const tagged = this.probe.version[1] >= 14;
+    const same = (v: bigint | null, code: bigint) => v !== null && (tagged ? v & MASK : v) === code;
+    // _park's interpreter frame: a pointer in its frame object to a struct holding its code.
+    for (const [, parkFrame] of this.pointers(this.frames[0], FRAME)) {
+      const pv = this.view(parkFrame, FRAME);
+      if (!pv) continue;
+      for (let code = 0; code + 8 <= FRAME; code += 8) {
+        if (!same(pv.getBigUint64(code, true), park)) continue;
+        // The current frame (the wait): straight from the thread state, or through a C frame.
+        for (const [tstateFrame, x] of this.pointers(tstate, STRUCT)) {
+          const via: [bigint, number | null][] = [[x, null]];
+          for (const [cframeCurrent, y] of this.pointers(x, 32)) via.push([y, cframeCurrent]);
+          for (const [current, cframeCurrent] of via) {
+            if (!same(this.u64(current, code), wait)) continue;
+            const back = this.offsetOf(current, FRAME, parkFrame);
+            if (back !== null) return { tstateFrame, cframeCurrent, back, code, tagged };
+          }
+        }
+      }
+    }
+    throw new CalibrationError("no interpreter frame holding the parked stack");
+  }
+
+  /** co_filename, co_name, co_qualname and co_firstlineno, the same in _park's and run's
+   * code; co_qualname from the wait's (a method: its qualified name is not its name). */
+  private codeFields() {
+    const [wait, park, run] = this.codes;
+    const [wf, pf, rf] = this.probe.code_fields;
+    const both = (field: "filename" | "name") => {
+      const off = this.offsetOf(park, 256, BigInt(pf[field]));
+      return off !== null && this.u64(run, off) === BigInt(rf[field]) ? off : null;
+    };
+    const filename = both("filename"), name = both("name");
+    const qualname = wf.qualname ? this.offsetOf(wait, 256, BigInt(wf.qualname)) : null;
+    const pv = this.view(park, 256), rv = this.view(run, 256);
+    let firstlineno: number | null = null;
+    for (let off = 16; pv && rv && off + 4 <= 256 && firstlineno === null; off += 4) {
+      if (pv.getInt32(off, true) === pf.firstlineno && rv.getInt32(off, true) === rf.firstlineno) {
+        firstlineno = off;
+      }
+    }
+    if (filename === null || name === null || firstlineno === null || (wf.qualname && !qualname)) {
+      throw new CalibrationError("code object fields not found");
+    }
+    return { filename, name, qualname, firstlineno };
+  }
+
+  /** Every plausible pointer in the first `len` bytes at addr, with its offset. */
+  private pointers(addr: bigint, len: number): [number, bigint][] {
+    const v = this.view(addr, len);
+    const out: [number, bigint][] = [];
+    for (let off = 0; v && off + 8 <= len; off += 8) {
+      const p = v.getBigUint64(off, true);
+      if (plausible(p)) out.push([off, p]);
+    }
+    return out;
+  }
+
+  private offsetOf(addr: bigint, len: number, value: bigint): number | null {
+    const v = this.view(addr, len);
+    for (let off = 0; v && off + 8 <= len; off += 8) {
+      if (v.getBigUint64(off, true) === value) return off;
+    }
+    return null;
+  }
+
+  private u64(addr: bigint, off: number): bigint | null {
+    return this.view(addr + BigInt(off), 8)?.getBigUint64(0, true) ?? null;
+  }
+
+  private view(addr: bigint, len: number): DataView | null {
+    try {
+      const b = readMemory(this.pid, addr, len);
+      return b.length === len ? new DataView(b.buffer, b.byteOffset, b.byteLength) : null;
+    } catch {
+      return null;
+    }
+  }
+}
