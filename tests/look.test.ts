@@ -142,6 +142,9 @@ for (const py of pythons()) {
           String(hot.function).endsWith("burn") && Number(hot.own_pct) > 50,
           JSON.stringify(hot),
         );
+        // By default the stacks are read from outside: the agent only took names.
+        assertEquals(final.sampler, "remote", "read from outside");
+        assert(Number(final.samples) >= 60, `samples at 100 Hz: ${final.samples}`);
         const svg = Deno.readTextFileSync(`${dir}/out.svg`);
         const parsed = new Deno.Command(py.path, {
           args: [
@@ -169,10 +172,27 @@ for (const py of pythons()) {
         assertEquals(s.code, 0, s.stderr);
         const profile = JSON.parse(Deno.readTextFileSync(`${dir}/p.json`));
         assertEquals(profile.profiles[0].type, "sampled");
+        const frames = profile.shared.frames.map((f: { name: string }) => f.name);
+        assert(frames.includes("__main__.main"), "idle main thread");
+        // A method's qualified name: co_qualname from 3.11, the agent's class dictionaries before.
+        assert(frames.includes("socket.socket.accept"), JSON.stringify(frames));
+        // The agent's own threads are never in the samples.
         assert(
-          profile.shared.frames.some((f: { name: string }) => f.name === "__main__.main"),
-          "idle main thread",
+          !frames.some((n: string) => /_park|_accept_loop|_recv_exact/.test(n)),
+          "agent threads hidden",
         );
+        // The agent samples from inside when asked (the fallback): the same hot function.
+        await target.ask("run burn 1");
+        const a = await cli(["top", "-d", "0.5", "--sampler", "agent", "--json"], env);
+        const af = a.lines.find((l) => l.type === "observation" && l.final)!;
+        const [ahot] = af.functions as Record<string, unknown>[];
+        assert(String(ahot.function).endsWith("burn"), JSON.stringify(ahot));
+        assertEquals(
+          a.lines.find((l) => l.event === "top_started")?.data,
+          { top_id: af.top_id, interval_ms: 10, duration: 0.5, sampler: "agent" },
+        );
+        const wrong = await cli(["top", "--sampler", "gdb", "--json"], env);
+        assertEquals([wrong.code, wrong.lines[0].code], [2, "USAGE"]);
         const bad = await cli(["top", "-i", "fast", "--json"], env);
         assertEquals([bad.code, bad.lines[0].code], [2, "USAGE"]);
         Deno.removeSync(dir, { recursive: true });
