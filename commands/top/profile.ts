@@ -42,7 +42,30 @@ export class Names {
   /** "file:firstline:co_name" -> qualified name (before 3.11, which has no co_qualname). */
   qualnames = new Map<string, string>();
 
+  private hostTids: Map<number, number> | null = null;
+
+  /** The target's native thread id as this process's /proc knows it (they differ when the
+   * target runs in another PID namespace: NSpid lists the id in each, outermost first). */
+  hostTid(pid: number, native: number): number | null {
+    if (this.hostTids === null) {
+      this.hostTids = new Map();
+      try {
+        for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+          const ns = /^NSpid:\s+(.*)$/m.exec(
+            readProc(`/proc/${pid}/task/${task.name}/status`) ?? "",
+          );
+          const ids = ns ? ns[1].trim().split(/\s+/).map(Number) : [Number(task.name)];
+          this.hostTids.set(ids[ids.length - 1], Number(task.name));
+        }
+      } catch {
+        // the process is gone: no thread judged by its run state
+      }
+    }
+    return this.hostTids.get(native) ?? null;
+  }
+
   update(data: Record<string, unknown>): void {
+    this.hostTids = null; // threads come and go: mapped again at the next use
     this.threads.clear();
     for (const [ident, name, native] of data.threads as [number, string, number | null][]) {
       this.threads.set(ident, { name, native });
@@ -147,7 +170,8 @@ export class Profile {
    * in a futex (a lock or the GIL) its innermost function; without a native id, that alone. */
   private waits(ident: number, innermost: bigint): boolean {
     const name = this.info(innermost)?.name ?? "";
-    const native = this.names.threads.get(ident)?.native;
+    const own = this.names.threads.get(ident)?.native;
+    const native = own ? this.names.hostTid(this.pid, own) : null;
     if (!native) return WAITING.test(name);
     const stat = readProc(`/proc/${this.pid}/task/${native}/stat`);
     if (stat === null) return WAITING.test(name);
