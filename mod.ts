@@ -2,11 +2,11 @@
 // Entry point of the CLI, and the API that command plugins import (`from "peeka"`).
 import { main } from "./core/cli.ts";
 import { builtinCommands } from "./commands/registry.ts";
-import { defineCommand, UsageError } from "./core/command.ts";
+import { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 import { clock, compact, printFrame } from "./core/stream.ts";
 import { loadPlugins, pluginDirs, providePluginApi, withoutPluginDirs } from "./plugins/loader.ts";
 
-export { defineCommand, UsageError } from "./core/command.ts";
+export { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 export { clock, compact, printFrame } from "./core/stream.ts";
 export type {
   ArgumentSpec,
@@ -18,7 +18,7 @@ export type {
 export type { Frame } from "./core/protocol.ts";
 
 /** What a plugin's `import { … } from "peeka"` receives: the same functions as the exports above. */
-export const pluginApi = { defineCommand, UsageError, printFrame, compact, clock };
+export const pluginApi = { defineCommand, UsageError, CommandFailure, printFrame, compact, clock };
 
 /** The name we were invoked as: `peeka-cli` prints JSON lines by default, as the seed's CLI does. */
 function invokedAs(): string {

@@ -4,6 +4,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import {
   type CommandContext,
+  CommandFailure,
   type Options,
   type OptionSpec,
   type PeekaCommand,
@@ -45,6 +46,7 @@ export function describeError(e: unknown, pid?: number): { code: string; message
   }
   if (e instanceof AgentError) return { code: e.code, message: e.message };
   if (e instanceof UsageError) return { code: "USAGE", message: e.message };
+  if (e instanceof CommandFailure) return { code: e.code, message: e.message };
   if (
     e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused ||
     e instanceof Deno.errors.NotFound

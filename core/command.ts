@@ -78,3 +78,10 @@ export function defineCommand(cmd: PeekaCommand): PeekaCommand {
 
 /** A command line that parses but makes no sense (exit status 2, code USAGE). */
 export class UsageError extends Error {}
+
+/** A command's own failure, with the code its JSON error carries. */
+export class CommandFailure extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}

@@ -3,6 +3,7 @@
 // be set up, the agent samples from inside (snippet.py).
 import {
   type CommandContext,
+  CommandFailure,
   defineCommand,
   type Options,
   type PeekaCommand,
@@ -101,7 +102,14 @@ const top: PeekaCommand = defineCommand({
       if (how !== "agent") {
         const why = await sampleRemotely(ctx, agent, req, signal);
         if (why === null) return;
-        if (how === "remote") throw new Error(`cannot read the target's stacks: ${why}`);
+        if (how === "remote") {
+          throw new CommandFailure(
+            "REMOTE_READ_FAILED",
+            `cannot read process ${ctx.targetPid()}'s stacks from outside (${why}); ` +
+              "use --sampler agent",
+          );
+        }
+        if (signal.aborted) return;
         ctx.out.status(`sampling from inside the agent (reading stacks from outside: ${why})`);
       }
       await callCommand(agent, top, { ...req, sampler: "agent" }, {
@@ -203,7 +211,7 @@ async function sampleRemotely(
       const now = performance.now();
       if (now >= ends) break;
       if (now >= next) {
-        profile!.add(stacks.sample());
+        profile!.add(stacks.sample((ident) => names.hidden.has(ident)));
         readerMs += performance.now() - now;
         next += req.interval_ms;
         if (next < now) next = now + req.interval_ms; // fell behind: no burst to catch up

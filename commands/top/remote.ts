@@ -5,7 +5,7 @@
 // id() is its address), and `calibrate` finds each field the walk needs by matching those
 // values in memory. A read that fails or a value that does not look right ends that
 // thread's walk for that sample; nothing is ever written.
-import { readMemory } from "../../attach/libc.ts";
+import { MemoryReader } from "../../attach/libc.ts";
 import { findInterpreter, symbolAddress } from "../../attach/procfs.ts";
 
 /** What the parked agent thread says about itself (see `probe()` in snippet.py). */
@@ -36,6 +36,8 @@ interface Layout {
   code: number;
   /** 3.14+: f_executable is a tagged stack reference; its low bits are flags. */
   tagged: boolean;
+  /** 3.11+: interpreter frames, kept on a per-thread stack (before: heap frame objects). */
+  stacked: boolean;
   filename: number;
   name: number;
   qualname: number | null;
@@ -58,11 +60,13 @@ const MAX_THREADS = 4096;
 const MAX_DEPTH = 128;
 const MASK = ~7n;
 const TRAMPOLINE = "<interpreter trampoline>";
+const WINDOW = 4096;
 
 const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
 
 export class RemoteStacks {
   private codes = new Map<bigint, CodeInfo | null>();
+  private memory: MemoryReader;
   /** Reads done, for the cost report. */
   reads = 0;
 
@@ -72,7 +76,9 @@ export class RemoteStacks {
     private layout: Layout,
     private codeType: bigint,
     private str: { ascii: number; compact: number },
-  ) {}
+  ) {
+    this.memory = new MemoryReader(pid);
+  }
 
   /** Finds the layout from the probe; throws CalibrationError saying what did not match. */
   static calibrate(pid: number, probe: Probe): RemoteStacks {
@@ -82,8 +88,9 @@ export class RemoteStacks {
     return new RemoteStacks(pid, runtime, layout, BigInt(probe.code_type), probe.str_sizes);
   }
 
-  /** One sample: each thread's ident and its code objects, innermost first. */
-  sample(): { ident: number; codes: bigint[] }[] {
+  /** One sample: each thread's ident and its code objects, innermost first (threads that
+   * `skip` names are listed without their stacks). */
+  sample(skip: (ident: number) => boolean = () => false): { ident: number; codes: bigint[] }[] {
     const L = this.layout;
     const out: { ident: number; codes: bigint[] }[] = [];
     const interp = this.ptr(this.runtime, L.interpHead);
@@ -92,7 +99,7 @@ export class RemoteStacks {
       const ts = this.read(t, STRUCT);
       if (!ts) break;
       const ident = Number(ts.getBigUint64(L.threadId, true));
-      out.push({ ident, codes: this.walk(ts) });
+      out.push({ ident, codes: skip(ident) ? [] : this.walk(ts) });
       const next = ts.getBigUint64(L.next, true);
       t = plausible(next) ? next : null;
     }
@@ -123,8 +130,23 @@ export class RemoteStacks {
     const codes: bigint[] = [];
     let f = ts.getBigUint64(L.tstateFrame, true);
     if (L.cframeCurrent !== null) f = plausible(f) ? this.ptr(f, L.cframeCurrent) ?? 0n : 0n;
+    // 3.11+ keep a thread's frames on its own stack of memory, callers below callees: one
+    // read of the page(s) below the current frame usually holds the whole walk.
+    let window: { start: bigint; view: DataView } | null = null;
+    const size = Math.max(L.back, L.code) + 8;
     while (plausible(f) && codes.length < MAX_DEPTH) {
-      const frame = this.read(f, Math.max(L.back, L.code) + 8);
+      let frame: DataView | null = null;
+      if (window && f >= window.start && f + BigInt(size) <= window.start + BigInt(WINDOW)) {
+        frame = new DataView(window.view.buffer, window.view.byteOffset + Number(f - window.start));
+      } else if (L.stacked) {
+        const start = f + BigInt(size) - BigInt(WINDOW);
+        const view = this.read(start, WINDOW);
+        if (view) {
+          window = { start, view };
+          frame = new DataView(view.buffer, view.byteOffset + WINDOW - size);
+        }
+      }
+      frame ??= this.read(f, size);
       if (!frame) break;
       let code = frame.getBigUint64(L.code, true);
       if (L.tagged) code &= MASK;
@@ -164,12 +186,8 @@ export class RemoteStacks {
 
   private read(addr: bigint, len: number): DataView | null {
     this.reads++;
-    try {
-      const b = readMemory(this.pid, addr, len);
-      return b.length === len ? new DataView(b.buffer, b.byteOffset, b.byteLength) : null;
-    } catch {
-      return null;
-    }
+    const b = this.memory.read(addr, len);
+    return b && new DataView(b.buffer);
   }
 }
 
@@ -179,7 +197,10 @@ class Calibrator {
   private frames: bigint[];
   private idents: Set<bigint>;
 
-  constructor(private pid: number, private probe: Probe) {
+  private memory: MemoryReader;
+
+  constructor(pid: number, private probe: Probe) {
+    this.memory = new MemoryReader(pid);
     this.codes = probe.codes.map(BigInt);
     this.frames = probe.frames.map(BigInt);
     this.idents = new Set(probe.idents.map(BigInt));
@@ -257,7 +278,7 @@ class Calibrator {
       if (back === null || code === null) continue;
       if (this.u64(this.frames[0], code) !== park) continue;
       if (this.u64(this.frames[0], back) !== this.frames[1]) continue;
-      return { tstateFrame, cframeCurrent: null, back, code, tagged: false };
+      return { tstateFrame, cframeCurrent: null, back, code, tagged: false, stacked: false };
     }
     throw new CalibrationError("no frame object holding the parked stack");
   }
@@ -280,7 +301,9 @@ class Calibrator {
           for (const [current, cframeCurrent] of via) {
             if (!same(this.u64(current, code), wait)) continue;
             const back = this.offsetOf(current, FRAME, parkFrame);
-            if (back !== null) return { tstateFrame, cframeCurrent, back, code, tagged };
+            if (back !== null) {
+              return { tstateFrame, cframeCurrent, back, code, tagged, stacked: true };
+            }
           }
         }
       }
@@ -336,11 +359,7 @@ class Calibrator {
   }
 
   private view(addr: bigint, len: number): DataView | null {
-    try {
-      const b = readMemory(this.pid, addr, len);
-      return b.length === len ? new DataView(b.buffer, b.byteOffset, b.byteLength) : null;
-    } catch {
-      return null;
-    }
+    const b = this.memory.read(addr, len);
+    return b && new DataView(b.buffer);
   }
 }
