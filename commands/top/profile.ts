@@ -72,7 +72,7 @@ export class Names {
     }
     this.hidden = new Set(data.hidden as number[]);
     for (const [file, module] of Object.entries(data.modules as Record<string, string>)) {
-      this.modules.set(file, module);
+      if (!this.modules.has(file)) this.modules.set(file, module); // the first, as the agent
     }
     const quals = data.qualnames as Record<string, [number, string, string][]>;
     for (const [file, rows] of Object.entries(quals)) {

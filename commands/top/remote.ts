@@ -58,6 +58,7 @@ const STRUCT = 512; // bytes of a runtime, interpreter or thread state searched 
 const FRAME = 128; // bytes of a frame searched
 const MAX_THREADS = 4096;
 const MAX_DEPTH = 128;
+const MAX_CODES = 100000; // names remembered; beyond, read again
 const MASK = ~7n;
 const TRAMPOLINE = "<interpreter trampoline>";
 const WINDOW = 4096;
@@ -65,7 +66,7 @@ const WINDOW = 4096;
 const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
 
 export class RemoteStacks {
-  private codes = new Map<bigint, CodeInfo | null>();
+  private codes = new Map<bigint, CodeInfo>();
   private memory: MemoryReader;
   /** Reads done, for the cost report. */
   reads = 0;
@@ -95,8 +96,9 @@ export class RemoteStacks {
     const out: { ident: number; codes: bigint[] }[] = [];
     const interp = this.ptr(this.runtime, L.interpHead);
     let t = interp ? this.ptr(interp, L.threadsHead) : null;
+    const size = Math.max(L.threadId, L.next, L.tstateFrame) + 8;
     for (let n = 0; t && n < MAX_THREADS; n++) {
-      const ts = this.read(t, STRUCT);
+      const ts = this.read(t, size);
       if (!ts) break;
       const ident = Number(ts.getBigUint64(L.threadId, true));
       out.push({ ident, codes: skip(ident) ? [] : this.walk(ts) });
@@ -106,11 +108,12 @@ export class RemoteStacks {
     return out;
   }
 
-  /** Name, file and first line of a code object (read once; null if it is not one). */
+  /** Name, file and first line of a code object (read once), or null if it is not one. A
+   * torn walk can point anywhere, so "not a code object" is not remembered. */
   codeInfo(addr: bigint): CodeInfo | null {
-    let info = this.codes.get(addr);
-    if (info !== undefined) return info;
-    info = null;
+    const known = this.codes.get(addr);
+    if (known) return known;
+    let info: CodeInfo | null = null;
     const L = this.layout;
     const v = this.read(addr, Math.max(L.filename, L.name, L.qualname ?? 0, L.firstlineno) + 8);
     if (v && v.getBigUint64(8, true) === this.codeType) {
@@ -121,7 +124,10 @@ export class RemoteStacks {
         info = { file, name, qualname: qual ?? name, line: v.getInt32(L.firstlineno, true) };
       }
     }
-    this.codes.set(addr, info);
+    if (info) {
+      if (this.codes.size >= MAX_CODES) this.codes.clear();
+      this.codes.set(addr, info);
+    }
     return info;
   }
 

@@ -220,7 +220,7 @@ def probe(ctx, me):
         "frames": [id(me), id(me.f_back)],
         "code_type": id(type(me.f_code)),
         "code_fields": [{"filename": id(c.co_filename), "name": id(c.co_name),
-                         "qualname": id(getattr(c, "co_qualname", None)) if hasattr(c, "co_qualname") else 0,
+                         "qualname": id(c.co_qualname) if _HAS_QUALNAME else 0,
                          "firstlineno": c.co_firstlineno} for c in codes],
         "str_sizes": {"ascii": sys.getsizeof("") - 1, "compact": sys.getsizeof("\xe9") - 2},
     }
@@ -231,7 +231,7 @@ class Names(object):
     and every thread's name and native id (the CLI reads its run state from /proc)."""
 
     def __init__(self, ctx):
-        self.ctx, self.modules, self.files = ctx, set(), {}
+        self.ctx, self.modules = ctx, set()
 
     def update(self):
         threads = sys.modules.get("threading")
@@ -242,17 +242,15 @@ class Names(object):
                 continue
             self.modules.add(id(module))
             f = vars(module).get("__file__")  # not getattr: a module's __getattr__ may run
-            if isinstance(f, str):
+            if isinstance(f, str) and f not in files:  # the first module of a file, as code_name
                 files[f] = name
-                if not hasattr(me_code, "co_qualname"):
+                if not _HAS_QUALNAME:
                     quals[f] = _qualnames(module, f)
         return {"threads": [[t.ident, t.name, getattr(t, "native_id", None)] for t in live],
-                "hidden": sorted(self.ctx.agent.thread_idents),
-                "agent_natives": sorted(n for n in self.ctx.agent.thread_native_ids if n),
-                "modules": files, "qualnames": quals}
+                "hidden": sorted(self.ctx.agent.thread_idents), "modules": files, "qualnames": quals}
 
 
-me_code = probe.__code__
+_HAS_QUALNAME = sys.version_info >= (3, 11)
 
 
 def _qualnames(module, filename):
