@@ -129,6 +129,8 @@ for (const py of pythons()) {
       });
 
       await t.step("top: the hot function, a flame graph and a speedscope file", async () => {
+        // A second interpreter heads the runtime's list: top still reads this one's threads.
+        await target.ask("run subinterp 1");
         await target.ask("run burn 1");
         const dir = Deno.makeTempDirSync();
         const r = await cli(["top", "-d", "0.8", "--flamegraph", `${dir}/out.svg`, "--json"], env);

@@ -24,7 +24,8 @@ export interface Probe {
 }
 
 interface Layout {
-  interpHead: number;
+  /** The probe's interpreter state (its address never changes). */
+  interp: bigint;
   threadsHead: number;
   next: number;
   threadId: number;
@@ -73,7 +74,6 @@ export class RemoteStacks {
 
   private constructor(
     readonly pid: number,
-    private runtime: bigint,
     private layout: Layout,
     private codeType: bigint,
     private str: { ascii: number; compact: number },
@@ -86,7 +86,7 @@ export class RemoteStacks {
     const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
     const c = new Calibrator(pid, probe);
     const layout = c.find(runtime);
-    return new RemoteStacks(pid, runtime, layout, BigInt(probe.code_type), probe.str_sizes);
+    return new RemoteStacks(pid, layout, BigInt(probe.code_type), probe.str_sizes);
   }
 
   /** One sample: each thread's ident and its code objects, innermost first (threads that
@@ -94,8 +94,7 @@ export class RemoteStacks {
   sample(skip: (ident: number) => boolean = () => false): { ident: number; codes: bigint[] }[] {
     const L = this.layout;
     const out: { ident: number; codes: bigint[] }[] = [];
-    const interp = this.ptr(this.runtime, L.interpHead);
-    let t = interp ? this.ptr(interp, L.threadsHead) : null;
+    let t = this.ptr(L.interp, L.threadsHead);
     const size = Math.max(L.threadId, L.next, L.tstateFrame) + 8;
     for (let n = 0; t && n < MAX_THREADS; n++) {
       const ts = this.read(t, size);
@@ -221,42 +220,50 @@ class Calibrator {
   }
 
   /** runtime -> interpreter -> first thread state -> next..., checked by the thread idents.
-   * 3.13+ say where the first two links are (_Py_DebugOffsets at the runtime's start);
-   * before, they are searched for. The list holding every ident of the probe wins. */
+   * 3.13+ say where the links between them are (_Py_DebugOffsets at the runtime's start);
+   * before, they are searched for. The interpreter is kept by address (it never moves), so
+   * one the target creates later changes nothing; the list holding every probe ident wins. */
   private threadList(runtime: bigint) {
     const debug = this.view(runtime, 80);
     const cookie = debug && new TextDecoder().decode(new Uint8Array(debug.buffer, 0, 8));
-    const fixed = cookie === "xdebugpy"
-      ? [Number(debug!.getBigUint64(40, true)), Number(debug!.getBigUint64(72, true))]
-      : null;
-    const links = (addr: bigint, at: number | undefined): [number, bigint][] => {
-      if (at === undefined) return this.pointers(addr, 256);
-      const p = this.u64(addr, at);
-      return p !== null && plausible(p) ? [[at, p]] : [];
-    };
-    let best: { list: bigint[]; known: number; layout: number[] } | null = null;
-    for (const [interpHead, interp] of links(runtime, fixed?.[0])) {
-      for (const [threadsHead, head] of links(interp, fixed?.[1])) {
+    const at = (off: number) => Number(debug!.getBigUint64(off, true));
+    let interps: bigint[];
+    let heads: (interp: bigint) => [number, bigint][];
+    if (cookie === "xdebugpy") {
+      const [headAt, nextAt, threadsAt] = [at(40), at(64), at(72)];
+      interps = [];
+      for (let i = this.u64(runtime, headAt); i && plausible(i) && interps.length < 64;) {
+        interps.push(i);
+        i = this.u64(i, nextAt);
+      }
+      heads = (interp) => {
+        const p = this.u64(interp, threadsAt);
+        return p !== null && plausible(p) ? [[threadsAt, p]] : [];
+      };
+    } else {
+      interps = this.pointers(runtime, 256).map(([, p]) => p);
+      heads = (interp) => this.pointers(interp, 256);
+    }
+    let best: { interp: bigint; threadsHead: number; next: number; threadId: number } | null = null;
+    let bestList: bigint[] = [], bestKnown = 0;
+    for (const interp of interps) {
+      for (const [threadsHead, head] of heads(interp)) {
         const hv = this.view(head, STRUCT);
         if (!hv) continue;
         for (let threadId = 0; threadId + 8 <= STRUCT; threadId += 8) {
           if (!this.idents.has(hv.getBigUint64(threadId, true))) continue;
           for (const [next] of this.pointers(head, 256)) {
             const found = this.follow(head, next, threadId);
-            if (!found || (best && best.known >= found.known)) continue;
-            best = { ...found, layout: [interpHead, threadsHead, next, threadId] };
-            if (found.known === this.idents.size) return this.chosen(best);
+            if (!found || found.known <= bestKnown) continue;
+            best = { interp, threadsHead, next, threadId };
+            [bestList, bestKnown] = [found.list, found.known];
+            if (bestKnown === this.idents.size) return { ...best, list: bestList };
           }
         }
       }
     }
     if (!best) throw new CalibrationError("no list of thread states holding the agent's threads");
-    return this.chosen(best);
-  }
-
-  private chosen(best: { list: bigint[]; layout: number[] }) {
-    const [interpHead, threadsHead, next, threadId] = best.layout;
-    return { interpHead, threadsHead, next, threadId, list: best.list };
+    return { ...best, list: bestList };
   }
 
   /** The list from `head` by `next`, if it ends, holds the probe's thread and mostly known

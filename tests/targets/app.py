@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shop  # noqa: E402
 
 RELEASE = threading.Event()
+SUBINTERPRETERS = []
 BOUND = shop.Calc().scale  # a bound method stored before any watch
 ORIGINAL = {name: (id(getattr(shop, name)), id(getattr(shop, name).__code__))
             for name in ("add", "divide", "checkout", "fetch", "countdown", "fib")}
@@ -150,6 +151,19 @@ def scenario(name, n):
                     time.sleep(0.04)
             threading.Thread(target=grow, name="grower", daemon=True).start()
             out.append("allocating")
+        elif name == "subinterp":
+            # A second interpreter that stays (mod_wsgi-style): the newest, so first in the
+            # runtime's list; top must still find this one's threads.
+            mod = None
+            for candidate in ("_interpreters", "_xxsubinterpreters"):
+                try:
+                    mod = __import__(candidate)
+                    break
+                except ImportError:
+                    pass
+            if mod is not None and not SUBINTERPRETERS:
+                SUBINTERPRETERS.append(mod.create())
+            out.append(len(SUBINTERPRETERS))
         elif name == "unblock":
             RELEASE.set()
             out.append("released")
