@@ -1,6 +1,6 @@
 // Looking around a process (sc, sm, logger) against a real target on every interpreter.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
+import { cli, cliEnv, pythons, StreamingCli, Target } from "./helpers/env.ts";
 import { APP } from "./helpers/observe.ts";
 
 for (const py of pythons()) {
@@ -193,6 +193,22 @@ for (const py of pythons()) {
           a.lines.find((l) => l.event === "top_started")?.data,
           { top_id: af.top_id, interval_ms: 10, duration: 0.5, sampler: "agent" },
         );
+        // Threads started and ended while their stacks are read: reads may be torn, the
+        // command must go on and stop at Ctrl-C (a walk once looped on frames with no code).
+        const churn = new StreamingCli(["top", "-i", "2ms", "--idle", "--json"], env);
+        await churn.waitFor((l) => l.event === "top_started");
+        for (let i = 0; i < 8; i++) await target.ask("run threads 20");
+        churn.kill("SIGINT");
+        const ended = await Promise.race([
+          churn.done,
+          new Promise((r) => setTimeout(() => r("still running 10 s after Ctrl-C"), 10000)),
+        ]);
+        if (ended !== 130) churn.kill("SIGKILL");
+        assertEquals(ended, 130);
+        const churned = churn.lines.find((l) => l.event === "top_stopped")?.data as {
+          samples: number;
+        };
+        assert(churned.samples > 20, JSON.stringify(churned));
         const wrong = await cli(["top", "--sampler", "gdb", "--json"], env);
         assertEquals([wrong.code, wrong.lines[0].code], [2, "USAGE"]);
         const bad = await cli(["top", "-i", "fast", "--json"], env);

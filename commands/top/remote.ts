@@ -96,7 +96,9 @@ export class RemoteStacks {
     const out: { ident: number; codes: bigint[] }[] = [];
     let t = this.ptr(L.interp, L.threadsHead);
     const size = Math.max(L.threadId, L.next, L.tstateFrame) + 8;
-    for (let n = 0; t && n < MAX_THREADS; n++) {
+    const seen = new Set<bigint>(); // a list read while threads come and go may loop
+    while (t && seen.size < MAX_THREADS && !seen.has(t)) {
+      seen.add(t);
       const ts = this.read(t, size);
       if (!ts) break;
       const ident = Number(ts.getBigUint64(L.threadId, true));
@@ -139,7 +141,9 @@ export class RemoteStacks {
     // read of the page(s) below the current frame usually holds the whole walk.
     let window: { start: bigint; view: DataView } | null = null;
     const size = Math.max(L.back, L.code) + 8;
-    while (plausible(f) && codes.length < MAX_DEPTH) {
+    // Bounded by frames visited, not codes kept: a torn read can make a cycle of frames
+    // that hold no code object.
+    for (let depth = 0; plausible(f) && depth < MAX_DEPTH; depth++) {
       let frame: DataView | null = null;
       if (window && f >= window.start && f + BigInt(size) <= window.start + BigInt(WINDOW)) {
         frame = new DataView(window.view.buffer, window.view.byteOffset + Number(f - window.start));
