@@ -175,6 +175,7 @@ async function sampleRemotely(
   let why: string | null = null;
   let sampling: Promise<void> | null = null;
   let calibrating: Promise<void> | null = null;
+  let failure: unknown = null;
   let profile: Profile | null = null;
   let reader: RemoteStacks | null = null;
   let readerMs = 0, started = 0;
@@ -248,7 +249,10 @@ async function sampleRemotely(
               }
             }
             profile = new Profile(pid, names, (c) => reader!.codeInfo(c), req.idle);
-            sampling = loop(reader);
+            sampling = loop(reader).catch((e) => {
+              failure = e;
+              stop.abort(); // a bug here must not leave the agent's thread parked
+            });
           })();
         } else if (f.event === "top_names") {
           names.update(f.data as Record<string, unknown>);
@@ -263,6 +267,7 @@ async function sampleRemotely(
   await calibrating;
   if (why !== null || !sampling) return why ?? "the agent sent no description of its stack";
   await sampling;
+  if (failure !== null) throw failure;
   const agentCpu = Number(result.agent_cpu_ms ?? 0);
   showFrame(observation(true, agentCpu), ctx);
   const stacks = profile!.collapsed();

@@ -182,7 +182,9 @@ export class RemoteStacks {
     if (kind === 1) return ascii ? new TextDecoder().decode(bytes) : String.fromCharCode(...bytes);
     const units: number[] = [];
     for (let i = 0; i < length; i++) {
-      units.push(kind === 2 ? data.getUint16(2 * i, true) : data.getUint32(4 * i, true));
+      const unit = kind === 2 ? data.getUint16(2 * i, true) : data.getUint32(4 * i, true);
+      if (unit > 0x10ffff) return null; // not a string: a torn read
+      units.push(unit);
     }
     return String.fromCodePoint(...units);
   }
