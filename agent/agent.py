@@ -626,7 +626,7 @@ class _Agent(object):
         st = _quietly(os.stat, self.sock_path)
         if st is not None and st.st_ino == self._sock_ino:  # not a newer agent's socket
             _quietly(os.unlink, self.sock_path)
-        for name in ("boot.py", "agent.log", "pep768.py", "pep768.started"):
+        for name in ("boot.py", "agent.log", "pep768.py", "pep768.started", "boot.started"):
             _quietly(os.unlink, os.path.join(self.session_dir, name))
         _quietly(os.rmdir, self.session_dir)  # only succeeds when the CLI left nothing else
 

@@ -45,11 +45,15 @@ export interface AttachResult {
 /**
  * The string the target runs. It swallows every exception (nothing may reach
  * the target's stderr, and a pending call that fails would raise SystemError
- * in the target), and does nothing once the CLI has withdrawn boot.py.
+ * in the target), and does nothing once the CLI has withdrawn boot.py. Once it has read
+ * boot.py it leaves `startedMarker`, so a timeout can say whether the agent was starting.
  */
-export function bootstrapSource(bootPath: string): string {
-  const p = JSON.stringify(bootPath);
-  return `try:\n __import__('builtins').exec(compile(open(${p},'rb').read(),${p},'exec'),{'__name__':'__peeka_boot__'})\nexcept BaseException:\n pass\n`;
+export function bootstrapSource(bootPath: string, startedMarker: string): string {
+  const p = JSON.stringify(bootPath), m = JSON.stringify(startedMarker);
+  return `try:\n import os\n source = open(${p},'rb').read()\n` +
+    ` os.close(os.open(${m}, os.O_WRONLY | os.O_CREAT, 0o600))\n` +
+    ` __import__('builtins').exec(compile(source,${p},'exec'),{'__name__':'__peeka_boot__'})\n` +
+    `except BaseException:\n pass\n`;
 }
 
 /** Asks an agent for hello; null when none answers. */
@@ -120,7 +124,10 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
         opts.onStatus?.(`${e.message}; attaching with ptrace instead`);
       }
     }
-    injected = injectNative(pid, bootstrapSource(`${paths.targetDir}/boot.py`));
+    injected = injectNative(
+      pid,
+      bootstrapSource(`${paths.targetDir}/boot.py`, `${paths.targetDir}/boot.started`),
+    );
     const h = await waitForAgent(paths, deadline);
     if (h) {
       return {
@@ -129,7 +136,7 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
         thread: injected.tid,
       };
     }
-    throw timeoutError(pid, opts.timeoutMs);
+    throw timeoutError(pid, opts.timeoutMs, exists(`${paths.hostDir}/boot.started`));
   } catch (e) {
     abandonSession(paths, inFlight);
     // A bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
@@ -201,7 +208,7 @@ function pep768Stub(boot: string, startedMarker: string): string {
 function abandonSession(paths: SessionPaths, pep768InFlight: boolean): void {
   const remove = pep768InFlight
     ? [paths.boot]
-    : [paths.boot, `${paths.hostDir}/pep768.py`, paths.hostDir];
+    : [paths.boot, `${paths.hostDir}/pep768.py`, `${paths.hostDir}/boot.started`, paths.hostDir];
   for (const path of remove) {
     try {
       Deno.removeSync(path);
@@ -209,13 +216,17 @@ function abandonSession(paths: SessionPaths, pep768InFlight: boolean): void {
   }
 }
 
-function timeoutError(pid: number, ms: number): AttachError {
-  return new AttachError(
-    "ATTACH_TIMEOUT",
-    `process ${pid} did not reach a safe point within ${ms} ms ` +
+function timeoutError(pid: number, ms: number, bootstrapRan = false): AttachError {
+  // A thread that runs Python without pause and also releases the GIL often (an asyncio
+  // loop polling with a zero timeout) can starve every other thread of it, ours too.
+  const why = bootstrapRan
+    ? `the agent began starting in process ${pid} but did not answer within ${ms} ms ` +
+      `(its threads keep the GIL busy); attach cancelled, no agent will run. ` +
+      `Retry with a longer --timeout, e.g. 30000`
+    : `process ${pid} did not reach a safe point within ${ms} ms ` +
       `(a thread may hold the GIL in a long C call); attach cancelled, no agent will start. ` +
-      `Retry later or with a longer --timeout`,
-  );
+      `Retry later or with a longer --timeout`;
+  return new AttachError("ATTACH_TIMEOUT", why);
 }
 
 function exists(path: string): boolean {

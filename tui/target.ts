@@ -20,7 +20,7 @@ export class TargetSession {
   private constructor(readonly pid: number, readonly pythonVersion: string) {}
 
   static async attach(pid: number): Promise<TargetSession> {
-    const r = await attach(pid, { timeoutMs: 5000 });
+    const r = await attach(pid, { timeoutMs: 10000 });
     rememberSession(pid);
     return new TargetSession(pid, r.python_version);
   }

@@ -15,7 +15,7 @@ export default defineCommand({
       flags: "--timeout <ms>",
       description: "how long to wait for the agent to start",
       type: "int",
-      default: 5000,
+      default: 10000,
     },
     {
       flags: "--via <mechanism>",
