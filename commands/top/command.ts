@@ -232,28 +232,17 @@ async function sampleRemotely(
       signal: stop.signal,
       onFrame: (f) => {
         if (f.event === "top_probe") {
-          const probe = (f.data as unknown) as Probe;
-          calibrating = (async () => {
-            // The agent's thread may not have reached its wait yet: a few tries, 20 ms apart.
-            for (let attempt = 1;; attempt++) {
-              try {
-                reader = RemoteStacks.calibrate(pid, probe);
-                break;
-              } catch (e) {
-                if (!(e instanceof CalibrationError) || attempt === 5) {
-                  why = e instanceof Error ? e.message : String(e);
-                  stop.abort();
-                  return;
-                }
-                await new Promise((r) => setTimeout(r, 20));
-              }
-            }
-            profile = new Profile(pid, names, (c) => reader!.codeInfo(c), req.idle);
-            sampling = loop(reader).catch((e) => {
+          calibrating = calibrate(pid, (f.data as unknown) as Probe).then((stacks) => {
+            reader = stacks;
+            profile = new Profile(pid, names, (c) => stacks.codeInfo(c), req.idle);
+            sampling = loop(stacks).catch((e) => {
               failure = e;
               stop.abort(); // a bug here must not leave the agent's thread parked
             });
-          })();
+          }, (e) => {
+            why = e instanceof Error ? e.message : String(e);
+            stop.abort();
+          });
         } else if (f.event === "top_names") {
           names.update(f.data as Record<string, unknown>);
         } else {
@@ -295,4 +284,16 @@ async function sampleRemotely(
     },
   }, ctx);
   return null;
+}
+
+/** The agent's thread may not have reached its wait when the probe arrives: a few tries. */
+async function calibrate(pid: number, probe: Probe): Promise<RemoteStacks> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return RemoteStacks.calibrate(pid, probe);
+    } catch (e) {
+      if (!(e instanceof CalibrationError) || attempt === 5) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }
