@@ -56,7 +56,9 @@ for (const py of modern) {
       const a = await cli(["attach", String(t.pid), "--json"], env);
       assertEquals(a.code, 0, a.stderr);
       assertEquals(success(a).mechanism, "pep768");
-      assert(Number(success(a).elapsed_ms) < 1000);
+      // Generous: PEP 768 is taken at the busy thread's next eval-breaker check (~25 ms here);
+      // only a request that was never seen (ptrace fallback after the wait) comes near 10 s.
+      assert(Number(success(a).elapsed_ms) < 10000, `took ${success(a).elapsed_ms} ms`);
       await finish(t, env, tasks);
       const n = t.lines.filter((l) => l.startsWith("chunk")).length + 2;
       await t.waitFor((l) => l.startsWith(`chunk ${n} `), 20000);
@@ -78,13 +80,15 @@ for (const py of modern) {
     try {
       const env = cliEnv();
       const tasks = t.taskCount();
-      const a = await cli(["attach", String(t.pid), "--json"], env);
+      // A long PEP 768 window: taking the request through the busy worker ends the wait at once,
+      // so anything near the window means it waited for the main thread (exact: no fallback).
+      const a = await cli(["attach", String(t.pid), "--pep768-timeout", "8000", "--json"], env);
       assertEquals(a.code, 0, a.stderr);
       assertEquals(success(a).mechanism, "pep768");
       assertEquals(statuses(a).length, 1, "no fallback message");
       assert(
-        Number(success(a).elapsed_ms) < 300,
-        `took ${success(a).elapsed_ms} ms: it waited for a fallback`,
+        Number(success(a).elapsed_ms) < 8000,
+        `took ${success(a).elapsed_ms} ms: it waited for the whole PEP 768 window`,
       );
       await finish(t, env, tasks);
       await assertNothingLeftPending(t);
