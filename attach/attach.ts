@@ -4,17 +4,30 @@
 import { AGENT_SOURCE, AGENT_VERSION } from "../agent/embed.ts";
 import { AgentClient } from "../core/protocol.ts";
 import {
+  clearSession,
   hasSocket,
-  prepareSessionDir,
+  noSpace,
+  openSessionDir,
   processGid,
   type SessionPaths,
   sessionPaths,
-  writePrivate,
 } from "../core/session.ts";
+import { isNoSpace, type SafeDir } from "./safefs.ts";
 import { checkTarget, injectNative, type NativeResult } from "./native.ts";
 import { AttachError } from "./errors.ts";
-import { findInterpreter, type Interpreter, NotPythonError, readMaps } from "./procfs.ts";
-import { locateRemoteExec, requestRemoteExec, withdrawRemoteExec } from "./pep768.ts";
+import {
+  findInterpreter,
+  type Interpreter,
+  namespacePid,
+  NotPythonError,
+  readMaps,
+} from "./procfs.ts";
+import {
+  locateRemoteExec,
+  requestRemoteExec,
+  withdrawRemoteExec,
+  withdrawStaleRequests,
+} from "./pep768.ts";
 
 export type Mechanism = "pep768" | "ptrace";
 export const MECHANISMS: Mechanism[] = ["pep768", "ptrace"];
@@ -50,21 +63,30 @@ export interface AttachResult {
  */
 export function bootstrapSource(bootPath: string, startedMarker: string): string {
   const p = JSON.stringify(bootPath), m = JSON.stringify(startedMarker);
-  return `try:\n import os\n source = open(${p},'rb').read()\n` +
-    ` os.close(os.open(${m}, os.O_WRONLY | os.O_CREAT, 0o600))\n` +
+  return `try:\n import os\n source = open(${p},'rb').read()\n` + startedMark(m) +
     ` __import__('builtins').exec(compile(source,${p},'exec'),{'__name__':'__peeka_boot__'})\n` +
     `except BaseException:\n pass\n`;
+}
+
+/** Leaves the "started" marker; never follows a name planted there, never fails the bootstrap. */
+function startedMark(quotedPath: string): string {
+  return ` try:\n  os.close(os.open(${quotedPath}, os.O_WRONLY|os.O_CREAT|os.O_NOFOLLOW|os.O_CLOEXEC, 0o600))\n` +
+    ` except OSError:\n  pass\n`;
 }
 
 /** Asks an agent for hello; null when none answers. */
 export async function hello(
   socket: string,
   timeoutMs = 1000,
+  pid?: number,
 ): Promise<Record<string, unknown> | null> {
   let client: AgentClient | null = null;
   try {
     client = await AgentClient.connect(socket, timeoutMs);
-    return await client.request("hello");
+    const h = await client.request("hello");
+    // Whatever answers on the session's socket must be the target itself (its pid as it sees it).
+    if (pid !== undefined && Number(h.pid) !== namespacePid(pid)) return null;
+    return h;
   } catch {
     return null;
   } finally {
@@ -85,12 +107,48 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
   }
   const paths = sessionPaths(pid);
   const gid = processGid(pid);
-  prepareSessionDir(paths, gid);
+  // One attach at a time per process: the session directory is locked for the whole attach,
+  // so a second one waits and then finds the first one's agent (or its clean failure).
+  for (let tries = 0;; tries++) {
+    const dir = openSessionDir(paths, gid);
+    try {
+      if (!(await dir.lock(deadline))) {
+        throw new AttachError(
+          "ATTACH_BUSY",
+          `another peeka has been attaching to process ${pid} for ${opts.timeoutMs} ms and ` +
+            `still holds its session; wait for it to end, then attach again`,
+        );
+      }
+      // The holder gave up and removed the directory while we waited: take a fresh one.
+      if (!dir.stillLinked() && tries < 3) continue;
+      return await attachLocked(pid, interp, paths, gid, dir, t0, deadline, opts);
+    } finally {
+      dir.close();
+    }
+  }
+}
 
-  if (hasSocket(paths)) {
-    const h = await hello(paths.socket);
+async function attachLocked(
+  pid: number,
+  interp: Interpreter,
+  paths: SessionPaths,
+  gid: number,
+  dir: SafeDir,
+  t0: number,
+  deadline: number,
+  opts: AttachOptions,
+): Promise<AttachResult> {
+  if (dir.entry("agent.sock")?.isSocket) {
+    const h = await hello(paths.socket, 1000, pid);
     if (h) return result(paths, h, "existing", t0, true);
   }
+  const v = interp.version;
+  const modern = v !== null && (v.major > 3 || v.minor >= 14);
+  // Requests a killed attach left in threads that never ran Python since: they would run a
+  // stub we are about to remove and print an error in the target.
+  if (modern) withdrawLeftoverRequests(pid, interp);
+  // What a killed attach left (the agent's own socket and log are the agent's to replace).
+  clearSession(dir, ["agent.sock", "agent.log"]);
 
   const config = {
     session_dir: paths.targetDir,
@@ -100,22 +158,20 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
     token: crypto.randomUUID(),
     agent_version: AGENT_VERSION,
   };
-  writePrivate(
-    paths.boot,
-    `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`,
-    paths.uid,
-    gid,
-  );
-
-  const v = interp.version;
-  const pep768First = opts.via === "pep768" ||
-    (opts.via === undefined && v !== null && (v.major > 3 || v.minor >= 14));
+  const owner = { uid: paths.uid, gid };
   let inFlight = false; // a PEP 768 request was taken by a thread that has not started the script yet
   let injected: NativeResult | null = null;
   try {
+    dir.createFile(
+      "boot.py",
+      `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`,
+      0o600,
+      owner,
+    );
+    const pep768First = opts.via === "pep768" || (opts.via === undefined && modern);
     if (pep768First) {
       try {
-        const r = await attachPep768(pid, interp, paths, gid, deadline, opts);
+        const r = await attachPep768(pid, interp, paths, dir, owner, deadline, opts);
         if (r.agent) return result(paths, r.agent, "pep768", t0, false);
         inFlight = r.inFlight;
         if (opts.via === "pep768") throw timeoutError(pid, opts.timeoutMs);
@@ -136,11 +192,11 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
         thread: injected.tid,
       };
     }
-    throw timeoutError(pid, opts.timeoutMs, exists(`${paths.hostDir}/boot.started`));
+    throw timeoutError(pid, opts.timeoutMs, dir.entry("boot.started") !== null);
   } catch (e) {
-    abandonSession(paths, inFlight);
+    abandonSession(dir, inFlight);
     // A bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
-    const late = injected && hasSocket(paths) ? await hello(paths.socket) : null;
+    const late = injected && hasSocket(paths) ? await hello(paths.socket, 1000, pid) : null;
     if (late && injected) {
       return {
         ...result(paths, late, "ptrace", t0, false),
@@ -148,7 +204,24 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
         thread: injected.tid,
       };
     }
-    throw e;
+    throw isNoSpace(e) ? noSpace(paths) : e;
+  }
+}
+
+/**
+ * Takes back PEP 768 requests an earlier peeka left pending (it was killed between asking and
+ * withdrawing): only requests for a peeka stub, recognised by their path. Run by attach and
+ * detach; a target whose layout cannot be read is left alone (there is nothing to withdraw).
+ */
+export function withdrawLeftoverRequests(pid: number, interp?: Interpreter): number {
+  try {
+    const target = locateRemoteExec(pid, interp ?? findInterpreter(pid, readMaps(pid)));
+    return withdrawStaleRequests(
+      target,
+      (path) => /^\/tmp\/peeka-\d+\/\d+-\d+\/pep768\.py$/.test(path),
+    );
+  } catch {
+    return 0;
   }
 }
 
@@ -160,25 +233,26 @@ async function attachPep768(
   pid: number,
   interp: Interpreter,
   paths: SessionPaths,
-  gid: number,
+  dir: SafeDir,
+  owner: { uid: number; gid: number },
   deadline: number,
   opts: AttachOptions,
 ): Promise<{ agent: Record<string, unknown> | null; inFlight: boolean }> {
   const target = locateRemoteExec(pid, interp); // checks everything before any write
   const stub = `${paths.targetDir}/pep768.py`;
-  writePrivate(
-    `${paths.hostDir}/pep768.py`,
+  dir.createFile(
+    "pep768.py",
     pep768Stub(`${paths.targetDir}/boot.py`, `${stub.slice(0, -3)}.started`),
-    paths.uid,
-    gid,
+    0o600,
+    owner,
   );
   requestRemoteExec(target, stub);
-  const started = `${paths.hostDir}/pep768.started`;
+  const started = () => dir.entry("pep768.started") !== null;
   const startBy = Math.min(deadline, performance.now() + (opts.pep768TimeoutMs ?? 300));
-  while (performance.now() < startBy && !exists(started)) await sleep(1);
-  if (!exists(started)) {
+  while (performance.now() < startBy && !started()) await sleep(1);
+  if (!started()) {
     const taken = target.threads.length - withdrawRemoteExec(target);
-    if (taken === 0 && !exists(started)) {
+    if (taken === 0 && !started()) {
       opts.onStatus?.(
         `no thread of process ${pid} ran Python within ${opts.pep768TimeoutMs ?? 300} ms ` +
           `(all blocked in system calls or in C code)` +
@@ -190,13 +264,13 @@ async function attachPep768(
   }
   const agent = await waitForAgent(paths, deadline);
   withdrawRemoteExec(target); // the other threads need not run it as well
-  return { agent, inFlight: !exists(started) };
+  return { agent, inFlight: !started() };
 }
 
 /** The PEP 768 script: marks that it started, then runs the bootstrap; silent if withdrawn. */
 function pep768Stub(boot: string, startedMarker: string): string {
   const b = JSON.stringify(boot), m = JSON.stringify(startedMarker);
-  return `try:\n import os\n source = open(${b}, 'rb').read()\n os.close(os.open(${m}, os.O_WRONLY | os.O_CREAT, 0o600))\n` +
+  return `try:\n import os\n source = open(${b}, 'rb').read()\n` + startedMark(m) +
     ` exec(compile(source, ${b}, 'exec'), {'__name__': '__peeka_boot__'})\nexcept BaseException:\n pass\n`;
 }
 
@@ -205,15 +279,15 @@ function pep768Stub(boot: string, startedMarker: string): string {
  * and removes the session unless a PEP 768 script is still on its way (it
  * must find its file, or the interpreter would print an error).
  */
-function abandonSession(paths: SessionPaths, pep768InFlight: boolean): void {
-  const remove = pep768InFlight
-    ? [paths.boot]
-    : [paths.boot, `${paths.hostDir}/pep768.py`, `${paths.hostDir}/boot.started`, paths.hostDir];
-  for (const path of remove) {
-    try {
-      Deno.removeSync(path);
-    } catch { /* already gone, or the agent came up after all */ }
-  }
+function abandonSession(dir: SafeDir, pep768InFlight: boolean): void {
+  try {
+    if (pep768InFlight) {
+      dir.remove("boot.py");
+    } else {
+      clearSession(dir, ["agent.sock", "agent.log"]);
+      dir.removeSelf(); // only when empty: an agent that came up after all keeps its files
+    }
+  } catch { /* already gone */ }
 }
 
 function timeoutError(pid: number, ms: number, bootstrapRan = false): AttachError {
@@ -229,15 +303,6 @@ function timeoutError(pid: number, ms: number, bootstrapRan = false): AttachErro
   return new AttachError("ATTACH_TIMEOUT", why);
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitForAgent(
@@ -246,7 +311,7 @@ async function waitForAgent(
 ): Promise<Record<string, unknown> | null> {
   while (performance.now() < deadline) {
     if (hasSocket(paths)) {
-      const h = await hello(paths.socket, 500);
+      const h = await hello(paths.socket, 500, paths.pid);
       if (h) return h;
     }
     await new Promise((r) => setTimeout(r, 2));

@@ -15,6 +15,7 @@ const lib = Deno.dlopen("libc.so.6", {
   },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   geteuid: { parameters: [], result: "u32" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 });
@@ -129,6 +130,12 @@ export function writeMemory(pid: number, addr: bigint, data: Uint8Array): void {
   const r = Number(lib.symbols.process_vm_writev(pid, local, 1n, iovec(addr, data.length), 1n, 0n));
   if (r < 0) throw new SysError("process_vm_writev", errno());
   if (r !== data.length) throw new SysError("process_vm_writev (short)", ERRNO.EFAULT);
+}
+
+/** A raw Linux system call (x86-64 numbers); returns -1 and sets errno on failure. */
+export function syscall(nr: number, ...args: (number | bigint)[]): number {
+  const a = [0, 1, 2, 3, 4].map((i) => BigInt(args[i] ?? 0));
+  return Number(lib.symbols.syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4]));
 }
 
 export function signalProcess(pid: number, sig: number): boolean {

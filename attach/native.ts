@@ -35,6 +35,7 @@ import {
   listThreads,
   type Mapping,
   processExists,
+  processState,
   processUid,
   readMaps,
   readText,
@@ -93,6 +94,20 @@ export function checkTarget(pid: number): void {
     throw new AttachError(
       "NO_SUCH_PROCESS",
       `no process with pid ${pid}; find Python processes with 'peeka ps'`,
+    );
+  }
+  const state = processState(pid);
+  if (state === "Z" || state === "X") {
+    throw new AttachError(
+      "TARGET_EXITED",
+      `process ${pid} is a zombie (it has exited; its parent has not collected it yet): nothing to attach to`,
+    );
+  }
+  if (state === "T") {
+    throw new AttachError(
+      "TARGET_STOPPED",
+      `process ${pid} is stopped (state T, e.g. by SIGSTOP or Ctrl-Z): no thread can run the agent; ` +
+        `resume it with 'kill -CONT ${pid}' and attach again`,
     );
   }
   const uid = processUid(pid);

@@ -274,3 +274,38 @@ export function withdrawRemoteExec(target: RemoteExecTarget): number {
   });
   return withdrawn;
 }
+
+/**
+ * Withdraws pending requests whose script path `ours` recognises (left by a peeka that was
+ * killed before it could withdraw them); other debuggers' requests are left alone. The
+ * threads are held still only when there is something to take back.
+ */
+export function withdrawStaleRequests(
+  target: RemoteExecTarget,
+  ours: (scriptPath: string) => boolean,
+): number {
+  const pending = (tstate: bigint) => {
+    try {
+      if (i32(read(target.pid, tstate + target.pendingCallAt, 4, "pending call"), 0) !== 1) {
+        return false;
+      }
+      const raw = read(target.pid, tstate + target.scriptPathAt, MAX_SCRIPT_PATH, "script path");
+      const end = raw.indexOf(0);
+      return ours(new TextDecoder().decode(raw.subarray(0, end < 0 ? raw.length : end)));
+    } catch {
+      return false; // that thread has exited meanwhile
+    }
+  };
+  const stale = target.threads.filter(({ tstate }) => pending(tstate));
+  if (!stale.length) return 0;
+  let withdrawn = 0;
+  withThreadsStopped(target.pid, () => {
+    for (const { tstate } of stale) {
+      if (!pending(tstate)) continue;
+      writeMemory(target.pid, tstate + target.scriptPathAt, new Uint8Array([0]));
+      writeMemory(target.pid, tstate + target.pendingCallAt, new Uint8Array(4));
+      withdrawn++;
+    }
+  });
+  return withdrawn;
+}

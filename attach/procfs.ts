@@ -71,6 +71,20 @@ export function commandLine(pid: number): string {
   return (readText(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).join(" ");
 }
 
+/** The process's run state letter (R, S, D, T, t, Z, X...), null when it is gone. */
+export function processState(pid: number): string | null {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (!stat) return null;
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+/** The pid the process sees for itself (the innermost of NSpid: differs inside a container). */
+export function namespacePid(pid: number): number {
+  const m = /^NSpid:\s+([\d\s]+)$/m.exec(readText(`/proc/${pid}/status`) ?? "");
+  const ids = m ? m[1].trim().split(/\s+/).map(Number) : [];
+  return ids.length ? ids[ids.length - 1] : pid;
+}
+
 /** The tracer pid of a process, 0 when none. */
 export function tracerPid(pid: number): number {
   const m = /^TracerPid:\s+(\d+)/m.exec(readText(`/proc/${pid}/status`) ?? "");

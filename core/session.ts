@@ -4,9 +4,13 @@
 // point of view: /tmp/peeka-<uid>/<pid>-<start time>. The parent is created
 // 0700 and owned by the target's user, so only that user and root can reach
 // the socket inside; the start time makes a reused pid a different name.
-// The CLI remembers the last attached pid so later commands need no --pid.
+// The CLI remembers the last attached pid so later commands need no --pid. The directories
+// belong to the target's user, who may be hostile to root: they are only ever used through
+// checked descriptors (openSessionDir), never by path.
 
 import { processExists, processUid, readText, startTime } from "../attach/procfs.ts";
+import { E, isNoSpace, SafeDir, UnsafeDirError } from "../attach/safefs.ts";
+import { SysError } from "../attach/libc.ts";
 
 export interface SessionPaths {
   pid: number;
@@ -51,50 +55,115 @@ export function sessionPaths(pid: number): SessionPaths {
   };
 }
 
-/** Removes session directories left by processes that are gone (killed before the agent could clean up). */
-function removeStaleSessions(parent: string): void {
-  for (const e of Deno.readDirSync(parent)) {
-    const m = /^(\d+)-(\d+)$/.exec(e.name);
-    if (!m || !e.isDirectory) continue;
-    const pid = Number(m[1]);
-    if (processExists(pid) && startTime(pid) === Number(m[2])) continue;
+/** The names a session directory may hold; nothing else is ever removed from it. */
+export const SESSION_FILES = [
+  "boot.py",
+  "boot.started",
+  "pep768.py",
+  "pep768.started",
+  "agent.sock",
+  "agent.log",
+];
+
+/**
+ * Opens (creating when missing) the session directory chain by descriptor, each level checked:
+ * the target's /tmp (a real directory, sticky if others may write), /tmp/peeka-<uid> and the
+ * per-process folder (real directories of the target's uid, 0700). Nothing here follows a
+ * symlink, so a directory the target's user controls cannot redirect what root does
+ * (attach/safefs.ts). Leftovers of processes that are gone are removed on the way.
+ */
+export function openSessionDir(paths: SessionPaths, gid: number): SafeDir {
+  const owner = { uid: paths.uid, gid };
+  const priv = { uid: paths.uid, privateMode: true };
+  const parts = paths.targetDir.split("/").filter(Boolean); // tmp, peeka-<uid>, <pid>-<start>
+  const root = paths.hostDir === paths.targetDir ? "/" : `/proc/${paths.pid}/root`;
+  try {
+    const base = SafeDir.open(root, [
+      { name: parts[0], rule: { uid: null, privateMode: false } },
+      { name: parts[1], rule: priv, create: owner },
+    ]);
     try {
-      Deno.removeSync(`${parent}/${e.name}`, { recursive: true });
-    } catch { /* another peeka got there first */ }
+      removeStaleSessions(base, paths.uid);
+    } finally {
+      base.close();
+    }
+    return SafeDir.open(root, [
+      { name: parts[0], rule: { uid: null, privateMode: false } },
+      { name: parts[1], rule: priv, create: owner },
+      { name: parts[2], rule: priv, create: owner },
+    ]);
+  } catch (e) {
+    throw sessionDirError(e, paths);
   }
 }
 
-/** Creates (or checks) the session directory chain with owner-only access. */
-export function prepareSessionDir(paths: SessionPaths, gid: number): void {
-  const parent = paths.hostDir.slice(0, paths.hostDir.lastIndexOf("/"));
-  for (const dir of [parent, paths.hostDir]) {
+/** Opens an existing session directory (checked as above) without creating anything; null if absent. */
+export function findSessionDir(paths: SessionPaths): SafeDir | null {
+  const parts = paths.targetDir.split("/").filter(Boolean);
+  const root = paths.hostDir === paths.targetDir ? "/" : `/proc/${paths.pid}/root`;
+  const priv = { uid: paths.uid, privateMode: true };
+  try {
+    return SafeDir.open(root, [
+      { name: parts[0], rule: { uid: null, privateMode: false } },
+      { name: parts[1], rule: priv },
+      { name: parts[2], rule: priv },
+    ]);
+  } catch (e) {
+    if (e instanceof SysError && e.errno === E.ENOENT) return null;
+    throw sessionDirError(e, paths);
+  }
+}
+
+function sessionDirError(e: unknown, paths: SessionPaths): unknown {
+  if (e instanceof UnsafeDirError) {
+    return new SessionError(
+      "UNSAFE_SESSION_DIR",
+      `${e.message}; peeka will not use it for process ${paths.pid} (uid ${paths.uid}). ` +
+        `Remove it (as its owner or root) and attach again`,
+    );
+  }
+  if (isNoSpace(e)) return noSpace(paths);
+  return e;
+}
+
+export function noSpace(paths: SessionPaths): SessionError {
+  return new SessionError(
+    "NO_SPACE",
+    `no space left in /tmp for the session of process ${paths.pid} (${paths.hostDir}); ` +
+      `free some space in /tmp and attach again`,
+  );
+}
+
+/** Removes session directories left by processes that are gone (killed before the agent could clean up). */
+function removeStaleSessions(base: SafeDir, uid: number): void {
+  for (const name of base.names()) {
+    const m = /^(\d+)-(\d+)$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (processExists(pid) && startTime(pid) === Number(m[2])) continue;
     try {
-      Deno.mkdirSync(dir, { mode: 0o700 });
-      if (Deno.uid() === 0 && paths.uid !== 0) Deno.chownSync(dir, paths.uid, gid);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-    }
-    const st = Deno.lstatSync(dir);
-    if (!st.isDirectory || st.uid !== paths.uid || ((st.mode ?? 0) & 0o077) !== 0) {
-      throw new SessionError(
-        "UNSAFE_SESSION_DIR",
-        `${dir} is not a private directory of uid ${paths.uid}; remove it and attach again`,
-      );
-    }
-    if (dir === parent) removeStaleSessions(parent);
+      const dir = base.sub(name, { uid, privateMode: true });
+      if (!dir) continue;
+      try {
+        clearSession(dir);
+        dir.removeSelf();
+      } finally {
+        dir.close();
+      }
+    } catch { /* not ours to judge (odd owner or mode), or another peeka got there first */ }
+  }
+}
+
+/** Unlinks every name a session may hold (names only: nothing a link points to). */
+export function clearSession(dir: SafeDir, keep: string[] = []): void {
+  for (const name of SESSION_FILES) {
+    if (!keep.includes(name)) dir.remove(name);
   }
 }
 
 export function processGid(pid: number): number {
   const m = /^Gid:\s+(\d+)\s+(\d+)/m.exec(readText(`/proc/${pid}/status`) ?? "");
   return m ? Number(m[2]) : 0;
-}
-
-/** Writes a file only the target's user can read. */
-export function writePrivate(path: string, text: string, uid: number, gid: number): void {
-  Deno.writeTextFileSync(path, text, { mode: 0o600 });
-  Deno.chmodSync(path, 0o600);
-  if (Deno.uid() === 0 && uid !== 0) Deno.chownSync(path, uid, gid);
 }
 
 export function hasSocket(paths: SessionPaths): boolean {
