@@ -1,8 +1,25 @@
 // Running a command's snippet in the agent: the snippet and the agent libraries it
 // declares are sent on first use (by hash), then the call streams frames and replies.
+// Also Ctrl-C: the first asks the agent to stop, a second one (or silence) exits at once.
 import type { PeekaCommand } from "./command.ts";
 import { type AgentClient, type Frame, sha256 } from "./protocol.ts";
 import { librarySources } from "../agent/libs.ts";
+
+/** The work some commands are asked to do before they answer, beyond the usual deadline. */
+const REQUESTED_WORK_MS: Record<string, (request: Record<string, unknown>) => number> = {
+  memory: (r) => Number(r.trace ?? 0) * 1000, // --trace N: tracemalloc runs N seconds
+  thread: (r) => (r.top !== undefined ? Number(r.interval ?? 0) : 0), // -n: CPU over --interval
+};
+
+/** How long a call may take to answer (a streaming call: to start). */
+export function callTimeoutMs(
+  cmd: PeekaCommand,
+  request: Record<string, unknown>,
+  baseMs: number,
+): number {
+  const work = REQUESTED_WORK_MS[cmd.name]?.(request) ?? 0;
+  return baseMs + (Number.isFinite(work) && work > 0 ? work : 0);
+}
 
 /** Runs a command's snippet in the agent (the snippet and its libraries are sent on first use). */
 export async function callCommand(
@@ -16,20 +33,94 @@ export async function callCommand(
   return await agent.call(cmd.name, snippet, request, {
     ...options,
     libs: await librarySources(cmd.libs ?? []),
+    streaming: cmd.streaming === true,
+    timeoutMs: callTimeoutMs(cmd, request, agent.timeoutMs),
   });
 }
 
-/** Runs `work` with an AbortSignal that Ctrl-C (or SIGTERM) aborts; says whether it did. */
+const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+
+/** How long the first Ctrl-C waits for the command to stop before peeka exits anyway. */
+export const INTERRUPT_GRACE_MS = 2000;
+
+/**
+ * Ctrl-C and SIGTERM for one whole command run. Work that can stop cleanly
+ * runs in a scope(): the first signal aborts it (the agent is asked to
+ * cancel). A second signal, or the first when no scope can stop, or silence
+ * for INTERRUPT_GRACE_MS after it, ends the process at once through
+ * `giveUp` (which must exit: pending reads must not keep peeka alive).
+ */
+export class InterruptGuard {
+  private scopes = new Set<AbortController>();
+  private signals = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private installed = false;
+
+  constructor(
+    private giveUp: (askedToStop: boolean) => void | Promise<void>,
+    private graceMs = INTERRUPT_GRACE_MS,
+  ) {}
+
+  install(): this {
+    if (!this.installed) {
+      for (const sig of STOP_SIGNALS) Deno.addSignalListener(sig, this.onSignal);
+      this.installed = true;
+    }
+    return this;
+  }
+
+  uninstall(): void {
+    clearTimeout(this.timer);
+    if (!this.installed) return;
+    for (const sig of STOP_SIGNALS) Deno.removeSignalListener(sig, this.onSignal);
+    this.installed = false;
+  }
+
+  /** Runs `work` with a signal that the first Ctrl-C aborts; says whether it did. */
+  async scope<T>(
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<{ value: T; interrupted: boolean }> {
+    const controller = new AbortController();
+    this.scopes.add(controller);
+    try {
+      const value = await work(controller.signal);
+      return { value, interrupted: controller.signal.aborted };
+    } finally {
+      this.scopes.delete(controller);
+    }
+  }
+
+  private onSignal = () => {
+    this.signals++;
+    if (this.signals > 1 || this.scopes.size === 0) {
+      void this.giveUp(this.signals > 1);
+      return;
+    }
+    for (const c of this.scopes) c.abort();
+    this.timer = setTimeout(() => void this.giveUp(true), this.graceMs);
+  };
+}
+
+/** The guard of the command being run (set by the CLI for the whole command). */
+let activeGuard: InterruptGuard | null = null;
+
+export function setActiveGuard(guard: InterruptGuard | null): void {
+  activeGuard = guard;
+}
+
+/** Runs `work` with an AbortSignal that Ctrl-C (or SIGTERM) aborts; says whether it did.
+ * A second signal, or no answer to the first within INTERRUPT_GRACE_MS, exits with 130. */
 export async function untilInterrupted<T>(
   work: (signal: AbortSignal) => Promise<T>,
 ): Promise<{ value: T; interrupted: boolean }> {
-  const interrupt = new AbortController();
-  const onSignal = () => interrupt.abort();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  if (activeGuard) return await activeGuard.scope(work);
+  const guard = new InterruptGuard(() => {
+    Deno.stderr.writeSync(new TextEncoder().encode("peeka: interrupted\n"));
+    Deno.exit(130);
+  }).install();
   try {
-    const value = await work(interrupt.signal);
-    return { value, interrupted: interrupt.signal.aborted };
+    return await guard.scope(work);
   } finally {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    guard.uninstall();
   }
 }

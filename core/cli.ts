@@ -12,11 +12,17 @@ import {
   UsageError,
 } from "./command.ts";
 import { Output } from "./output.ts";
-import { AgentClient, AgentError, AgentGoneError } from "./protocol.ts";
-import { callCommand, untilInterrupted } from "./call.ts";
-import { hasSocket, resolvePid, SessionError, sessionPaths } from "./session.ts";
+import {
+  AgentClient,
+  AgentError,
+  AgentGoneError,
+  AgentTimeoutError,
+  SessionEndedError,
+} from "./protocol.ts";
+import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
+import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
+import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
 import { AttachError } from "../attach/native.ts";
-import { processExists } from "../attach/procfs.ts";
 
 export { VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";
@@ -45,17 +51,17 @@ export function describeError(e: unknown, pid?: number): { code: string; message
     return { code: e.code, message: e.message };
   }
   if (e instanceof AgentError) return { code: e.code, message: e.message };
+  if (e instanceof AgentTimeoutError) return { code: e.code, message: e.message };
+  if (e instanceof SessionEndedError) {
+    return { code: e.code, message: pid ? `process ${pid}: ${e.message}` : e.message };
+  }
   if (e instanceof UsageError) return { code: "USAGE", message: e.message };
   if (e instanceof CommandFailure) return { code: e.code, message: e.message };
   if (
     e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused ||
     e instanceof Deno.errors.NotFound
   ) {
-    const who = pid ? `process ${pid}` : "the target";
-    const gone = pid && !processExists(pid)
-      ? `${who} has exited`
-      : `the agent of ${who} is not answering`;
-    return { code: "AGENT_GONE", message: `${gone}; run 'peeka attach ${pid ?? "<pid>"}' again` };
+    return { code: "AGENT_GONE", message: agentGoneMessage(pid) };
   }
   if (e instanceof Deno.errors.PermissionDenied) {
     return {
@@ -64,6 +70,88 @@ export function describeError(e: unknown, pid?: number): { code: string; message
     };
   }
   return { code: "INTERNAL_ERROR", message: e instanceof Error ? e.message : String(e) };
+}
+
+/** Why the agent went away: the process ended, someone detached it, or it just stopped serving. */
+function agentGoneMessage(pid?: number): string {
+  if (!pid) return "the agent of the target is not answering; run 'peeka attach <pid>' again";
+  const seen = glance(pid);
+  if (seen?.verdict === "exited" || seen?.verdict === "zombie") return seen.message;
+  if (!sessionSocketExists(pid)) {
+    // Attaching again would be a new session, not what the user had: say what happened instead.
+    return `the agent of process ${pid} is gone: its session was removed (another client detached it)`;
+  }
+  return `the agent of process ${pid} is not answering; run 'peeka attach ${pid}' again`;
+}
+
+function sessionSocketExists(pid: number): boolean {
+  try {
+    return hasSocket(sessionPaths(pid));
+  } catch {
+    return false;
+  }
+}
+
+/** Why there is no socket to connect to: not attached, or attached by a user we cannot see. */
+function notAttachedError(paths: SessionPaths): SessionError {
+  if (Deno.uid() !== 0 && Deno.uid() !== paths.uid && agentListens(paths)) {
+    return new SessionError(
+      "ATTACHED_BY_OTHER_USER",
+      `process ${paths.pid} is attached by another user (its session belongs to uid ${paths.uid}); ` +
+        "run peeka as that user or root",
+    );
+  }
+  return new SessionError(
+    "NOT_ATTACHED",
+    `process ${paths.pid} is not attached; run 'peeka attach ${paths.pid}' first`,
+  );
+}
+
+/** Whether the target's agent socket is bound, from the kernel's list of Unix sockets in the
+ * target's network namespace (readable where the session directory is not). */
+function agentListens(paths: SessionPaths): boolean {
+  const wanted = ` ${paths.targetDir}/agent.sock`;
+  for (const list of [`/proc/${paths.pid}/net/unix`, "/proc/net/unix"]) {
+    try {
+      return Deno.readTextFileSync(list).split("\n").some((line) => line.endsWith(wanted));
+    } catch { /* try the next view */ }
+  }
+  return false;
+}
+
+/** The pid a command names in its first argument (attach, detach), when it has one. */
+function pidArgument(cmd: PeekaCommand, args: string[]): number | undefined {
+  return cmd.arguments?.[0]?.name === "pid" && /^\d+$/.test(args[0] ?? "")
+    ? Number(args[0])
+    : undefined;
+}
+
+/** Appends "process N is stopped..." to a failure whose own words do not say so. */
+function withTargetState(message: string, pid: number | undefined, e: unknown): string {
+  if (!pid || e instanceof AgentTimeoutError) return message; // a timeout already said why
+  const seen = glance(pid);
+  if (!seen || (seen.verdict !== "stopped" && seen.verdict !== "traced")) return message;
+  return /\bstopped\b/.test(message) ? message : `${message}; ${seen.message}`;
+}
+
+/** What a second Ctrl-C (or silence after the first) says as peeka exits. */
+function interruptedMessage(askedToStop: boolean, seen: Diagnosis | null): string {
+  const why = seen && seen.verdict !== "unknown" ? ` (${seen.message})` : "";
+  return askedToStop ? `interrupted; the agent did not answer${why}` : `interrupted${why}`;
+}
+
+/**
+ * A stream that ends because its target exited or another client detached the
+ * agent ends well (exit 0): the agent's own event was printed as it came;
+ * when the connection only closed, the target's exit is said here.
+ */
+function streamEnded(e: unknown, pid: number | undefined, out: Output): boolean {
+  if (e instanceof SessionEndedError) return true;
+  if (!(e instanceof AgentGoneError) || !pid) return false;
+  const seen = glance(pid);
+  if (seen?.verdict !== "exited" && seen?.verdict !== "zombie") return false;
+  out.sessionEvent("target_exited", { pid, message: seen.message });
+  return true;
 }
 
 async function runCommand(
@@ -75,6 +163,7 @@ async function runCommand(
 ): Promise<number> {
   let client: AgentClient | null = null;
   let pid: number | undefined;
+  const knownPid = () => pid ?? (opts.pid as number | undefined) ?? pidArgument(cmd, args);
   const ctx: CommandContext = {
     out,
     opts,
@@ -83,18 +172,23 @@ async function runCommand(
     targetPid: () => (pid ??= resolvePid(opts.pid as number | undefined)),
     agent: async () => {
       if (client) return client;
-      const target = ctx.targetPid();
-      const paths = sessionPaths(target);
-      if (!hasSocket(paths)) {
-        throw new SessionError(
-          "NOT_ATTACHED",
-          `process ${target} is not attached; run 'peeka attach ${target}' first`,
-        );
-      }
+      const paths = sessionPaths(ctx.targetPid());
+      if (!hasSocket(paths)) throw notAttachedError(paths);
       client = await AgentClient.connect(paths.socket);
       return client;
     },
   };
+  // Ctrl-C for the whole command, whatever it does: a second one always exits.
+  const guard = new InterruptGuard(async (askedToStop) => {
+    const target = knownPid();
+    const seen = target ? await diagnose(target, 50) : null;
+    out.error(cmd.name, interruptedMessage(askedToStop, seen), {
+      code: "INTERRUPTED",
+      ...(target ? { pid: target } : {}),
+    });
+    Deno.exit(130);
+  }).install();
+  setActiveGuard(guard);
   try {
     if (cmd.run) return await cmd.run(ctx);
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
@@ -111,16 +205,20 @@ async function runCommand(
     }
     return interrupted ? 130 : 0;
   } catch (e) {
-    const { code, message } = describeError(e, pid);
+    if (cmd.streaming && streamEnded(e, knownPid(), out)) return 0;
+    const { code, message } = describeError(e, knownPid());
     // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.
     const plugin = cmd.origin && cmd.origin !== "built-in" ? `plugin ${cmd.origin}: ` : "";
-    out.error(cmd.name, plugin + message, {
+    const target = knownPid();
+    out.error(cmd.name, plugin + withTargetState(message, target, e), {
       code,
-      ...(pid ? { pid } : {}),
+      ...(target ? { pid: target } : {}),
       ...(plugin ? { plugin: cmd.origin } : {}),
     });
     return code === "USAGE" ? 2 : 1;
   } finally {
+    guard.uninstall();
+    setActiveGuard(null);
     (client as AgentClient | null)?.close();
   }
 }

@@ -42,6 +42,13 @@ export class Output {
     else if (human) this.text(human);
   }
 
+  /** An event about the session itself (the target exited, the agent was detached): in JSON
+   * one line with its fields at the top level, as the agent's own such events; else one line. */
+  sessionEvent(event: string, fields: Record<string, unknown> & { message: string }): void {
+    if (this.json) this.line({ type: "event", event, ...fields });
+    else Deno.stderr.writeSync(this.encoder.encode(`[${event}] ${fields.message}\n`));
+  }
+
   /** A failure: one line that says what happened and what to do. */
   error(command: string, error: string, extra: Record<string, unknown> = {}): void {
     if (this.json) this.line({ type: "error", command, error, ...extra });

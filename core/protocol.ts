@@ -4,6 +4,8 @@
 
 export const MAX_FRAME = 16 * 1024 * 1024;
 
+import { diagnose, type Diagnosis } from "./diagnose.ts";
+
 export type Frame = Record<string, unknown> & { id?: number; type?: string };
 
 export class AgentGoneError extends Error {
@@ -16,6 +18,98 @@ export class AgentError extends Error {
   }
 }
 
+/** The agent did not answer in time; the message says why, from what /proc shows. */
+export class AgentTimeoutError extends Error {
+  readonly code = "AGENT_TIMEOUT";
+  constructor(message: string, readonly diagnosis: Diagnosis | null) {
+    super(message);
+  }
+}
+
+/** Events that end a session for every client: the agent says so before it goes. */
+export const SESSION_END_EVENTS = new Set(["agent_detached", "target_exiting"]);
+
+/** The connection closed after the agent said why (another client detached it, the target exits). */
+export class SessionEndedError extends Error {
+  readonly code: string;
+  constructor(readonly event: Frame) {
+    super(
+      String(
+        event.message ??
+          (event.event === "agent_detached"
+            ? "another client detached the agent"
+            : "the target is exiting"),
+      ),
+    );
+    this.code = event.event === "agent_detached" ? "AGENT_DETACHED" : "TARGET_EXITED";
+  }
+}
+
+export function isSessionEnd(f: Frame): boolean {
+  return f.type === "event" && SESSION_END_EVENTS.has(String(f.event));
+}
+
+/** How long a request may wait for its reply: PEEKA_REQUEST_TIMEOUT_MS, else 10 s. */
+export function defaultRequestTimeoutMs(): number {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("PEEKA_REQUEST_TIMEOUT_MS");
+  } catch { /* no env permission: the default */ }
+  const ms = Number(text);
+  return text && Number.isFinite(ms) && ms > 0 ? ms : 10_000;
+}
+
+/**
+ * A point in time that a wait must not pass. It can move (a streaming call
+ * has no deadline once started, until it is cancelled), and waiters are woken
+ * when it does, so a wait already under way follows the new deadline.
+ */
+export class Deadline {
+  private at: number;
+  private wakers = new Set<() => void>();
+
+  constructor(public ms: number) {
+    this.at = performance.now() + ms;
+  }
+
+  /** A new deadline `ms` from now. */
+  restart(ms: number): void {
+    this.ms = ms;
+    this.at = performance.now() + ms;
+    this.wakeAll();
+  }
+
+  /** No deadline any more (a stream that started may last as long as the user wants). */
+  clear(): void {
+    this.at = Infinity;
+    this.wakeAll();
+  }
+
+  get expired(): boolean {
+    return performance.now() >= this.at;
+  }
+
+  /** Resolves when the deadline passes or moves; dispose() when no longer waiting. */
+  change(): { promise: Promise<void>; dispose(): void } {
+    let wake!: () => void;
+    const promise = new Promise<void>((r) => (wake = r));
+    this.wakers.add(wake);
+    const left = this.at - performance.now();
+    const timer = Number.isFinite(left) ? setTimeout(wake, Math.max(0, left)) : undefined;
+    return {
+      promise,
+      dispose: () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+      },
+    };
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.wakers]) wake();
+  }
+}
+
 export function encodeFrame(obj: unknown): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(obj));
   const out = new Uint8Array(4 + body.length);
@@ -24,12 +118,36 @@ export function encodeFrame(obj: unknown): Uint8Array {
   return out;
 }
 
+/** The target's pid, from its session directory's name (<pid>-<start time>). */
+export function pidOfSocket(socketPath: string): number | null {
+  const m = /\/(\d+)-\d+\/agent\.sock$/.exec(socketPath);
+  return m ? Number(m[1]) : null;
+}
+
+/** Options of a snippet call. */
+export interface CallOptions {
+  onFrame?: (f: Frame) => void;
+  libs?: Record<string, Source>;
+  signal?: AbortSignal;
+  /** A streaming call's deadline covers its start only (loading and its first frame). */
+  streaming?: boolean;
+  /** How long the call may take before its result (or its first frame, when streaming). */
+  timeoutMs?: number;
+}
+
 /** One connection to an agent. Frames are read in order; each has the id of its request. */
 export class AgentClient {
   private nextId = 1;
   private buffer = new Uint8Array(0);
+  /** A read under way: kept across waits so a deadline never loses bytes. */
+  private pendingRead: Promise<Uint8Array | null> | null = null;
+  readonly pid: number | null;
+  /** The deadline of each request and of each call's start. */
+  timeoutMs = defaultRequestTimeoutMs();
 
-  private constructor(private conn: Deno.UnixConn, readonly socketPath: string) {}
+  private constructor(private conn: Deno.UnixConn, readonly socketPath: string) {
+    this.pid = pidOfSocket(socketPath);
+  }
 
   static async connect(socketPath: string, timeoutMs = 2000): Promise<AgentClient> {
     const conn = await withTimeout(
@@ -46,14 +164,21 @@ export class AgentClient {
     } catch { /* already closed */ }
   }
 
-  async send(op: string, fields: Record<string, unknown> = {}): Promise<number> {
+  async send(
+    op: string,
+    fields: Record<string, unknown> = {},
+    deadline?: Deadline,
+  ): Promise<number> {
     const id = this.nextId++;
-    await writeAll(this.conn, encodeFrame({ id, op, ...fields }));
+    const written = writeAll(this.conn, encodeFrame({ id, op, ...fields }));
+    written.catch(() => {}); // a write left behind by a deadline must not reject unhandled
+    await (deadline ? this.within(written, deadline, `'${op}'`) : written);
     return id;
   }
 
-  /** Reads the next frame; throws AgentGoneError when the connection closes. */
-  async readFrame(): Promise<Frame> {
+  /** Reads the next frame; throws AgentGoneError when the connection closes, AgentTimeoutError
+   * when `deadline` passes first. */
+  async readFrame(deadline?: Deadline, what = "the request"): Promise<Frame> {
     for (;;) {
       if (this.buffer.length >= 4) {
         const len = new DataView(this.buffer.buffer, this.buffer.byteOffset).getUint32(0, false);
@@ -66,31 +191,78 @@ export class AgentClient {
           return JSON.parse(new TextDecoder().decode(body));
         }
       }
-      const chunk = new Uint8Array(64 * 1024);
-      let n: number | null;
-      try {
-        n = await this.conn.read(chunk);
-      } catch (e) {
-        throw new AgentGoneError(`connection to the agent broke: ${(e as Error).message}`);
-      }
-      if (n === null) throw new AgentGoneError("the agent closed the connection");
-      const merged = new Uint8Array(this.buffer.length + n);
+      const read = this.nextChunk();
+      const chunk = await (deadline ? this.within(read, deadline, what) : read);
+      if (chunk === null) throw new AgentGoneError("the agent closed the connection");
+      const merged = new Uint8Array(this.buffer.length + chunk.length);
       merged.set(this.buffer);
-      merged.set(chunk.subarray(0, n), this.buffer.length);
+      merged.set(chunk, this.buffer.length);
       this.buffer = merged;
     }
   }
 
-  /** Sends one request and returns its single reply (frames for other ids are passed to onOther). */
+  /** The read under way, or a new one. */
+  private nextChunk(): Promise<Uint8Array | null> {
+    if (this.pendingRead) return this.pendingRead;
+    const chunk = new Uint8Array(64 * 1024);
+    const read = this.conn.read(chunk).then(
+      (n) => {
+        this.pendingRead = null;
+        return n === null ? null : chunk.subarray(0, n);
+      },
+      (e) => {
+        this.pendingRead = null;
+        throw new AgentGoneError(`connection to the agent broke: ${(e as Error).message}`);
+      },
+    );
+    read.catch(() => {}); // left behind by a deadline, then the connection closed: not an error
+    this.pendingRead = read;
+    return read;
+  }
+
+  /** Waits for `work` until `deadline`, following the deadline as it moves. */
+  private async within<T>(work: Promise<T>, deadline: Deadline, what: string): Promise<T> {
+    for (;;) {
+      if (deadline.expired) throw await this.timeoutError(what, deadline.ms);
+      const moved = deadline.change();
+      try {
+        const done = await Promise.race([
+          work.then((value) => ({ value })),
+          moved.promise.then(() => null),
+        ]);
+        if (done) return done.value;
+      } finally {
+        moved.dispose();
+      }
+    }
+  }
+
+  private async timeoutError(what: string, ms: number): Promise<AgentTimeoutError> {
+    const seconds = `${Math.round(ms / 100) / 10} s`;
+    if (this.pid === null) {
+      return new AgentTimeoutError(`the agent did not answer ${what} within ${seconds}`, null);
+    }
+    const d = await diagnose(this.pid);
+    return new AgentTimeoutError(
+      `the agent of process ${this.pid} did not answer ${what} within ${seconds}: ${d.message}`,
+      d,
+    );
+  }
+
+  /** Sends one request and returns its single reply (frames for other ids are passed to onOther).
+   * The reply must come within `limit` (ms, or a Deadline shared with a call). */
   async request(
     op: string,
     fields: Record<string, unknown> = {},
     onOther?: (f: Frame) => void,
+    limit: number | Deadline = this.timeoutMs,
   ): Promise<Frame> {
-    const id = await this.send(op, fields);
+    const deadline = typeof limit === "number" ? new Deadline(limit) : limit;
+    const id = await this.send(op, fields, deadline);
     for (;;) {
-      const f = await this.readFrame();
-      if (f.id !== id) {
+      const f = await this.readFrame(deadline, `'${op}'`);
+      // An event is never a reply, even when the agent addresses it to this request.
+      if (f.id !== id || f.type === "event") {
         onOther?.(f);
         continue;
       }
@@ -104,48 +276,97 @@ export class AgentClient {
    * use, then calls it. Streamed frames (anything before the final result)
    * go to onFrame; aborting `signal` asks the agent to cancel the call,
    * which then ends with its result as usual.
+   *
+   * Deadlines: a call must reach its result (a streaming call: its first
+   * frame) within `timeoutMs`, and after a cancel its result must come within
+   * the request deadline. A session-ending event (another client detached the
+   * agent, the target exits) is passed to onFrame; if the connection then
+   * closes, SessionEndedError says why.
    */
   async call(
     command: string,
     snippet: Source,
     args: Record<string, unknown>,
-    opts: { onFrame?: (f: Frame) => void; libs?: Record<string, Source>; signal?: AbortSignal } =
-      {},
+    opts: CallOptions = {},
+  ): Promise<Record<string, unknown>> {
+    const deadline = new Deadline(opts.timeoutMs ?? this.timeoutMs);
+    let ended: Frame | null = null;
+    try {
+      return await this.callWithin(command, snippet, args, opts, deadline, (f) => (ended = f));
+    } catch (e) {
+      if (ended && e instanceof AgentGoneError) throw new SessionEndedError(ended);
+      throw e;
+    }
+  }
+
+  private async callWithin(
+    command: string,
+    snippet: Source,
+    args: Record<string, unknown>,
+    opts: CallOptions,
+    deadline: Deadline,
+    onSessionEnd: (f: Frame) => void,
   ): Promise<Record<string, unknown>> {
     const libs = opts.libs ?? {};
     const libHashes = Object.fromEntries(
       Object.entries(libs).map(([name, lib]) => [name, lib.hash]),
     );
+    const what = `'${command}'`;
     const maxAttempts = Object.keys(libs).length + 2;
     attempts: for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const id = await this.send("call", { command, hash: snippet.hash, args, libs: libHashes });
-      const cancel = () => this.send("cancel", { target: id }).catch(() => {});
-      opts.signal?.addEventListener("abort", cancel, { once: true });
+      const id = await this.send(
+        "call",
+        { command, hash: snippet.hash, args, libs: libHashes },
+        deadline,
+      );
+      // Once cancelled, the call's end is bounded again: the agent must answer the cancel.
+      const cancel = () => {
+        deadline.restart(this.timeoutMs);
+        this.send("cancel", { target: id }).catch(() => {});
+      };
+      if (opts.signal?.aborted) cancel();
+      else opts.signal?.addEventListener("abort", cancel, { once: true });
       try {
         for (;;) {
-          const f = await this.readFrame();
+          const f = await this.readFrame(deadline, what);
+          if (isSessionEnd(f)) {
+            onSessionEnd(f);
+            opts.onFrame?.(f);
+            continue;
+          }
           if (f.id !== id) continue;
           if (f.type === "result") return (f.data ?? {}) as Record<string, unknown>;
           if (f.type !== "error") {
+            if (opts.streaming && !opts.signal?.aborted) deadline.clear(); // started
             opts.onFrame?.(f);
             continue;
           }
           if (f.code === "SNIPPET_MISSING") {
-            await this.request("load", {
-              name: command,
-              hash: snippet.hash,
-              source: snippet.source,
-            });
+            await this.request(
+              "load",
+              {
+                name: command,
+                hash: snippet.hash,
+                source: snippet.source,
+              },
+              undefined,
+              deadline,
+            );
             continue attempts;
           }
           const lib = libs[String(f.lib)];
           if (f.code === "LIB_MISSING" && lib) {
-            await this.request("load", {
-              kind: "lib",
-              name: f.lib,
-              hash: lib.hash,
-              source: lib.source,
-            });
+            await this.request(
+              "load",
+              {
+                kind: "lib",
+                name: f.lib,
+                hash: lib.hash,
+                source: lib.source,
+              },
+              undefined,
+              deadline,
+            );
             continue attempts;
           }
           throw new AgentError(String(f.code ?? "ERROR"), String(f.error), f);

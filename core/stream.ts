@@ -25,6 +25,8 @@ function eventText(e: Record<string, unknown>): string {
   const parts = Object.entries(data)
     .filter(([, v]) => typeof v !== "object" || v === null)
     .map(([k, v]) => `${k}=${v}`);
+  // Session events (agent_detached, target_exiting) say what happened in a message of their own.
+  if (typeof e.message === "string") parts.unshift(e.message);
   return `[${e.event}] ${parts.join(" ")}`;
 }
 

@@ -1,0 +1,166 @@
+// Why a target does not answer, read from /proc alone (nothing is asked of the
+// agent, which is what stopped answering): exited, a zombie, stopped, a thread
+// that likely holds the GIL, a thread stuck in the kernel, or no visible reason.
+
+export type Verdict = "exited" | "zombie" | "stopped" | "traced" | "gil" | "kernel" | "unknown";
+
+export interface Diagnosis {
+  pid: number;
+  verdict: Verdict;
+  /** One clause that says what the process is doing, e.g. "process 12 is stopped (state T)". */
+  message: string;
+  /** The thread the verdict is about, when there is one. */
+  tid?: number;
+}
+
+interface TaskStat {
+  tid: number;
+  name: string;
+  state: string;
+  cpuTicks: number;
+}
+
+/** Futex wait: how CPython threads wait for the GIL (and for locks). */
+const FUTEX_SYSCALL: Record<string, number> = { x86_64: 202, aarch64: 98 };
+
+function readText(path: string): string | null {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Parses a /proc stat line: the name sits in parentheses and may itself hold spaces. */
+export function parseStat(text: string): { name: string; state: string; cpuTicks: number } {
+  const open = text.indexOf("("), close = text.lastIndexOf(")");
+  const fields = text.slice(close + 2).split(" ");
+  // After the name: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+  return {
+    name: text.slice(open + 1, close),
+    state: fields[0],
+    cpuTicks: Number(fields[11]) + Number(fields[12]),
+  };
+}
+
+/** The process's own state letter (R, S, D, T, t, Z, X...), or null when it is gone. */
+export function processState(pid: number): string | null {
+  const text = readText(`/proc/${pid}/stat`);
+  return text === null ? null : parseStat(text).state;
+}
+
+function tasks(pid: number): TaskStat[] {
+  const found: TaskStat[] = [];
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = [...Deno.readDirSync(`/proc/${pid}/task`)];
+  } catch {
+    return found;
+  }
+  for (const e of entries) {
+    const text = readText(`/proc/${pid}/task/${e.name}/stat`);
+    if (text === null) continue; // the thread ended meanwhile
+    const s = parseStat(text);
+    found.push({ tid: Number(e.name), name: s.name, state: s.state, cpuTicks: s.cpuTicks });
+  }
+  return found;
+}
+
+function waitsOnFutex(pid: number, tid: number): boolean {
+  const wchan = readText(`/proc/${pid}/task/${tid}/wchan`) ?? "";
+  if (wchan.includes("futex")) return true;
+  const nr = FUTEX_SYSCALL[Deno.build.arch];
+  const call = readText(`/proc/${pid}/task/${tid}/syscall`);
+  return nr !== undefined && call !== null && Number(call.split(" ")[0]) === nr;
+}
+
+function tracer(pid: number): number {
+  const m = /^TracerPid:\s+(\d+)/m.exec(readText(`/proc/${pid}/status`) ?? "");
+  return m ? Number(m[1]) : 0;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What can be told at a glance, without sampling: exited, a zombie, stopped; else null. */
+export function glance(pid: number): Diagnosis | null {
+  const state = processState(pid);
+  if (state === null) return { pid, verdict: "exited", message: `process ${pid} has exited` };
+  if (state === "Z" || state === "X") {
+    return { pid, verdict: "zombie", message: `process ${pid} is a zombie (it has exited)` };
+  }
+  return stoppedVerdict(pid, state, tasks(pid));
+}
+
+/**
+ * Looks at the process now and over `sampleMs` (CPU use per thread) and says
+ * the most likely reason its agent is silent. The GIL verdict is a guess: one
+ * thread burning CPU while others wait on a futex is what a held GIL looks like.
+ */
+export async function diagnose(pid: number, sampleMs = 100): Promise<Diagnosis> {
+  const first = glance(pid);
+  if (first) return first;
+  const before = new Map(tasks(pid).map((t) => [t.tid, t.cpuTicks]));
+  await sleep(sampleMs);
+  const now = tasks(pid);
+  return glance(pid) ??
+    gilVerdict(pid, now, before) ??
+    kernelVerdict(pid, now) ??
+    { pid, verdict: "unknown", message: `process ${pid} is running but its agent does not answer` };
+}
+
+function stoppedVerdict(pid: number, state: string, threads: TaskStat[]): Diagnosis | null {
+  if (state === "T") {
+    return {
+      pid,
+      verdict: "stopped",
+      message: `process ${pid} is stopped (state T); resume it with \`kill -CONT ${pid}\``,
+    };
+  }
+  const traced = threads.find((t) => t.state === "t" || t.state === "T");
+  if (state === "t" || traced) {
+    const by = tracer(pid);
+    const which = traced && traced.tid !== pid
+      ? `thread ${traced.tid} of process ${pid}`
+      : `process ${pid}`;
+    return {
+      pid,
+      verdict: "traced",
+      tid: traced?.tid,
+      message: `${which} is stopped (state ${traced?.state ?? state})` +
+        (by ? ` by the debugger or tracer pid ${by}` : ""),
+    };
+  }
+  return null;
+}
+
+function gilVerdict(
+  pid: number,
+  threads: TaskStat[],
+  before: Map<number, number>,
+): Diagnosis | null {
+  const burning = threads.filter((t) =>
+    t.state === "R" || t.cpuTicks > (before.get(t.tid) ?? t.cpuTicks)
+  );
+  const waiting = threads.filter((t) => waitsOnFutex(pid, t.tid));
+  if (burning.length !== 1 || waiting.length === 0) return null;
+  const t = burning[0];
+  return {
+    pid,
+    verdict: "gil",
+    tid: t.tid,
+    message: `thread ${t.tid} (${t.name}) of process ${pid} is running and likely holds the GIL ` +
+      `(${waiting.length} other thread(s), the agent's among them, wait for it)`,
+  };
+}
+
+function kernelVerdict(pid: number, threads: TaskStat[]): Diagnosis | null {
+  const stuck = threads.find((t) => t.state === "D");
+  if (!stuck) return null;
+  return {
+    pid,
+    verdict: "kernel",
+    tid: stuck.tid,
+    message: `thread ${stuck.tid} (${stuck.name}) of process ${pid} waits in the kernel ` +
+      `(state D: uninterruptible I/O); it may hold the GIL`,
+  };
+}
