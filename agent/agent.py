@@ -4,7 +4,9 @@
 # borrowed thread of the target. Standard library only, 3.8 syntax only.
 #
 # Wire format (both directions): 4-byte big-endian length N (1..16 MiB), then N
-# bytes of UTF-8 JSON encoding one object.
+# bytes of UTF-8 JSON encoding one object. Incoming frames are read as their bytes
+# arrive (never preallocated from the announced length), within a per-frame deadline
+# and a budget of bytes in flight shared by all connections; connections are capped.
 #
 # The agent deliberately never imports `threading`: importing it for the first
 # time from a non-main thread would make that thread threading.main_thread().
@@ -12,17 +14,30 @@ import _thread
 import atexit
 import json
 import math
+import mmap
 import os
+import select
 import socket
+import stat
 import struct
 import sys
 import time
 
 MAX_FRAME = 16 * 1024 * 1024
 MAX_PENDING = 10000          # frames waiting to be sent on one connection
-SEND_TIMEOUT = 2.0           # also the read poll interval of connection threads
+SEND_TIMEOUT = 2.0           # a client that does not take a frame within this is dropped
+READ_POLL = 2.0              # how often an idle reader looks whether its connection died
+READ_CHUNK = 256 * 1024      # most bytes one recv takes (and may take past the frame budget)
+SMALL_FRAME = 64 * 1024      # frames up to this size are read into one buffer of their size
+PIECE = 1024 * 1024          # bigger ones into mappings of this size, made as bytes arrive
 ACCEPT_POLL = 0.2            # how quickly the accept loop notices a stop
-STALL_LIMIT = 5              # recv timeouts inside one frame (~10 s) => truncated
+LOG_LIMIT = 1024 * 1024      # agent.log stops growing here
+DETACH_NOTICE_BUDGET = 1.0   # total time a detach may spend telling streaming clients
+EXIT_NOTICE_BUDGET = 0.5     # the same at the target's exit: it must not wait on us
+# Defaults of the limits a config may override (tests use small ones).
+MAX_CONNECTIONS = 16         # clients served at once; the next one gets TOO_MANY_CONNECTIONS
+FRAME_BUDGET = 32 * 1024 * 1024   # bytes of incoming frames held at once, all connections
+FRAME_DEADLINE = 10.0        # seconds from a frame's first byte to its last
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)   # no SIGPIPE if the target reset it
 _OPS = ("hello", "load", "call", "cancel", "stats", "detach")
 
@@ -36,7 +51,16 @@ class CommandError(Exception):
 
 
 class _BadFrame(Exception):
-    """The byte stream is broken (bad length or truncated): the connection must close."""
+    """The byte stream is broken or over a limit: the client is told `code`, then the
+    connection closes."""
+
+    def __init__(self, message, code="BAD_FRAME"):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class _PeerGone(Exception):
+    """The connection ended (reset, shut down by us) while a frame was being read."""
 
 
 class _Event(object):
@@ -152,13 +176,75 @@ def _quietly(fn, *args):
 
 
 def _append_log(session_dir, message):
-    """Best-effort one-line diagnostic; the target's stdout/stderr are never touched."""
+    """Best-effort one-line diagnostic; the target's stdout/stderr are never touched.
+    Never through a symlink or into a hard-linked file, and never past LOG_LIMIT."""
     line = "%s pid=%d %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), os.getpid(), message)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = _quietly(os.open, os.path.join(session_dir, "agent.log"), flags, 0o600)
-    if fd is not None:
-        _quietly(os.write, fd, line.encode("utf-8", "replace"))
+    if fd is None:
+        return
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size < LOG_LIMIT:
+            os.write(fd, line.encode("utf-8", "replace"))
+    except Exception:
+        pass
+    finally:
         os.close(fd)
+
+
+def _private_dir(path):
+    """True if path is a real directory (not a symlink) of ours that group and others
+    cannot enter, inside a parent where no other user can rename or replace it."""
+    try:
+        st = os.lstat(path)
+        parent = os.lstat(os.path.dirname(os.path.normpath(path)))
+    except (OSError, TypeError, ValueError):
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        return False
+    if not stat.S_ISDIR(parent.st_mode) or parent.st_uid not in (0, os.geteuid()):
+        return False
+    # others may write to the parent only if it is sticky (like /tmp): then only we can move our dir
+    return not (parent.st_mode & 0o022) or bool(parent.st_mode & stat.S_ISVTX)
+
+
+def _bind_private(listener, path):
+    """Bind the listener at path and make the socket file 0600; returns its inode.
+
+    The session directory is ours and 0700, so nobody else can reach the socket whatever
+    its mode: 0600 is defence in depth, and must not be had by following a symlink. Linux
+    has no lchmod, fchmod on the socket's descriptor changes the socket's own inode (not
+    the file bind() creates), and umask is process-wide state of someone else's program.
+    So the new name is opened with O_PATH|O_NOFOLLOW (a symlink put there is opened as
+    itself and refused), checked to be a socket of ours, and that very inode is chmodded
+    through /proc/self/fd. Without /proc the mode stays as bind left it, still private."""
+    listener.bind(path)
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+            raise OSError("%s is not the socket just bound" % path)
+        _quietly(os.chmod, "/proc/self/fd/%d" % fd, 0o600)
+        return st.st_ino
+    finally:
+        os.close(fd)
+
+
+def _source_digest(source):
+    """sha256 hex of the source's UTF-8, as the CLI names it (core/protocol.ts sha256)."""
+    import hashlib  # lazily: ~5 ms of OpenSSL loading the bootstrap need not pay
+    try:
+        return hashlib.sha256(source.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:  # lone surrogates: no UTF-8 text, so no CLI source
+        return None
+
+
+def _config_number(config, key, default):
+    value = config.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return value
+    return default
 
 
 def _rss_kb():
@@ -180,6 +266,9 @@ class _Conn(object):
         self.peer = peer
         self.dead = False
         self.calls = {}                      # request id -> _Ctx
+        self.charged = 0                     # bytes of the frame being read, in the agent's budget
+        self.poller = select.poll()          # the reader waits here: the socket timeout is the senders'
+        self.poller.register(sock.fileno(), select.POLLIN)
         self._send_lock = _thread.allocate_lock()
         self._count_lock = _thread.allocate_lock()
         self._pending = 0
@@ -205,6 +294,27 @@ class _Conn(object):
             with self._count_lock:
                 self._pending -= 1
 
+    def send_last(self, frames, deadline):
+        """Send these frames and then nothing more: the connection is about to be closed.
+        Gives up at `deadline` (time.monotonic()) so a stuck client cannot hold a detach."""
+        if not self._send_lock.acquire(True, max(0.0, min(deadline - time.monotonic(), _thread.TIMEOUT_MAX))):
+            return False  # a sendall to a client that does not read: it will be cut off anyway
+        try:
+            if self.dead:
+                return False
+            for data in frames:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.sock.settimeout(left)  # no other sender while we hold the lock
+                self.sock.sendall(data, _SEND_FLAGS)
+            return True
+        except Exception:
+            return False
+        finally:
+            self.dead = True  # later frames (a call's result) would follow the last word
+            self._send_lock.release()
+
     def kill(self):
         """Mark dead, cancel its calls and wake its reader (which then closes the socket)."""
         self.dead = True
@@ -216,6 +326,49 @@ class _Conn(object):
         self.kill()
         with self._send_lock:  # never close under a concurrent sendall
             _quietly(self.sock.close)
+
+
+class _Incoming(object):
+    """One incoming frame's body, stored as its bytes arrive, never sized by what was only
+    announced. A small frame gets one buffer of its size; a bigger one gets anonymous
+    private mappings of PIECE bytes, each made when bytes reach it: the kernel gives them
+    pages only as they are written and takes everything back at close(). (malloc would
+    keep freed blocks in its arenas: a flood of big frames would leave the target bigger.)"""
+
+    def __init__(self, size):
+        self.size = size
+        self.got = 0
+        self._pieces = []
+
+    def recv_from(self, sock):
+        """Receive what fits into the current piece: the number of bytes, 0 at EOF."""
+        piece, offset = self._room()
+        with memoryview(piece) as view, view[offset:offset + READ_CHUNK] as part:
+            n = sock.recv_into(part)
+        self.got += n
+        return n
+
+    def _room(self):
+        if self.size <= SMALL_FRAME:
+            if not self._pieces:
+                self._pieces.append(bytearray(self.size))
+            return self._pieces[0], self.got
+        offset = self.got % PIECE
+        if len(self._pieces) * PIECE == self.got:
+            self._pieces.append(mmap.mmap(-1, min(PIECE, self.size - self.got), flags=mmap.MAP_PRIVATE))
+        return self._pieces[-1], offset
+
+    def take(self):
+        """The whole body (call once all of it arrived)."""
+        if self.size <= SMALL_FRAME:
+            return self._pieces[0]
+        return b"".join(self._pieces)
+
+    def close(self):
+        for piece in self._pieces:
+            if isinstance(piece, mmap.mmap):
+                _quietly(piece.close)
+        self._pieces = []
 
 
 class _Ctx(object):
@@ -259,7 +412,12 @@ class _Agent(object):
         self.names = {}                      # name -> hash
         self.libs = {}                       # name -> (hash, module): shared code snippets use
         self.state = {}                      # state commands share (e.g. the active watches, for reset)
-        self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0}
+        self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0,
+                       "over_limit": 0}
+        self.max_connections = int(_config_number(config, "max_connections", MAX_CONNECTIONS))
+        self.frame_budget = int(_config_number(config, "frame_budget", FRAME_BUDGET))
+        self.frame_deadline = float(_config_number(config, "frame_deadline", FRAME_DEADLINE))
+        self.in_flight = 0                   # bytes of partly read (or being handled) frames
         self._conns = set()
         self._detach_cbs = {}                # key -> fn, insertion order = registration order
         self._lock = _thread.allocate_lock()
@@ -282,22 +440,20 @@ class _Agent(object):
 
     def _serving(self):
         try:
-            return self._accepting and os.stat(self.sock_path).st_ino == self._sock_ino
+            return self._accepting and os.lstat(self.sock_path).st_ino == self._sock_ino
         except OSError:
             return False
 
     def _listen(self):
         try:
-            os.unlink(self.sock_path)  # stale socket from an earlier session
+            os.unlink(self.sock_path)  # stale socket from an earlier session (unlink never follows)
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(self.sock_path)
-            os.chmod(self.sock_path, 0o600)
+            self._sock_ino = _bind_private(listener, self.sock_path)
             listener.listen(16)
             listener.settimeout(ACCEPT_POLL)  # accept() wakes up to notice a stop
-            self._sock_ino = os.stat(self.sock_path).st_ino
         except BaseException:
             listener.close()
             raise
@@ -370,8 +526,18 @@ class _Agent(object):
             return
         conn = _Conn(sock, {"pid": pid, "uid": uid, "gid": gid})
         with self._lock:
-            self._conns.add(conn)
-            self.counts["accepted"] += 1
+            full = self.stopping or len(self._conns) >= self.max_connections
+            if full:
+                self.counts["over_limit"] += 1
+            else:
+                self._conns.add(conn)
+                self.counts["accepted"] += 1
+        if full:
+            msg = "the agent already serves %d clients (its limit); try again when one has finished" % (
+                self.max_connections)
+            _quietly(sock.sendall, _frame(_notice("TOO_MANY_CONNECTIONS", msg)), _SEND_FLAGS)
+            sock.close()
+            return
         try:
             self._spawn(self._serve, conn)
         except Exception:
@@ -385,53 +551,100 @@ class _Agent(object):
     # ---- reading requests ------------------------------------------------
     def _serve(self, conn):
         try:
-            while not self.stopping and not conn.dead:
+            while not conn.dead:  # detach and exit kill every connection themselves
+                body = None
                 try:
                     body = self._read_frame(conn)
+                    if body is None:
+                        break
+                    self._handle(conn, body)
                 except _BadFrame as e:
                     self._bump("bad_frames")
-                    conn.send(_notice("BAD_FRAME", str(e)))
+                    conn.send(_notice(e.code, str(e)))
                     break
-                if body is None:
+                except _PeerGone:
                     break
-                self._handle(conn, body)
+                finally:
+                    body = None  # dropped before its bytes leave the budget
+                    self._uncharge(conn)
         finally:
             self._drop(conn)  # EOF/reset/stop: cancels the connection's calls
 
     def _read_frame(self, conn):
-        header = self._recv_exact(conn, 4, idle_ok=True)
-        if header is None:
+        """The next frame's body, or None when the peer left between frames. A frame must
+        arrive whole within frame_deadline of its first byte (a client trickling a byte a
+        second is cut off), and its bytes count against the agent's frame_budget."""
+        header = self._recv_some(conn, 4, None)
+        if not header:
             return None
+        deadline = time.monotonic() + self.frame_deadline
+        while len(header) < 4:
+            header += self._recv_some(conn, 4 - len(header), deadline, len(header), 4)
         size = struct.unpack(">I", header)[0]
         if size == 0 or size > MAX_FRAME:
             raise _BadFrame("invalid frame length %d (must be 1..%d)" % (size, MAX_FRAME))
-        return self._recv_exact(conn, size, idle_ok=False)
+        incoming = _Incoming(size)
+        try:
+            while incoming.got < size:
+                self._wait_readable(conn, deadline, incoming.got, size)
+                try:
+                    n = incoming.recv_from(conn.sock)
+                except socket.timeout:
+                    continue  # cannot happen after poll said readable; just poll again
+                except OSError:
+                    raise _PeerGone()
+                if n == 0:
+                    raise _BadFrame("truncated frame: got %d of %d bytes" % (incoming.got, size))
+                self._charge(conn, n)
+            return incoming.take()
+        finally:
+            incoming.close()
 
-    def _recv_exact(self, conn, size, idle_ok):
-        """size bytes, or None when the peer left (or we stop) between frames."""
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = stalls = 0
-        while got < size:
-            if self.stopping or conn.dead:
-                return None
+    def _recv_some(self, conn, limit, deadline, got=0, size=0):
+        """1..limit bytes of a header. With no deadline (between frames) waits as long as the
+        client stays, and returns b"" at EOF; inside a frame EOF or the deadline is a _BadFrame."""
+        while True:
+            self._wait_readable(conn, deadline, got, size)
             try:
-                n = conn.sock.recv_into(view[got:])
+                data = conn.sock.recv(limit)
             except socket.timeout:
-                if got or not idle_ok:
-                    stalls += 1
-                    if stalls >= STALL_LIMIT:
-                        raise _BadFrame("truncated frame: got %d of %d bytes, then silence" % (got, size))
-                continue
+                continue  # cannot happen after poll said readable; just poll again
             except OSError:
-                return None  # ECONNRESET etc.: the client is gone
-            if n == 0:
-                if got == 0 and idle_ok:
-                    return None
+                raise _PeerGone()  # ECONNRESET etc.: the client is gone
+            if not data and deadline is not None:
                 raise _BadFrame("truncated frame: got %d of %d bytes" % (got, size))
-            got += n
-            stalls = 0
-        return buf
+            return data
+
+    def _wait_readable(self, conn, deadline, got, size):
+        while True:
+            if conn.dead:
+                raise _PeerGone()
+            wait = READ_POLL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise _BadFrame("frame not received within %g s: got %d of %d bytes" % (
+                        self.frame_deadline, got, size), "FRAME_TIMEOUT")
+            if conn.poller.poll(max(1, int(wait * 1000))):
+                return
+
+    def _charge(self, conn, n):
+        """Count n more received bytes against the budget shared by every connection."""
+        with self._lock:
+            if self.in_flight + n > self.frame_budget:
+                over = True
+            else:
+                over = False
+                self.in_flight += n
+                conn.charged += n
+        if over:
+            raise _BadFrame("the agent is already receiving %d bytes of frames (its limit is %d); "
+                            "send again later" % (self.in_flight, self.frame_budget), "OVERLOADED")
+
+    def _uncharge(self, conn):
+        with self._lock:
+            self.in_flight -= conn.charged
+            conn.charged = 0
 
     def _handle(self, conn, body):
         try:
@@ -473,6 +686,11 @@ class _Agent(object):
         name, digest, source = req.get("name"), req.get("hash"), req.get("source")
         if not (isinstance(name, str) and isinstance(digest, str) and isinstance(source, str)):
             return _error(rid, "BAD_REQUEST", "load needs string fields name, hash and source")
+        if _source_digest(source) != digest:
+            # code is found by its hash: taking any source under any hash would let one client
+            # plant code under the hash of a built-in snippet that another client then runs
+            return _error(rid, "HASH_MISMATCH", "the source of '%s' does not have the sha256 %s" % (
+                name, digest[:80]))
         if req.get("kind") == "lib":
             return self._load_lib(rid, name, digest, source)
         with self._lock:
@@ -494,7 +712,8 @@ class _Agent(object):
         return {"id": rid, "type": "loaded", "name": name, "hash": digest}
 
     def _load_lib(self, rid, name, digest, source):
-        """A library shared by snippets: executed once as a module kept out of sys.modules."""
+        """A library shared by snippets: executed once as a module kept out of sys.modules,
+        kept with the hash its source was verified against."""
         with self._lock:
             if self.libs.get(name, (None,))[0] == digest:
                 return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
@@ -568,12 +787,15 @@ class _Agent(object):
         with self._lock:
             reply = {"id": rid, "type": "stats", "connections": len(self._conns)}
             reply.update(self.counts)
+            reply["in_flight"] = self.in_flight - conn.charged  # not this very request
+        reply["limits"] = {"max_connections": self.max_connections, "frame_budget": self.frame_budget,
+                           "frame_deadline": self.frame_deadline, "max_frame": MAX_FRAME}
         reply["thread_idents"] = sorted(self.thread_idents)
         reply["rss_kb"] = _rss_kb()
         return reply
 
     def _op_detach(self, conn, rid, req):
-        with self._lock:
+        with self._lock:  # from here no new connection is admitted
             already, self.stopping = self.stopping, True
             callbacks = [] if already else list(self._detach_cbs.items())
             self._detach_cbs.clear()
@@ -581,8 +803,42 @@ class _Agent(object):
         conn.send({"id": rid, "type": "detached", "restored": restored, "errors": errors,
                    "pid": os.getpid()})
         if not already:
+            self._tell_running_calls(self._detached_event(conn), DETACH_NOTICE_BUDGET)
             self._shutdown()
         return None
+
+    def _detached_event(self, detacher):
+        by = detacher.peer["pid"]
+        pid = os.getpid()
+
+        def event(conn, rid):
+            if conn is detacher:
+                message = "process %d was detached by this client" % pid
+            else:
+                message = "process %d was detached by another peeka client (pid %d)" % (pid, by)
+            return {"id": rid, "type": "event", "event": "agent_detached", "message": message,
+                    "by_pid": by, "pid": pid}
+        return event
+
+    def _exiting_event(self):
+        pid = os.getpid()
+
+        def event(conn, rid):
+            return {"id": rid, "type": "event", "event": "target_exiting",
+                    "message": "process %d is exiting" % pid, "pid": pid}
+        return event
+
+    def _tell_running_calls(self, make_event, budget):
+        """Give every running call one last event frame before its connection is closed:
+        a streaming client learns why its stream ends. Everything together takes at most
+        `budget` seconds, whatever the clients do (one that does not read is skipped)."""
+        deadline = time.monotonic() + budget
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            rids = list(conn.calls)
+            if rids:
+                conn.send_last([_frame(make_event(conn, rid)) for rid in rids], deadline)
 
     # ---- detach ----------------------------------------------------------
     def on_detach(self, key, fn):
@@ -623,7 +879,8 @@ class _Agent(object):
         self._remove_files()
 
     def _remove_files(self):
-        st = _quietly(os.stat, self.sock_path)
+        """Only the names the agent knows; unlink and rmdir never follow a symlink."""
+        st = _quietly(os.lstat, self.sock_path)
         if st is not None and st.st_ino == self._sock_ino:  # not a newer agent's socket
             _quietly(os.unlink, self.sock_path)
         for name in ("boot.py", "agent.log", "pep768.py", "pep768.started", "boot.started"):
@@ -632,7 +889,9 @@ class _Agent(object):
 
     def _atexit(self):
         if os.getpid() == self.pid:  # a forked child must not delete the parent's session
-            self.stopping = True
+            with self._lock:
+                self.stopping = True
+            self._tell_running_calls(self._exiting_event(), EXIT_NOTICE_BUDGET)
             self._close_all()
 
 
@@ -663,9 +922,11 @@ def _peeka_main(config):
     session_dir = None
     claim = None
     try:
-        session_dir = config.get("session_dir")
-        if not isinstance(session_dir, str) or not os.path.isdir(session_dir):
-            return  # the CLI owns the session dir; without it there is nothing to do
+        if not _private_dir(config.get("session_dir")):
+            # the CLI made it 0700 for this uid: anything else (missing, a symlink, another
+            # owner, open to others) is not ours to write in, not even a log line
+            return
+        session_dir = config["session_dir"]
         old = getattr(sys, "_peeka_agent", None)
         if old is not None and getattr(old, "pid", None) != os.getpid():
             # inherited through fork(): its threads do not exist here (its atexit hook checks

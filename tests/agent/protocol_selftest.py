@@ -8,6 +8,7 @@ talks to it as a client. Usage:  pythonX.Y tests/agent/protocol_selftest.py [-v]
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -135,6 +136,7 @@ def run(ctx, args):
             "args_same": ctx.args is args}
 '''
 
+EVIL_SRC = "import os\ndef run(ctx, args):\n    return {'planted': os.getpid()}\n"
 RAISE_SRC = "def run(ctx, args):\n    raise ValueError('boom')\n"
 CMDERR_SRC = "def run(ctx, args):\n    raise CommandError('nope', code='NOPE')\n"
 EXIT_SRC = "import sys\ndef run(ctx, args):\n    sys.exit(3)\n"
@@ -235,9 +237,15 @@ class Client(object):
         self.s.close()
 
 
+# Short enough that the trickle tests take little time, long enough for a 16 MiB frame on a
+# loaded machine (it takes tens of ms).
+FRAME_DEADLINE = 1.5
+
+
 class Target(object):
-    def __init__(self, script, extra_env=None):
+    def __init__(self, script, extra_env=None, config=None):
         self.tmp = tempfile.mkdtemp(prefix="peeka-selftest-")
+        self.config = dict({"frame_deadline": FRAME_DEADLINE}, **(config or {}))
         self.session = os.path.join(self.tmp, "session")
         self.sock = os.path.join(self.session, "agent.sock")
         self.status_path = os.path.join(self.tmp, "status.json")
@@ -255,8 +263,8 @@ class Target(object):
     def make_session(self):
         os.mkdir(self.session, 0o700)
         self.boot = os.path.join(self.session, "boot.py")
-        config = {"session_dir": self.session, "socket": self.sock, "uid": os.getuid(),
-                  "pid": 0, "token": "feedface", "agent_version": "0.1.0"}
+        config = dict(self.config, session_dir=self.session, socket=self.sock, uid=os.getuid(),
+                      pid=0, token="feedface", agent_version="0.1.0")
         with open(self.boot, "w") as f:
             f.write(AGENT_SRC + "\n_peeka_main(%s)\n" % json.dumps(config))
 
@@ -290,14 +298,18 @@ def test_basics(t, st):
           and hello["agent_version"] == "0.1.0" and hello["executable"] == sys.executable
           and hello["uid"] == os.getuid() and isinstance(hello["started_at"], float)
           and hello["argv"][0].endswith("target.py"), "hello fields", hello)
+    test_hash_planting(c)
     missing = c.request("call", command="thread", hash=sha(THREAD_SRC), args={})
     check(missing["type"] == "error" and missing["code"] == "SNIPPET_MISSING"
           and missing["error"] == "snippet for 'thread' not loaded", "SNIPPET_MISSING", missing)
     loaded = c.request("load", name="thread", hash=sha(THREAD_SRC), source=THREAD_SRC)
     check(loaded == {"id": loaded["id"], "type": "loaded", "name": "thread", "hash": sha(THREAD_SRC)},
           "load reply", loaded)
-    again = c.request("load", name="thread", hash=sha(THREAD_SRC), source="garbage(")
+    again = c.request("load", name="thread", hash=sha(THREAD_SRC), source=THREAD_SRC)
     check(again["type"] == "loaded", "reloading a known hash is a no-op", again)
+    planted = c.request("load", name="thread", hash=sha(THREAD_SRC), source=EVIL_SRC)
+    check(planted["type"] == "error" and planted["code"] == "HASH_MISMATCH", "other source under a known hash refused",
+          planted)
     check(c.request("hello")["snippets"] == {"thread": sha(THREAD_SRC)}, "hello lists snippets")
 
     no_lib = c.request("call", command="thread", hash=sha(THREAD_SRC), args={})
@@ -339,13 +351,28 @@ def test_basics(t, st):
     nan = c.call("nan", NAN_SRC)
     check(nan["type"] == "result" and nan["data"]["x"] == "Infinity" and nan["data"]["z"] == "-Infinity"
           and nan["data"]["y"]["1"].startswith("<object"), "non-finite/non-JSON values", nan)
-    syn = c.request("load", name="syn", hash="h-syn", source="def run(:\n")
+    syn = c.request("load", name="syn", hash=sha("def run(:\n"), source="def run(:\n")
     check(syn["type"] == "error" and syn["code"] == "LOAD_ERROR" and "SyntaxError" in syn["error"],
           "syntax error on load", syn)
-    norun = c.request("load", name="norun", hash="h-norun", source="x = 1\n")
+    norun = c.request("load", name="norun", hash=sha("x = 1\n"), source="x = 1\n")
     check(norun["type"] == "error" and norun["code"] == "LOAD_ERROR", "load without run()", norun)
     check(t.proc.poll() is None, "target survives failing snippets")
     return c
+
+
+def test_hash_planting(c):
+    """Code is found by its hash, so a load must prove it: else one client could plant code
+    under the hash of a built-in snippet (or library) that another client then runs."""
+    for kind, name, src in (("snippet", "thread", THREAD_SRC), ("lib", "threads", THREADS_LIB)):
+        fields = {"kind": "lib"} if kind == "lib" else {}
+        bad = c.request("load", name=name, hash=sha(src), source=EVIL_SRC, **fields)
+        check(bad.get("type") == "error" and bad.get("code") == "HASH_MISMATCH" and sha(src) in bad.get("error", ""),
+              "%s planted under another source's hash: HASH_MISMATCH" % kind, bad)
+    upper = c.request("load", name="thread", hash=sha(THREAD_SRC).upper(), source=THREAD_SRC)
+    check(upper.get("code") == "HASH_MISMATCH", "hash is the lowercase hex the CLI sends", upper)
+    lone = c.request("load", name="x", hash=sha("x"), source="\ud800")
+    check(lone.get("code") == "HASH_MISMATCH", "source that is not UTF-8 text refused", lone)
+    check(c.request("hello")["snippets"] == {}, "nothing planted")
 
 
 def test_streaming_and_clients(t, st):
@@ -449,6 +476,109 @@ def test_malformed(t):
     stats = c.request("stats")
     check(stats["bad_frames"] == 7, "bad frames counted", stats["bad_frames"])
     c.close()
+
+
+MIB = 1024 * 1024
+
+
+def wrap(sock):
+    c = Client.__new__(Client)
+    c.s, c.stream = sock, []
+    return c
+
+
+def raw_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)  # blocking: with a timeout, a full backlog is EAGAIN at once, not a wait
+    s.settimeout(10)
+    return s
+
+
+def notice_and_eof(sock):
+    """The error notice the agent sent before closing, and whether it did close."""
+    c = wrap(sock)
+    try:
+        msg = c.recv()
+        return msg, c.eof()
+    except OSError as e:
+        return {"oserror": str(e)}, True
+
+
+def test_limits(t):
+    """A flood of clients announcing 16 MiB frames and trickling them: the target's memory
+    stays bounded (frames grow with what arrives, within a budget for all connections),
+    clients past the cap are refused, and a trickling client is cut off at its deadline."""
+    c = Client(t.sock)
+    before = c.request("stats")
+    limits = before["limits"]
+    check(limits == {"max_connections": 16, "frame_budget": 32 * MIB, "frame_deadline": FRAME_DEADLINE,
+                     "max_frame": 16 * MIB}, "limits: defaults, and the deadline from the config", limits)
+    free = limits["max_connections"] - before["connections"]
+    flood = []
+    for _ in range(50):
+        s = raw_connect(t.sock)
+        s.sendall(struct.pack(">I", 16 * MIB) + b"{")
+        flood.append((s, time.time()))
+    admitted, refused = flood[:free], flood[free:]
+    answers = [notice_and_eof(s) for s, _ in refused]
+    check(all(m.get("code") == "TOO_MANY_CONNECTIONS" and "id" not in m and eof for m, eof in answers),
+          "clients past the cap get TOO_MANY_CONNECTIONS and are closed", answers[:2])
+    during = c.request("stats")
+    check(during["connections"] == limits["max_connections"] and during["over_limit"] == len(refused),
+          "connections capped, refusals counted", during)
+    for s, _ in admitted:  # together well over the budget
+        try:
+            s.sendall(b"x" * (3 * MIB))
+        except OSError:
+            pass  # cut off as OVERLOADED mid-send
+    during = c.request("stats")
+    grown = (during["rss_kb"] - before["rss_kb"]) / 1024.0
+    print("  flood: %d clients held %.1f MiB in frames; target grew by %.1f MiB"
+          % (len(admitted), during["in_flight"] / float(MIB), grown))
+    check(during["in_flight"] <= limits["frame_budget"], "bytes in flight within the budget", during["in_flight"])
+    # the budget is 32 MiB: growth past 64 MiB means frames are held beyond it (was 16 MiB per client)
+    check(grown < 64, "target memory bounded during the flood", grown)
+    outcomes = trickle_until_closed(admitted)
+    codes = sorted(set(code for code, _ in outcomes))
+    check(len(outcomes) == len(admitted) and codes == ["FRAME_TIMEOUT", "OVERLOADED"],
+          "past the budget: OVERLOADED; the rest: FRAME_TIMEOUT", outcomes)
+    late = [elapsed for code, elapsed in outcomes if code == "FRAME_TIMEOUT"]
+    # a trickling client must be cut at its deadline; the slack only absorbs a loaded machine
+    check(late and min(late) >= FRAME_DEADLINE - 0.1 and max(late) < FRAME_DEADLINE + 2.5,
+          "a client trickling a byte every 0.2 s is cut off at the frame deadline", late)
+    for s, _ in flood:
+        s.close()
+    check(wait_for(lambda: c.request("stats")["connections"] == before["connections"], 3.0),
+          "every flood connection gone")
+    after = c.request("stats")
+    left = (after["rss_kb"] - before["rss_kb"]) / 1024.0
+    print("  after the flood the target is %.1f MiB above its start" % left)
+    check(after["in_flight"] == 0, "budget released", after["in_flight"])
+    check(left < 16, "memory given back after the flood", left)
+    again = Client(t.sock)
+    check(again.request("hello")["type"] == "hello", "a new client is served after the flood")
+    again.close()
+    c.close()
+
+
+def trickle_until_closed(socks):
+    """Each client sends one more byte every 0.2 s until the agent closes it; returns the
+    (code, seconds since its header) each one got."""
+    live = dict((s.fileno(), (s, start)) for s, start in socks)
+    outcomes = []
+    stop = time.time() + FRAME_DEADLINE + 5
+    while live and time.time() < stop:
+        readable = select.select([s for s, _ in live.values()], [], [], 0.2)[0]
+        for s in readable:
+            _, start = live.pop(s.fileno())
+            msg, _ = notice_and_eof(s)
+            outcomes.append((msg.get("code"), round(time.time() - start, 2)))
+        for s, _ in live.values():
+            try:
+                s.send(b"x")
+            except OSError:
+                pass  # closed: its notice is read on the next round
+    return outcomes
 
 
 def test_peer_check(t):
@@ -632,6 +762,7 @@ def main():
         test_reinject(t, st, keep)
         check(keep.request("stats")["refused"] == (1 if os.getuid() == 0 else 0), "refused peers counted")
         keep.close()
+        test_limits(t)
         test_detach(t, st, other)
         test_exit_cleanup(t, st)
         check(t.output() == "", "target printed nothing", t.output())
