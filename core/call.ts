@@ -69,6 +69,11 @@ export class InterruptGuard {
     return this;
   }
 
+  /** Whether a stop signal came. */
+  get signalled(): boolean {
+    return this.signals > 0;
+  }
+
   uninstall(): void {
     clearTimeout(this.timer);
     if (!this.installed) return;

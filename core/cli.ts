@@ -206,6 +206,14 @@ async function runCommand(
     return interrupted ? 130 : 0;
   } catch (e) {
     if (cmd.streaming && streamEnded(e, knownPid(), out)) return 0;
+    if (guard.signalled && e instanceof AgentTimeoutError) {
+      // The cancel's deadline passed before the grace did: the same end as a second Ctrl-C.
+      out.error(cmd.name, interruptedMessage(true, e.diagnosis), {
+        code: "INTERRUPTED",
+        ...(knownPid() ? { pid: knownPid() } : {}),
+      });
+      return 130;
+    }
     const { code, message } = describeError(e, knownPid());
     // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.
     const plugin = cmd.origin && cmd.origin !== "built-in" ? `plugin ${cmd.origin}: ` : "";

@@ -103,7 +103,7 @@ export async function diagnose(pid: number, sampleMs = 100): Promise<Diagnosis> 
   await sleep(sampleMs);
   const now = tasks(pid);
   return glance(pid) ??
-    gilVerdict(pid, now, before) ??
+    gilVerdict(pid, now, before, sampleMs) ??
     kernelVerdict(pid, now) ??
     { pid, verdict: "unknown", message: `process ${pid} is running but its agent does not answer` };
 }
@@ -133,24 +133,40 @@ function stoppedVerdict(pid: number, state: string, threads: TaskStat[]): Diagno
   return null;
 }
 
+/** Clock ticks per second of /proc CPU times (USER_HZ: 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
 function gilVerdict(
   pid: number,
   threads: TaskStat[],
   before: Map<number, number>,
+  sampleMs: number,
 ): Diagnosis | null {
-  const burning = threads.filter((t) =>
-    t.state === "R" || t.cpuTicks > (before.get(t.tid) ?? t.cpuTicks)
-  );
-  const waiting = threads.filter((t) => waitsOnFutex(pid, t.tid));
-  if (burning.length !== 1 || waiting.length === 0) return null;
-  const t = burning[0];
+  // The holder runs the whole time; waiters run only in blinks (a GIL waiter wakes every
+  // few ms to ask for it, so it is often seen in state R, but uses little CPU).
+  const used = threads.map((t) => ({ t, ticks: t.cpuTicks - (before.get(t.tid) ?? t.cpuTicks) }))
+    .sort((a, b) => b.ticks - a.ticks);
+  const [top, next] = used;
+  const window = (sampleMs / 1000) * TICKS_PER_SECOND;
+  const runsAlone = top && top.ticks >= Math.max(1, window * 0.3) &&
+    (!next || next.ticks * 2 < top.ticks);
+  const holder = runsAlone ? top.t : soleRunner(pid, threads);
+  if (!holder) return null;
+  const waiting = threads.filter((t) => t !== holder && waitsOnFutex(pid, t.tid));
+  if (waiting.length === 0) return null;
   return {
     pid,
     verdict: "gil",
-    tid: t.tid,
-    message: `thread ${t.tid} (${t.name}) of process ${pid} is running and likely holds the GIL ` +
-      `(${waiting.length} other thread(s), the agent's among them, wait for it)`,
+    tid: holder.tid,
+    message: `thread ${holder.tid} (${holder.name}) of process ${pid} is running and likely ` +
+      `holds the GIL (${waiting.length} other thread(s), the agent's among them, wait for it)`,
   };
+}
+
+/** The one thread running and not in a futex, when the CPU sample was too short to tell. */
+function soleRunner(pid: number, threads: TaskStat[]): TaskStat | null {
+  const running = threads.filter((t) => t.state === "R" && !waitsOnFutex(pid, t.tid));
+  return running.length === 1 ? running[0] : null;
 }
 
 function kernelVerdict(pid: number, threads: TaskStat[]): Diagnosis | null {
