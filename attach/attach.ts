@@ -97,7 +97,8 @@ export async function hello(
 export async function attach(pid: number, opts: AttachOptions): Promise<AttachResult> {
   const t0 = performance.now();
   const deadline = t0 + opts.timeoutMs;
-  checkTarget(pid);
+  checkTarget(pid, false); // another peeka attaching right now traces it for a moment
+
   let interp: Interpreter;
   try {
     interp = findInterpreter(pid, readMaps(pid));
@@ -138,6 +139,7 @@ async function attachLocked(
   deadline: number,
   opts: AttachOptions,
 ): Promise<AttachResult> {
+  checkTarget(pid);
   if (dir.entry("agent.sock")?.isSocket) {
     const h = await hello(paths.socket, 1000, pid);
     if (h) return result(paths, h, "existing", t0, true);

@@ -88,7 +88,9 @@ export interface NativeResult {
   interpreter: string;
 }
 
-export function checkTarget(pid: number): void {
+/** Refuses a target peeka cannot attach to, with the reason; `tracer: false` skips the
+ * tracer check (an attach waiting for another peeka's attach to end checks it afterwards). */
+export function checkTarget(pid: number, tracer = true): void {
   if (!Number.isInteger(pid) || pid <= 0) throw new AttachError("BAD_PID", `invalid pid ${pid}`);
   if (!processExists(pid)) {
     throw new AttachError(
@@ -126,11 +128,11 @@ export function checkTarget(pid: number): void {
         `/proc/sys/kernel/yama/ptrace_scope, seccomp, or the container's capabilities (CAP_SYS_PTRACE)`,
     );
   }
-  const tracer = tracerPid(pid);
-  if (tracer !== 0) {
+  const by = tracer ? tracerPid(pid) : 0;
+  if (by !== 0) {
     throw new AttachError(
       "ALREADY_TRACED",
-      `process ${pid} is already being traced by pid ${tracer} (a debugger?); detach it first`,
+      `process ${pid} is already being traced by pid ${by} (a debugger?); detach it first`,
     );
   }
 }

@@ -9,6 +9,9 @@
 #   server- the main thread in accept(), a worker running Python all the time.
 #   stuck - like idle, plus a worker that, when poked ("stuck" on the socket),
 #           holds the GIL inside one long C call (sum over a range) for ~SECONDS.
+#   nobody- like idle, after dropping root to uid/gid 65534 (started by root): a target whose
+#           user is not the one attaching. What the agent imports is imported first (the
+#           interpreter's files may not be readable by that user).
 import json
 import os
 import socket
@@ -93,8 +96,25 @@ def busy(limit):
         i += 1
 
 
+def drop_to_nobody():
+    # Every module the agent and the thread command import, found in their sources.
+    import importlib
+    import re
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    for rel in ("agent/agent.py", "agent/lib/threads.py", "commands/thread/snippet.py"):
+        with open(os.path.join(root, rel)) as f:
+            for name in re.findall(r"^\s*import (\w+)", f.read(), re.M):
+                importlib.import_module(name)
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
 if __name__ == "__main__":
     shape = sys.argv[1]
+    if shape == "nobody":
+        drop_to_nobody()
+        shape = "idle"
     if shape in ("idle", "stuck"):
         threading.Thread(target=sleeper, name="sleeper", daemon=True).start()
         serve(shape)
