@@ -2,11 +2,17 @@
 # every observed call, on the target's own threads.
 #
 # The expression is parsed, checked against a whitelist of syntax and rewritten so that every
-# attribute read, subscript, call and size-risky operator goes through a guard below; it then
-# runs as a lambda without builtins. A condition only reads: it calls none of the target's
-# methods (beyond operators, property getters and __str__/__repr__), never changes an object,
-# and refuses work whose size could stall the process. Types are compared by identity or
-# issubclass, never hashed, so that an odd metaclass runs no code here.
+# attribute read, subscript, call and operation that could walk or build a large value goes
+# through a guard below; it then runs as a lambda without builtins. A condition only reads: it
+# never changes an object. What one evaluation may cost is bounded by construction: a
+# condition has no loops, so each guard runs at most once, and the guards share a budget of
+# BUDGET element steps (each gets BUDGET // the number of guards, fixed at compile time) that
+# bounds both the values they build and the elements they walk. In the default mode the
+# target's own code runs only where docs/architecture.md lists (property getters, and the
+# dunders a comparison, str() or truth test dispatches to on the target's objects); in strict
+# mode it never runs: every value an operation touches must be of an exact builtin type.
+# Types are compared by identity or issubclass, never hashed, so that an odd metaclass runs
+# no code here.
 import sys
 
 
@@ -21,12 +27,16 @@ class ConditionEvalError(Exception):
 MAX_SOURCE = 1000      # characters
 MAX_DEPTH = 40         # nesting of brackets and of the syntax tree
 MAX_NODES = 300        # parts of the expression
+BUDGET = 100000        # element steps (items built or walked, characters of text) per evaluation
+MAX_ITEMS = BUDGET     # (older name)
 MAX_EXPONENT = 1000    # int ** int: exponent at most this,
 MAX_POW_BITS = 4000    # and a result of at most about this many bits
-MAX_ITEMS = 100000     # what sequence * n, or str.replace, may build
 MAX_SHIFT = 10000      # a << b
+MAX_INT_BITS = 100000  # an int operand of *, //, %, ==... (their cost grows faster than its size)
 MAX_DIGITS = 4300      # int <-> str (3.8-3.10 have no limit of their own)
 _INT_BITS = 14284      # about MAX_DIGITS decimal digits
+MAX_TEXT_DEPTH = 50    # nesting str()/repr() of containers follows
+NAMES = ("params", "args", "kwargs", "target", "cost", "result", "exception")
 
 FUNCTIONS = ("len", "str", "int", "float", "bool", "abs", "min", "max", "round", "repr_short", "type_name")
 BLOCKED = frozenset(("eval", "exec", "open", "compile", "getattr", "setattr", "delattr", "globals", "locals",
@@ -38,6 +48,11 @@ MUTATORS = frozenset(("append", "extend", "insert", "remove", "pop", "popitem", 
 KEYWORDS = {"round": ("ndigits",), "split": ("maxsplit",)}
 _STR_METHODS = ("startswith", "endswith", "lower", "upper", "strip", "lstrip", "rstrip", "split", "count",
                 "find", "isdigit", "isalpha", "isspace", "replace")
+_BUILDING = frozenset(("lower", "upper", "strip", "lstrip", "rstrip", "split", "replace"))  # a new value
+# str(bytes, encoding[, errors]): only codecs CPython decodes in C without a lookup (no import,
+# no search function of the target's) and error handlers that are not looked up either.
+_ENCODINGS = frozenset(("utf-8", "utf8", "ascii", "latin-1", "latin1"))
+_ERRORS = frozenset(("strict", "replace", "ignore"))
 
 _MISSING = object()
 _type_mro = type.__dict__["__mro__"].__get__          # type slots read directly: a metaclass
@@ -49,14 +64,50 @@ def _refuse(message):
     raise ConditionEvalError(message)
 
 
+def _cell():
+    v = 0
+    return (lambda: v).__closure__[0]
+
+
+def _internal_types():
+    """Frames, code, tracebacks, generators, coroutines, cells: the interpreter's own objects,
+    through which a condition could reach module globals and builtins."""
+    def gen():
+        yield
+
+    async def coro():
+        pass
+
+    async def agen():
+        yield
+    c = coro()
+    c.close()                                         # never awaited: no warning
+    try:
+        raise ValueError()
+    except ValueError as e:
+        tb = e.__traceback__
+    return (type(sys._getframe()), type(_refuse.__code__), type(tb), type(gen()), type(c), type(agen()),
+            type(_cell()), type(sys))
+
+
 _FUNCTION = type(_refuse)
 _WRAPPER = type(object.__init__)                      # a dunder implemented in C
 _METHOD_DESC = type(str.join)
 _GETSET = type(type.__dict__["__dict__"])             # C-level attribute
 _MEMBER = type(type.__dict__["__weakrefoffset__"])    # __slots__ entry
+_INTERNAL = _internal_types()
+_INTERNAL_IDS = frozenset(id(t) for t in _INTERNAL)
+_MODULE = type(sys)
 # An attribute holding one of these is the target's code, which a condition never gets hold of.
-_CODE = (type, _FUNCTION, type(_refuse.__get__(0)), type(len), type(sys), classmethod, staticmethod, property,
-         _WRAPPER, _METHOD_DESC, type(object().__str__), type(dict.__dict__["fromkeys"]), _GETSET, _MEMBER)
+_CODE = (type, _FUNCTION, type(_refuse.__get__(0)), type(len), classmethod, staticmethod, property,
+         _WRAPPER, _METHOD_DESC, type(object().__str__), type(dict.__dict__["fromkeys"]), _GETSET,
+         _MEMBER) + _INTERNAL
+_CODE_IDS = frozenset(id(t) for t in _CODE)          # by id: a metaclass's __hash__ is never run
+_SUBCLASSABLE_CODE = (type, classmethod, staticmethod, property)
+_NONE = type(None)
+# Strict mode: the only types an operation may touch (exact types: a subclass may override a dunder).
+_STRICT_SCALARS = (_NONE, bool, int, float, complex, str, bytes)
+_STRICT_CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
 def _lookup(t, name):
@@ -77,36 +128,67 @@ def _instance_dict(o, t):
     return None
 
 
-def _static_attr(o, t, name):
-    """o.name the way Python finds it, minus __getattr__/__getattribute__ and code-run descriptors."""
+def _is_enum_field(at, name):
+    """Enum's `name` and `value`: a types.DynamicClassAttribute (enum.property) whose getter
+    returns the member's _name_/_value_, read here from the instance dict without calling it."""
+    if name not in ("name", "value"):
+        return False
+    for k in _type_mro(at):
+        if _tn(k) == "DynamicClassAttribute" and _type_dict(k).get("__module__") == "types":
+            return True
+    return False
+
+
+def _static_attr(o, t, name, strict=False):
+    """o.name the way Python finds it, minus __getattr__/__getattribute__ and code-run descriptors.
+    Strict: no property getter and no C-level attribute of a non-builtin type either."""
     attr, idict = _lookup(t, name), _instance_dict(o, t)
+    if strict and idict is not None:
+        _string_keys(idict)
     own = idict is not None and name in idict
     if attr is _MISSING:
         if own:
             return idict[name]
         _refuse("%s object has no attribute '%s'" % (_tn(t), name))
     at = type(attr)
-    if issubclass(at, property):                       # reading a property runs its getter: accepted
+    if issubclass(at, property):                       # reading a property runs its getter
         fget = property.__dict__["fget"].__get__(attr)
         if fget is None:
             _refuse("attribute '%s' of %s cannot be read" % (name, _tn(t)))
+        if strict:
+            _refuse("strict mode: '%s' of %s is a property (its getter is the target's code)" % (name, _tn(t)))
         return fget(o)
-    if at is _MEMBER or at is _GETSET:                 # slots, C-level fields
+    if at is _MEMBER:                                  # __slots__: a plain read
+        return attr.__get__(o, t)
+    if at is _GETSET:                                  # C-level fields
+        if strict:
+            _refuse("strict mode: '%s' of %s is computed by C code of its type" % (name, _tn(t)))
         return attr.__get__(o, t)
     get = _lookup(at, "__get__")
     if get is _MISSING:                                # a plain value on the class
         return idict[name] if own else attr
     if own and _lookup(at, "__set__") is _MISSING and _lookup(at, "__delete__") is _MISSING:
         return idict[name]
-    if type(get) is _WRAPPER:                          # C descriptors: namedtuple fields, functions...
+    if type(get) is _WRAPPER and not strict:           # C descriptors: namedtuple fields, functions...
         return get(attr, o, t)
-    adict = _instance_dict(attr, at)
-    fget = adict.get("fget") if adict is not None else None
-    if type(fget) is _FUNCTION:                        # property look-alikes: Enum's name and value
-        return fget(o)
+    if _tn(at) == "_tuplegetter" and _type_dict(at).get("__module__") == "collections":
+        return get(attr, o, t)                         # a namedtuple field: tuple item, no code
+    if idict is not None and _is_enum_field(at, name):
+        value = idict.get("_%s_" % name, _MISSING)
+        if value is not _MISSING:
+            return value
     if own:                                            # e.g. an ORM attribute already loaded
         return idict[name]
     _refuse("attribute '%s' of %s is computed by the target's code" % (name, _tn(t)))
+
+
+def _string_keys(d):
+    """Strict mode: a lookup in a dict whose keys are not all str/int could run a key's __eq__."""
+    if dict.__len__(d) > BUDGET:
+        _refuse("strict mode: a dict with more than %d keys cannot be searched" % BUDGET)
+    for k in dict.keys(d):
+        if type(k) is not str and type(k) is not int:
+            _strict_value(k, BUDGET)
 
 
 def read_attribute(o, name):
@@ -140,7 +222,7 @@ for _t, _names, _props in ((str, _STR_METHODS, ()), (bytes, _STR_METHODS, ()), (
                            (tuple, ("count", "index"), ()), (int, ("is_integer",), ("real", "imag")),
                            (bool, ("is_integer",), ("real", "imag")), (float, ("is_integer",), ("real", "imag")),
                            (complex, (), ("real", "imag")), (set, (), ()), (frozenset, (), ()), (range, (), ()),
-                           (type(None), (), ())):
+                           (_NONE, (), ())):
     _BUILTINS[id(_t)] = _t
     _METHODS[id(_t)] = dict((n, _replace(_t) if n == "replace" else getattr(_t, n)) for n in _names if hasattr(_t, n))
     _PROPS[id(_t)] = dict((n, _lookup(_t, n).__get__) for n in _props)
@@ -149,6 +231,7 @@ _METHOD_NAMES = frozenset(n for table in _METHODS.values() for n in table)
 _TEXTS = (str, bytes, bytearray)
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+_SEQUENCES = (list, tuple, set, frozenset)
 
 
 def _base(t):
@@ -159,154 +242,476 @@ def _base(t):
     return None
 
 
-# ---- guards the rewritten expression calls ----------------------------------------------------
-def _g_attr(o, name):
-    t = type(o)
-    base = t if id(t) in _PROPS else _base(t)
-    if base is not None:
-        if name in _PROPS[id(base)]:
-            return _PROPS[id(base)][name](o)
-        if name in _METHODS[id(base)]:
-            _refuse("'%s' is a method of %s: call it" % (name, _tn(base)))
-        if base is t:
-            _refuse("%s has no attribute '%s' that a condition may read" % (_tn(t), name))
-    value = _static_attr(o, t, name)                   # user objects, builtin subclasses' own fields
-    if issubclass(type(value), _CODE):
-        _refuse("'%s' of %s is a %s: a condition never uses the target's code" % (name, _tn(t), _tn(type(value))))
+def _is_namespace(d):
+    """A module's __dict__ or another globals namespace (it holds __builtins__)."""
+    if dict.__contains__(d, "__builtins__"):
+        return True
+    name = dict.get(d, "__name__")
+    module = sys.modules.get(name) if type(name) is str else None
+    return module is not None and _instance_dict(module, type(module)) is d
+
+
+def _reachable(value, what):
+    """A value an attribute, subscript or get() gives: never the interpreter's internals."""
+    t = type(value)
+    if t is int or t is str or t is float or t is bool or t is _NONE or t is tuple or t is list:
+        return value
+    if id(t) in _CODE_IDS or issubclass(t, _SUBCLASSABLE_CODE):
+        _refuse("%s is a %s: a condition never uses the target's code" % (what, _tn(t)))
+    if issubclass(t, dict) and _is_namespace(value):
+        _refuse("%s is a module's namespace: a condition reads only the call's data" % what)
     return value
 
 
-def _g_call(o, name, *args, **kwargs):
-    base = _base(type(o))
-    method = _METHODS[id(base)].get(name) if base is not None else None
-    if method is None:
-        _refuse("%s.%s() cannot be called in a condition" % (_tn(type(o)), name))
-    return method(o, *args, **kwargs)                  # the builtin's own method, even on subclasses
+# ---- sizes: what an operation walking or building a value costs --------------------------------
+def _steps(x, cap, strict, shift=6):
+    """An upper bound of the element steps a builtin operation walking x takes (==, <, in,
+    hash, min, max compare or hash every element, nested ones too; text is compared 64
+    characters a step), counted until it passes cap. Shared parts count every time they are
+    reached, as the operations walk them. Strict: every value reached must be of an exact
+    builtin type (else ConditionEvalError). Runs none of the target's code."""
+    t = type(x)
+    if t is int or t is float or t is bool or t is _NONE:
+        return 1 if t is not int or int.bit_length(x) <= MAX_INT_BITS else cap + 1
+    if t is str:
+        return 1 + (len(x) >> shift)
+    stack, steps = [x], 0
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        steps += 1
+        if steps > cap:
+            return steps
+        base = t if id(t) in _BUILTINS else _base(t)
+        if strict and base is not t and not (base is None and t in _VIEWS):
+            _not_builtin(t)
+        if base is str or base is bytes or base is bytearray:
+            steps += base.__len__(v) >> shift
+        elif base is int or base is bool:
+            if int.bit_length(v) > MAX_INT_BITS:
+                return cap + 1
+        elif base in _SEQUENCES or base is dict:
+            n = base.__len__(v)
+            if steps + n > cap:
+                return cap + 1
+            if base is dict:
+                stack.extend(dict.keys(v))
+                stack.extend(dict.values(v))
+            else:
+                stack.extend(base.__iter__(v))
+        elif base is None and issubclass(t, _VIEWS):
+            n = len(v)                                 # a view's length is its dict's: no code
+            if steps + 2 * n > cap:
+                return cap + 1
+            stack.extend(v)
+    return steps
 
 
-def _g_sub(o, key):
-    t = type(o)
-    if t is tuple or t is list or t is dict or t is str:
-        return o[key]
-    base = _base(t)
-    if base is dict:                                   # not d[key]: a subclass's __missing__ may insert
-        value = dict.get(o, key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-    if base is None or not issubclass(base, _TEXTS + (list, tuple, range)):
-        _refuse("%s object cannot be subscripted in a condition" % _tn(t))
-    return base.__getitem__(o, key)
+def _not_builtin(t):
+    _refuse("strict mode: %s is not a builtin type (its methods would be the target's code)" % _tn(t))
 
 
-def _g_pow(a, b):
-    if issubclass(type(b), int):
-        if b > MAX_EXPONENT:
-            _refuse("exponent too large in a condition (at most %d)" % MAX_EXPONENT)
-        if issubclass(type(a), int) and b > 0 and int.bit_length(a) * b > MAX_POW_BITS:
-            _refuse("power too large in a condition (at most about %d bits)" % MAX_POW_BITS)
-    return a ** b
+def _strict_value(x, cap):
+    """Strict: x and everything in it are of exact builtin types, within cap steps."""
+    if _steps(x, cap, True) > cap:
+        _refuse("value too large for a condition (more than %d element steps)" % cap)
+    return x
 
 
-def _g_mul(a, b):
-    ta, tb = type(a), type(b)
-    if (ta is int or ta is float) and (tb is int or tb is float):
-        return a * b
-    seq, n = (a, b) if issubclass(ta, _TEXTS + (list, tuple)) else (b, a)
-    if issubclass(type(seq), _TEXTS + (list, tuple)) and issubclass(type(n), int) and n > 1:
-        if _base(type(seq)).__len__(seq) * n > MAX_ITEMS:
-            _refuse("repetition too large in a condition (at most %d items)" % MAX_ITEMS)
-    return a * b
+def _g_val(x, cap):
+    """An operand whose whole value an operation walks: at most cap steps. Returns x."""
+    t = type(x)
+    if (t is int and -0x10000000000000000 < x < 0x10000000000000000) or t is float or t is bool or t is _NONE:
+        return x
+    if _steps(x, cap, False) > cap:
+        _refuse("value too large for a condition (more than %d element steps)" % cap)
+    return x
 
 
-def _g_lshift(a, b):
-    if issubclass(type(b), int) and b > MAX_SHIFT:
-        _refuse("shift too large in a condition (at most %d)" % MAX_SHIFT)
-    return a << b
+def _s_val(x, cap):
+    t = type(x)
+    if (t is int and -0x10000000000000000 < x < 0x10000000000000000) or t is float or t is bool or t is _NONE:
+        return x
+    return _strict_value(x, cap)
 
 
-def _g_mod(a, b):
-    if issubclass(type(a), _TEXTS):
-        _refuse("%-formatting is not allowed in a condition; use an f-string")
-    return a % b
+def _s_top(x):
+    """Strict: x itself is of an exact builtin type (a truth test, a unary operator, an
+    operation with a literal, which touch no element)."""
+    t = type(x)
+    if t in _STRICT_SCALARS or t in _STRICT_CONTAINERS or t is range or t is bytearray:
+        return x
+    _not_builtin(t)
 
 
-def _g_in(item, box):
-    t = type(box)
-    if not (t is tuple or t is dict or t is str or t is list or t is set or t is frozenset):
-        if _base(t) is None and _lookup(t, "__contains__") is _MISSING and not issubclass(t, _VIEWS):
-            _refuse("'in' would iterate %s; give it a str, list, tuple, set or dict" % _tn(t))
-    return item in box
+def _length(x):
+    """len() of a text or container of a builtin type (its own C len, never a subclass's), else 0."""
+    base = _base(type(x))
+    if base is None or base is int or base is float or base is bool or base is complex or base is _NONE:
+        return 0
+    return base.__len__(x)
 
 
-def _text(x, limit):
-    """str(x) (limit None) or repr(x) cut to `limit`; refuses what would stall the target."""
+# ---- text: str() and repr() bounded as they are made ---------------------------------------------
+def _text(x, cap, as_repr, strict):
+    """str(x) (or repr(x)) of at most cap characters, else ConditionEvalError. Builtin
+    containers are written here, element by element, so a large or deeply shared value is cut
+    off as soon as it passes cap; anything else is converted by its own type (the target's
+    code, not in strict mode) and its length checked."""
     t = type(x)
     if t is str:
-        return x if limit is None else _cut(repr(x[:limit]), limit)
-    if issubclass(t, int) and int.bit_length(x) > _INT_BITS:
-        if limit is None:
+        if not as_repr:
+            return x
+        if len(x) > cap:
+            _too_long("repr() of a string longer than %d characters in a condition" % cap)
+        return _capped(repr(x), cap)
+    if t is int or t is bool:
+        if int.bit_length(x) > _INT_BITS:
             _refuse("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
-        return "<int with more than %d digits>" % MAX_DIGITS
-    if issubclass(t, _CONTAINERS) and _base(t).__len__(x) > 1000:
-        if limit is None:
-            _refuse("str() of a %s with more than 1000 items is not allowed in a condition" % _tn(t))
-        return "<%s with %d items>" % (_tn(t), _base(t).__len__(x))
-    return str(x) if limit is None else _cut(repr(x), limit)
+        return _capped(repr(x), cap)
+    if t is float or t is _NONE or t is complex:
+        return repr(x)
+    parts = []
+    _write(x, [cap, cap], parts, 0, strict, as_repr)
+    return "".join(parts)
+
+
+def _capped(s, cap):
+    if len(s) > cap:
+        _too_long("text longer than %d characters in a condition" % cap)
+    return s
+
+
+def _write(x, left, parts, depth, strict, as_repr=True):
+    """Appends repr(x) (str(x) at the top when not as_repr) to parts; left[0] is the characters
+    still allowed."""
+    t = type(x)
+    base = t if id(t) in _BUILTINS else _base(t)
+    own_repr = base is t or base is not None and _lookup(t, "__repr__") is _lookup(base, "__repr__") and (
+        as_repr or _lookup(t, "__str__") is _lookup(base, "__str__"))
+    if own_repr and base in _CONTAINERS:
+        if depth > MAX_TEXT_DEPTH:
+            _refuse("str() of values nested more than %d deep in a condition" % MAX_TEXT_DEPTH)
+        if strict and base is not t:
+            _not_builtin(t)
+        return _write_container(x, t, base, left, parts, depth, strict)
+    if strict and t not in _STRICT_SCALARS and t is not bytearray and t is not range:
+        _not_builtin(t)
+    if base in _CONTAINERS or issubclass(t, _VIEWS):   # a type's own repr walks the elements
+        if _steps(x, left[0], strict, 0) > left[0]:
+            _too_long("str() of a %s: longer than the %d characters a condition may make" % (_tn(t), left[1]))
+    if base is str or base is bytes or base is bytearray:
+        if base.__len__(x) * (1 if base is str else 4) > left[0]:   # a byte may become \xNN
+            _too_long("text longer than the %d characters a condition may make" % left[1])
+    elif base is int and int.bit_length(x) > _INT_BITS:
+        _refuse("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
+    text = repr(x) if as_repr else str(x)
+    if type(text) is not str:
+        _refuse("str() of %s did not give a str" % _tn(t))
+    left[0] -= len(text)
+    if left[0] < 0:
+        _too_long("text longer than the %d characters a condition may make" % left[1])
+    parts.append(text)
+
+
+_OPEN = {id(list): ("[", "]"), id(tuple): ("(", ")"), id(dict): ("{", "}"), id(set): ("{", "}"),
+         id(frozenset): ("frozenset({", "})")}
+
+
+def _write_container(x, t, base, left, parts, depth, strict):
+    n = base.__len__(x)
+    if left[0] < 2 * n + 2:                            # ", " between items at the least
+        _too_long("str() of a %s with %d items: longer than the %d characters a condition may make"
+                  % (_tn(t), n, left[1]))
+    if base is set or base is frozenset:
+        if n == 0:
+            return _append(parts, left, "%s()" % _tn(t))
+        opening, closing = ("%s({" % _tn(t), "})") if t is not set else _OPEN[id(set)]
+    else:
+        opening, closing = _OPEN[id(base)]
+    _append(parts, left, opening)
+    items = dict.items(x) if base is dict else base.__iter__(x)
+    for i, item in enumerate(items):
+        if i:
+            _append(parts, left, ", ")
+        if base is dict:
+            _write(item[0], left, parts, depth + 1, strict)
+            _append(parts, left, ": ")
+            item = item[1]
+        _write(item, left, parts, depth + 1, strict)
+    if base is tuple and n == 1:
+        _append(parts, left, ",")
+    _append(parts, left, closing)
+
+
+def _append(parts, left, text):
+    left[0] -= len(text)
+    if left[0] < 0:
+        _too_long("text longer than a condition may make")
+    parts.append(text)
+
+
+class _TooLong(ConditionEvalError):
+    """Text past its budget; repr_short() cuts instead."""
+
+
+def _too_long(message):
+    raise _TooLong(message)
+
+
+# ---- guards the rewritten expression calls ------------------------------------------------------
+# Each guard that walks or builds a value gets `cap`, its share of BUDGET. _guards(strict) makes
+# the two sets: the default one, and the strict one that refuses any value of a non-builtin type.
+def _guards(strict):
+    val = _s_val if strict else _g_val
+    top = _s_top if strict else (lambda x: x)
+
+    def g_attr(o, name):
+        t = type(o)
+        base = t if id(t) in _PROPS else _base(t)
+        if base is not None:
+            if name in _PROPS[id(base)]:
+                return _PROPS[id(base)][name](o)
+            if name in _METHODS[id(base)]:
+                _refuse("'%s' is a method of %s: call it" % (name, _tn(base)))
+            if base is t:
+                _refuse("%s has no attribute '%s' that a condition may read" % (_tn(t), name))
+        if id(t) in _INTERNAL_IDS or issubclass(t, _MODULE):
+            _refuse("attributes of a %s are not readable in a condition" % _tn(t))
+        return _reachable(_static_attr(o, t, name, strict), name)
+
+    def g_call(o, name, cap, *args, **kwargs):
+        t = type(o)
+        base = t if id(t) in _BUILTINS else _base(t)
+        method = _METHODS[id(base)].get(name) if base is not None else None
+        if method is None:
+            _refuse("%s.%s() cannot be called in a condition" % (_tn(t), name))
+        if strict:
+            for a in args + tuple(kwargs.values()):
+                _strict_value(a, cap)
+        if base is str or base is bytes or base is bytearray:
+            n = base.__len__(o)
+            if name in _BUILDING:                       # a new text, or a list of texts
+                if n > cap:
+                    _refuse("%s() of a text longer than %d characters in a condition" % (name, cap))
+                if name == "replace":
+                    return _replace_within(base, o, cap, *args, **kwargs)
+            elif (n >> 4) > cap:                        # scans: 16 characters a step
+                _refuse("%s() of a text longer than %d characters in a condition" % (name, cap << 4))
+        elif base is dict:                              # get(): the key is hashed and compared
+            if args:
+                val(args[0], cap)
+            if strict:
+                _string_keys(o)
+            return _reachable(method(o, *args, **kwargs), name + "()")
+        elif base is list or base is tuple:             # count(), index(): every element compared
+            if strict:
+                _strict_value(o, cap)
+            elif args and base.__len__(o) * _steps(args[0], cap, False) > cap and _steps(o, cap, False) > cap:
+                _refuse("%s() over too many elements for a condition (more than %d steps)" % (name, cap))
+        return method(o, *args, **kwargs)               # the builtin's own method, even on subclasses
+
+    def g_sub(o, key, cap):
+        t = type(o)
+        if (t is tuple or t is list) and type(key) is int:
+            value = o[key]
+            tv = type(value)
+            if tv is int or tv is str or tv is float or tv is bool or tv is _NONE:
+                return value
+            return _reachable(value, "an item")
+        base = t if id(t) in _BUILTINS else _base(t)
+        if base is dict:                                # not d[key]: a subclass's __missing__ may insert
+            val(key, cap)
+            if strict:
+                _string_keys(o)
+            value = dict.get(o, key, _MISSING)
+            if value is _MISSING:
+                raise KeyError(key)
+            return _reachable(value, "an item")
+        if base is None or not issubclass(base, _TEXTS + (list, tuple, range)):
+            _refuse("%s object cannot be subscripted in a condition" % _tn(t))
+        kt = type(key)
+        if kt is slice:
+            if len(range(*slice.indices(key, base.__len__(o)))) > cap:
+                _refuse("slice of more than %d items in a condition" % cap)
+        elif strict and kt is not int and kt is not bool:
+            _not_builtin(kt)
+        return _reachable(base.__getitem__(o, key), "an item")
+
+    def g_slice(lower, upper, step):
+        if strict:
+            for b in (lower, upper, step):
+                if b is not None and type(b) is not int and type(b) is not bool:
+                    _not_builtin(type(b))
+        return slice(lower, upper, step)
+
+    def g_in(item, box, cap):
+        t = type(box)
+        base = t if id(t) in _BUILTINS else _base(t)
+        if base is str or base is bytes or base is bytearray:
+            if (base.__len__(box) >> 4) > cap:
+                _refuse("'in' over a text longer than %d characters in a condition" % (cap << 4))
+            val(item, cap)
+        elif base is dict or base is set or base is frozenset or t is _VIEWS[0] or t is _VIEWS[2]:
+            val(item, cap)                              # hashed, then compared to a few keys
+            if strict:
+                _strict_value(box, cap) if base is not dict else _string_keys(box)
+        elif base is list or base is tuple or t is _VIEWS[1]:
+            if strict:
+                _strict_value(item, cap)
+                _strict_value(box, cap)
+            elif len(box) * _steps(item, cap, False) > cap and _steps(box, cap, False) > cap:
+                _refuse("'in' over too many elements for a condition (more than %d steps)" % cap)
+        elif base is range:
+            if type(item) is not int and type(item) is not bool and len(box) > cap:
+                _refuse("'in' would iterate a range of more than %d items" % cap)
+        elif strict or _lookup(t, "__contains__") is _MISSING:
+            if strict:
+                _not_builtin(t)
+            _refuse("'in' would iterate %s; give it a str, list, tuple, set or dict" % _tn(t))
+        return item in box
+
+    def g_pow(a, b, cap):
+        top(a), top(b)
+        if issubclass(type(b), int):
+            if b > MAX_EXPONENT:
+                _refuse("exponent too large in a condition (at most %d)" % MAX_EXPONENT)
+            if issubclass(type(a), int) and b > 0 and int.bit_length(a) * b > MAX_POW_BITS:
+                _refuse("power too large in a condition (at most about %d bits)" % MAX_POW_BITS)
+        return a ** b
+
+    def g_mul(a, b, cap):
+        ta, tb = type(a), type(b)
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            if ta is int and tb is int and int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
+                _refuse("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
+            return a * b
+        top(a), top(b)
+        seq, n = (a, b) if issubclass(ta, _TEXTS + (list, tuple)) else (b, a)
+        if issubclass(type(seq), _TEXTS + (list, tuple)) and issubclass(type(n), int):
+            if n > 1 and _base(type(seq)).__len__(seq) * n > cap:
+                _refuse("repetition too large in a condition (at most %d items)" % cap)
+        elif issubclass(ta, int) and issubclass(tb, int) and int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
+            _refuse("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
+        return a * b
+
+    def g_lshift(a, b, cap):
+        top(a), top(b)
+        if issubclass(type(b), int) and b > MAX_SHIFT:
+            _refuse("shift too large in a condition (at most %d)" % MAX_SHIFT)
+        return a << b
+
+    def g_mod(a, b, cap):
+        if issubclass(type(a), _TEXTS):
+            _refuse("%-formatting is not allowed in a condition; use an f-string")
+        top(a), top(b)
+        if issubclass(type(a), int) and issubclass(type(b), int) and \
+                int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
+            _refuse("operands too large in a condition (at most %d bits)" % MAX_INT_BITS)
+        return a % b
+
+    def f_str(cap, x="", *rest):
+        if rest:
+            return _decode(cap, x, *rest)
+        return _text(x, cap, False, strict)
+
+    def f_repr_short(cap, x):
+        if type(x) is str:
+            return _cut(repr(x[:200]), 200)
+        try:
+            return _cut(_text(x, max(cap, 200), True, strict), 200)
+        except _TooLong:
+            t = type(x)
+            if issubclass(t, int) and not issubclass(t, bool):
+                return "<int with more than %d digits>" % MAX_DIGITS
+            if issubclass(t, _CONTAINERS):
+                return "<%s with %d items>" % (_tn(t), _length(x))
+            return "<%s too long to show>" % _tn(t)
+
+    def f_int(cap, x=0, *rest):
+        top(x)
+        if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
+            _refuse("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
+        return int(x, *rest)
+
+    def f_float(cap, x=0.0):
+        top(x)
+        if _length(x) > cap:
+            _refuse("float() of a string longer than %d characters is not allowed" % cap)
+        return float(x)
+
+    def f_len(cap, x):
+        t = type(x)
+        if not (t is tuple or t is list or t is dict or t is str):
+            impl = _lookup(t, "__len__")
+            if impl is not _MISSING and type(impl) is not _WRAPPER and type(impl) is not _METHOD_DESC:
+                _refuse("len() of %s would run its own __len__" % _tn(t))
+        return len(x)
+
+    def minmax(fn):
+        def guarded(cap, *args):
+            if len(args) != 1:
+                for a in args:
+                    val(a, cap)
+                return fn(*args)
+            x, t = args[0], type(args[0])
+            base = _base(t)                             # never iterate a user iterable (or generator)
+            if base is None or not issubclass(base, _CONTAINERS + _TEXTS):
+                _refuse("%s() of %s would iterate it; give it a str, list, tuple, set or dict"
+                        % (fn.__name__, _tn(t)))
+            val(x, cap) if base not in _TEXTS else _g_val(x, cap)
+            return fn(x if base is t else dict.keys(x) if base is dict else base.__iter__(x))
+        return guarded
+
+    def f_round(cap, x, ndigits=None):
+        top(x)
+        if ndigits is None:
+            return round(x)
+        if not issubclass(type(ndigits), int) or not -1000 <= ndigits <= 1000:
+            _refuse("round() needs ndigits to be an int between -1000 and 1000")
+        return round(x, ndigits)
+
+    return {"__builtins__": {}, "_g_attr": g_attr, "_g_call": g_call, "_g_sub": g_sub, "_g_slice": g_slice,
+            "_g_in": g_in, "_g_pow": g_pow, "_g_mul": g_mul, "_g_lshift": g_lshift, "_g_mod": g_mod,
+            "_g_val": val, "_g_top": top,
+            "_f_len": f_len, "_f_str": f_str, "_f_int": f_int, "_f_float": f_float,
+            "_f_bool": lambda cap, x=False: bool(top(x)), "_f_abs": lambda cap, x: abs(top(x)),
+            "_f_min": minmax(min), "_f_max": minmax(max), "_f_round": f_round,
+            "_f_repr_short": f_repr_short, "_f_type_name": lambda cap, x: _tn(type(x))}
+
+
+def _decode(cap, x, encoding="utf-8", errors="strict"):
+    """str(bytes, encoding[, errors]) with a codec decoded in C without any lookup."""
+    if type(x) is not bytes and type(x) is not bytearray:
+        _refuse("str() with an encoding needs bytes in a condition")
+    if type(encoding) is not str or encoding.lower() not in _ENCODINGS:
+        _refuse("str() in a condition decodes only %s" % ", ".join(sorted(_ENCODINGS)))
+    if type(errors) is not str or errors not in _ERRORS:
+        _refuse("str() in a condition accepts only the errors %s" % ", ".join(sorted(_ERRORS)))
+    if len(x) > cap:
+        _refuse("str() of more than %d bytes in a condition" % cap)
+    return str(x, encoding, errors)
+
+
+def _replace_within(base, s, cap, old, new, count=-1):
+    if issubclass(type(old), _TEXTS) and issubclass(type(new), _TEXTS):
+        grow = _base(type(new)).__len__(new) - _base(type(old)).__len__(old)
+        n = base.count(s, old)
+        if grow > 0 and (n if count < 0 else min(n, count)) * grow > cap:
+            _refuse("replace() would add more than %d characters" % cap)
+    return base.replace(s, old, new, count)
 
 
 def _cut(s, limit):
     return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
-def _f_str(x="", *rest):
-    return str(x, *rest) if rest else _text(x, None)
-
-
-def _f_int(x=0, *rest):
-    if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
-        _refuse("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
-    return int(x, *rest)
-
-
-def _f_len(x):
-    t = type(x)
-    if not (t is tuple or t is list or t is dict or t is str):
-        impl = _lookup(t, "__len__")
-        if impl is not _MISSING and type(impl) is not _WRAPPER and type(impl) is not _METHOD_DESC:
-            _refuse("len() of %s would run its own __len__" % _tn(t))
-    return len(x)
-
-
-def _minmax(fn):
-    def guarded(*args):
-        if len(args) != 1:
-            return fn(*args)
-        x, t = args[0], type(args[0])
-        base = _base(t)                                # never iterate a user iterable (or generator)
-        if base is None or not issubclass(base, _CONTAINERS + _TEXTS):
-            _refuse("%s() of %s would iterate it; give it a str, list, tuple, set or dict" % (fn.__name__, _tn(t)))
-        return fn(x if base is t else dict.keys(x) if base is dict else base.__iter__(x))
-    return guarded
-
-
-def _f_round(x, ndigits=None):
-    if ndigits is None:
-        return round(x)
-    if not issubclass(type(ndigits), int) or not -1000 <= ndigits <= 1000:
-        _refuse("round() needs ndigits to be an int between -1000 and 1000")
-    return round(x, ndigits)
-
-
-_GLOBALS = {"__builtins__": {}, "_g_attr": _g_attr, "_g_call": _g_call, "_g_sub": _g_sub, "_g_slice": slice,
-            "_g_in": _g_in, "_g_pow": _g_pow, "_g_mul": _g_mul, "_g_lshift": _g_lshift, "_g_mod": _g_mod,
-            "_f_len": _f_len, "_f_str": _f_str, "_f_int": _f_int, "_f_float": float, "_f_bool": bool,
-            "_f_abs": abs, "_f_min": _minmax(min), "_f_max": _minmax(max), "_f_round": _f_round,
-            "_f_repr_short": lambda x: _text(x, 200), "_f_type_name": lambda x: _tn(type(x))}
-_OP_GUARDS = {"Pow": _g_pow, "Mult": _g_mul, "LShift": _g_lshift, "Mod": _g_mod}
+_GLOBALS = _guards(False)
+_STRICT_GLOBALS = _guards(True)
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
          "Tuple": lambda *v: v, "List": lambda *v: list(v)}
+_OP_GUARDS = {"Pow": "_g_pow", "Mult": "_g_mul", "LShift": "_g_lshift", "Mod": "_g_mod"}
 _PLAIN = frozenset(("BoolOp", "Compare", "IfExp", "UnaryOp", "Tuple", "List", "Set", "Dict", "JoinedStr",
                     "Constant"))
 _REFUSED = {"Lambda": "lambda is", "ListComp": "comprehensions are", "SetComp": "comprehensions are",
@@ -327,14 +732,49 @@ def _bracket_depth(src):
     return deepest
 
 
+def _count_sites(node, A):
+    """How many guards with a share of the budget the rewritten tree can hold, at most (an
+    over-count only makes the shares smaller)."""
+    n = {"Call": 1, "Subscript": 1, "BinOp": 2, "FormattedValue": 1, "Set": 0, "Dict": 0}.get(
+        type(node).__name__, 0)
+    kind = type(node).__name__
+    if kind == "Compare":
+        n = len(node.comparators) + 2
+    elif kind == "Set":
+        n = len(node.elts)
+    elif kind == "Dict":
+        n = len(node.keys)
+    for field in node._fields:
+        value = getattr(node, field, None)
+        for child in value if isinstance(value, list) else (value,):
+            if isinstance(child, A.AST):
+                n += _count_sites(child, A)
+    return n
+
+
+def _literal(node, numeric=False):
+    """A constant written in the condition (a sign allowed), or a tuple or list of them: its
+    size is bounded by the source. numeric: a number only."""
+    kind = type(node).__name__
+    if kind == "UnaryOp" and type(node.op).__name__ in ("USub", "UAdd"):
+        node, kind = node.operand, type(node.operand).__name__
+    if kind == "Constant":
+        return isinstance(node.value, (int, float, complex)) if numeric else True
+    if kind in ("Tuple", "List") and not numeric:
+        return all(_literal(e) for e in node.elts)
+    return False
+
+
 class _Compiler(object):
     """Checks the tree against the whitelist and rewrites it to call the guards."""
 
-    def __init__(self, A, positions=None, local_names=None):
+    def __init__(self, A, positions=None, local_names=None, strict=False, share=BUDGET):
         self.A, self.nodes, self.names, self.positions = A, 0, set(), positions
         # With local_names the arguments are read from the frame's locals `l` (positional
         # parameters only); needs_tuple says the condition uses params/args as a whole.
         self.local_names, self.needs_tuple = local_names, False
+        self.strict, self.share = strict, share
+        self.scope = _STRICT_GLOBALS if strict else _GLOBALS
         self.consts = {}               # id(original node) -> value: constant bombs are refused now
 
     def visit(self, node, depth):
@@ -350,6 +790,11 @@ class _Compiler(object):
         if kind not in _PLAIN:
             raise ConditionError("%s not allowed in a condition" % _REFUSED.get(kind, kind + " is"))
         return self.plain(node, kind, depth + 1)
+
+    def top(self, node, depth):
+        """The whole condition: strict mode checks the type its truth is tested on."""
+        expr = self.visit(node, depth)
+        return self.call("_g_top", [expr]) if self.strict else expr
 
     def plain(self, node, kind, depth):
         parts, expr = [], self.A.expr  # operators and displays: visit the sub-expressions
@@ -368,6 +813,43 @@ class _Compiler(object):
         elif kind in ("Tuple", "List", "UnaryOp"):
             self.fold(node, _FOLD[type(node.op).__name__ if kind == "UnaryOp" else kind], parts)
         return node
+
+    def strict_top(self, node):
+        """Strict mode: a value whose truth or unary operator is used must be a builtin."""
+        return self.call("_g_top", [node]) if self.strict else node
+
+    def v_UnaryOp(self, node, d):
+        self.plain(node, "UnaryOp", d)
+        node.operand = self.strict_top(node.operand)
+        return node
+
+    def v_BoolOp(self, node, d):
+        self.plain(node, "BoolOp", d)
+        node.values = [self.strict_top(v) for v in node.values]
+        return node
+
+    def v_IfExp(self, node, d):
+        self.plain(node, "IfExp", d)
+        node.test = self.strict_top(node.test)
+        return node
+
+    def v_Set(self, node, d):          # elements are hashed
+        elts = node.elts
+        node.elts = [e if _literal(e) else self.sized(self.visit(e, d)) for e in elts]
+        return node
+
+    def v_Dict(self, node, d):         # keys are hashed
+        if any(k is None for k in node.keys):
+            raise ConditionError("unpacking with ** is not allowed in a condition")
+        node.keys = [k if _literal(k) else self.sized(self.visit(k, d)) for k in node.keys]
+        node.values = [self.visit(v, d) for v in node.values]
+        return node
+
+    def sized(self, expr):
+        return self.call("_g_val", [expr, self.cap()])
+
+    def cap(self):
+        return self.const(self.share)
 
     def call(self, name, args, keywords=()):
         A = self.A
@@ -435,43 +917,72 @@ class _Compiler(object):
         if (self.positions is not None and type(value).__name__ == "Name" and value.id == "a"
                 and type(key).__name__ == "Constant" and type(key.value) is int):
             return self.item("a", key)  # params[0] on the engine's own args tuple: no guard needed
-        return self.call("_g_sub", [value, key])
+        return self.call("_g_sub", [value, key, self.cap()])
 
     def v_Slice(self, node, d):
         parts = (node.lower, node.upper, node.step)
         return self.call("_g_slice", [self.const(None) if p is None else self.visit(p, d) for p in parts])
 
     def v_BinOp(self, node, d):
+        """*, **, << and % always go through their guard. Any other operator with a number
+        written in the condition on one side cannot build a large value (a text or container
+        with a number is a TypeError); else each side is bounded (+ of two lists, | of sets...)."""
         op = type(node.op).__name__
         if op in _REFUSED:
             raise ConditionError("%s not allowed in a condition" % _REFUSED[op])
         if op == "Mod" and type(node.left).__name__ in ("Constant", "JoinedStr") \
                 and isinstance(getattr(node.left, "value", ""), (str, bytes)):
             raise ConditionError("%-formatting is not allowed in a condition; use an f-string")
+        original = (node.left, node.right)
+        literal = [_literal(n, numeric=True) for n in original]
         left, right = self.visit(node.left, d), self.visit(node.right, d)
         guard = _OP_GUARDS.get(op)
-        if guard is not None or op in _FOLD:
-            self.fold(node, guard or _FOLD[op], (node.left, node.right))
-        if guard is None:
-            node.left, node.right = left, right
-            return node
-        return self.call(guard.__name__, [left, right])
+        if guard is not None:
+            share, scope = self.share, self.scope
+            self.fold(node, lambda a, b: scope[guard](a, b, share), original)
+            return self.call(guard, [left, right, self.cap()])
+        if op in _FOLD:
+            self.fold(node, _FOLD[op], original)
+        if any(literal):
+            left, right = [v if lit else self.strict_top(v) for v, lit in zip((left, right), literal)]
+        else:
+            left, right = self.sized(left), self.sized(right)
+        node.left, node.right = left, right
+        return node
 
-    def v_Compare(self, node, d):       # `in` is guarded: it would iterate a generator, for one
+    def v_Compare(self, node, d):
+        """`in` is guarded (it would iterate a generator, for one). ==, < and the others walk
+        both sides when both are containers: free when one side is written in the condition,
+        else both sides are bounded. Strict: every side not written in the condition."""
         ops = [type(op).__name__ for op in node.ops]
-        if "In" not in ops and "NotIn" not in ops:
-            return self.plain(node, "Compare", d)
-        if len(ops) > 1:
-            raise ConditionError("combine 'in' with other comparisons using 'and'")
-        test = self.call("_g_in", [self.visit(node.left, d), self.visit(node.comparators[0], d)])
-        return test if ops[0] == "In" else self.A.UnaryOp(op=self.A.Not(), operand=test)
+        if "In" in ops or "NotIn" in ops:
+            if len(ops) > 1:
+                raise ConditionError("combine 'in' with other comparisons using 'and'")
+            box = node.comparators[0]
+            if not self.strict and _literal(box):   # a tuple or list written out: bounded by it
+                node.left = self.visit(node.left, d)
+                node.comparators = [self.visit(box, d)]
+                return node
+            test = self.call("_g_in", [self.visit(node.left, d), self.visit(box, d), self.cap()])
+            return test if ops[0] == "In" else self.A.UnaryOp(op=self.A.Not(), operand=test)
+        sides = [node.left] + list(node.comparators)
+        literal = [_literal(s) for s in sides]
+        walked = [False] * len(sides)
+        for i, op in enumerate(ops):
+            if op not in ("Is", "IsNot"):
+                if self.strict or not (literal[i] or literal[i + 1]):
+                    walked[i], walked[i + 1] = True, True
+        visited = [self.visit(s, d) for s in sides]
+        visited = [self.sized(v) if w and not lit else v for v, w, lit in zip(visited, walked, literal)]
+        node.left, node.comparators = visited[0], visited[1:]
+        return node
 
     def v_FormattedValue(self, node, d):   # {x}, {x!s}, {x!r}: our bounded str/repr, no format spec
         if node.format_spec is not None:
             raise ConditionError("format specs in f-strings are not allowed in a condition")
         fn = "_f_repr_short" if node.conversion in (ord("r"), ord("a")) else "_f_str"
-        return self.A.FormattedValue(value=self.call(fn, [self.visit(node.value, d)]), conversion=-1,
-                                     format_spec=None)
+        return self.A.FormattedValue(value=self.call(fn, [self.cap(), self.visit(node.value, d)]),
+                                     conversion=-1, format_spec=None)
 
     def v_Call(self, node, d):
         func, kind = node.func, type(node.func).__name__
@@ -484,7 +995,7 @@ class _Compiler(object):
             if name not in FUNCTIONS:
                 raise ConditionError("calling %s() is not allowed; a condition can call %s"
                                      % (name, ", ".join(FUNCTIONS)))
-            target, args = "_f_" + name, []
+            target, args = "_f_" + name, [self.cap()]
         elif kind == "Attribute":
             name = func.attr
             self.check_name(name, "attributes")
@@ -493,7 +1004,7 @@ class _Compiler(object):
             if name not in _METHOD_NAMES:
                 raise ConditionError("calling .%s() is not allowed; a condition can call only the methods %s"
                                      % (name, ", ".join(sorted(_METHOD_NAMES))))
-            target, args = "_g_call", [self.visit(func.value, d), self.const(name)]
+            target, args = "_g_call", [self.visit(func.value, d), self.const(name), self.cap()]
         else:
             raise ConditionError("only named functions and methods can be called in a condition")
         for kw in node.keywords:
@@ -530,8 +1041,19 @@ def _compile(what, flags):
     return code
 
 
-def compile_condition(source):
-    """A Condition for `source`, or ConditionError saying why it is refused."""
+def _parse(A, source):
+    try:
+        return _compile(source, A.PyCF_ONLY_AST)
+    except SyntaxError as e:
+        raise ConditionError("syntax error: %s%s" % (e.msg, " (column %d)" % e.offset if e.offset else ""))
+    except (ValueError, MemoryError, RecursionError) as e:
+        raise ConditionError("condition cannot be parsed: %s" % (str(e) or type(e).__name__))
+
+
+def compile_condition(source, strict=False):
+    """A Condition for `source`, or ConditionError saying why it is refused. strict: the
+    condition runs none of the target's code (every value an operation touches must be of an
+    exact builtin type; anything else is an evaluation error)."""
     if not isinstance(source, str) or not source.strip():
         raise ConditionError("the condition must be a non-empty expression")
     source = source.strip()
@@ -540,14 +1062,10 @@ def compile_condition(source):
     if _bracket_depth(source) > MAX_DEPTH:
         raise ConditionError("condition is nested too deeply (at most %d levels)" % MAX_DEPTH)
     import _ast as A                   # not `ast`: importing it is slow and pulls in other modules
-    try:
-        tree = _compile(source, A.PyCF_ONLY_AST)
-    except SyntaxError as e:
-        raise ConditionError("syntax error: %s%s" % (e.msg, " (column %d)" % e.offset if e.offset else ""))
-    except (ValueError, MemoryError, RecursionError) as e:
-        raise ConditionError("condition cannot be parsed: %s" % (str(e) or type(e).__name__))
-    fn, names = _build(A, tree)
-    return Condition(source, names, fn)
+    tree = _parse(A, source)
+    share = max(1, BUDGET // max(1, _count_sites(tree, A)))
+    fn, names = _build(A, tree, strict, share)
+    return Condition(source, names, fn, strict, share)
 
 
 # The engine filter acceptor() makes: over a call's (args, kwargs, self), or over a frame's
@@ -566,15 +1084,15 @@ def accept(%(params)s):
 """
 
 
-def _build(A, tree):
+def _build(A, tree, strict, share):
     """The checked, guarded function fn(_e) reading names from a dict (acceptor() builds the
     forms that read them from a call)."""
-    compiler = _Compiler(A)
+    compiler = _Compiler(A, strict=strict, share=share)
     wrapper = compile("lambda _e: 0", "<condition>", "eval", A.PyCF_ONLY_AST, True)
-    wrapper.body.body = compiler.visit(tree.body, 1)
+    wrapper.body.body = compiler.top(tree.body, 1)
     _fill_locations(wrapper, A)
     try:
-        return eval(_compile(wrapper, 0), _GLOBALS), frozenset(compiler.names)
+        return eval(_compile(wrapper, 0), compiler.scope), frozenset(compiler.names)
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
         raise ConditionError("condition cannot be compiled: %s" % e)
 
@@ -590,10 +1108,11 @@ def _describe(e):
 
 
 class Condition(object):
-    __slots__ = ("source", "names", "_fn")
+    __slots__ = ("source", "names", "_fn", "strict", "share")
 
-    def __init__(self, source, names, fn):
+    def __init__(self, source, names, fn, strict=False, share=BUDGET):
         self.source, self.names, self._fn = source, names, fn
+        self.strict, self.share = strict, share
 
     def evaluate(self, env):
         """True/False for one call; any failure becomes ConditionEvalError (KeyboardInterrupt passes)."""
@@ -639,8 +1158,8 @@ class Condition(object):
         With local_names (a function with positional parameters only): accept(frame_locals)
         instead, or None when the condition needs params/args as a whole."""
         import _ast as A
-        compiler = _Compiler(A, positions, local_names)
-        expr = compiler.visit(_compile(self.source, A.PyCF_ONLY_AST).body, 1)
+        compiler = _Compiler(A, positions, local_names, self.strict, self.share)
+        expr = compiler.top(_compile(self.source, A.PyCF_ONLY_AST).body, 1)
         if compiler.needs_tuple:
             return None
         template = _ACCEPTOR % {"params": "a, k, s" if local_names is None else "l"}
@@ -654,7 +1173,7 @@ class Condition(object):
 
             def explain(e, l):
                 return call_explain(e, tuple(l[n] for n in local_names), {}, None)
-        scope = dict(_GLOBALS, _on_true=on_true, _on_error=on_error, _explain=explain, k={},
+        scope = dict(compiler.scope, _on_true=on_true, _on_error=on_error, _explain=explain, k={},
                      KeyboardInterrupt=KeyboardInterrupt, BaseException=BaseException)
         try:
             exec(compile(module, "<condition>", "exec", 0, True), scope)
@@ -683,12 +1202,38 @@ class Condition(object):
         return "Condition(%r)" % self.source
 
 
-def compile_for_command(source):
+def compile_for_command(source, targets=None, strict=False):
     """compile_condition() for a command snippet: None for no condition; a refusal becomes the
-    agent's CommandError (defined in this module's namespace by the agent) with code BAD_CONDITION."""
+    agent's CommandError (defined in this module's namespace by the agent) with code BAD_CONDITION.
+    targets (instrument's resolved functions): a name that none of them can receive is refused
+    now rather than failing on every call."""
     if not source:
         return None
     try:
-        return compile_condition(source)
+        cond = compile_condition(source, bool(strict))
+        if targets:
+            _check_names(cond.names, targets)
+        return cond
     except ConditionError as e:
         raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")  # noqa: F821
+
+
+_CO_VARKEYWORDS = 0x08
+
+
+def _check_names(names, targets):
+    """Every name is one of NAMES or a parameter of some target (any name may come in the
+    **kwargs of a target that has them)."""
+    known = set(NAMES)
+    for t in targets:
+        code = t.code
+        if code.co_flags & _CO_VARKEYWORDS:
+            return
+        known.update(t.arg_names)
+        known.update(code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount])
+    unknown = sorted(n for n in names if n not in known)
+    if unknown:
+        hint = "; the instance is 'target'" if "self" in unknown or "cls" in unknown else ""
+        raise ConditionError("'%s' is not a parameter of %s (names: %s%s)" % (
+            unknown[0], ", ".join(t.name for t in targets[:3]) + (", ..." if len(targets) > 3 else ""),
+            ", ".join(sorted(known)), hint))

@@ -259,7 +259,7 @@ def test_condition(C):
         "s.replace('', t)", "str(big)", "repr_short(big) != '' and str(big)", "int(digits)", "len(sized)",
         "min(sized)", "max(sized)", "sized[0]", "(lambda: 1)()", "x" * 1001, "[" + ", ".join(["x"] * 301) + "]",
         "spy.nothing", "s.format(x)", "s.join(l)", "d.setdefault('a', 1)", "d.popitem()", "params.sort()",
-        "str(l * 2000)", "vars(order)", "breakpoint()", "x if x else order.mutate()", "kwargs.__class__",
+        "str(l * 30000)", "vars(order)", "breakpoint()", "x if x else order.mutate()", "kwargs.__class__",
         "l.count.__self__", "1 in gen", "1 not in gen", "1 in sized and 0 < x", "0 < 1 in l", "order.get",
         "d['missing'] == 0", "round(x, -10**9)", "x.bit_length()",
     ]
