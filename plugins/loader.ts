@@ -105,7 +105,39 @@ export async function loadPlugins(dirs: string[], builtinNames: Set<string>): Pr
   return { commands, problems };
 }
 
+/**
+ * Why a plugin file may not run, or null: peeka often runs as root, so a plugin runs only if
+ * no one but this user and root can change it — the file and every directory above it (as
+ * sudo and OpenSSH judge their files). A world-writable directory must be sticky (/tmp).
+ */
+export function untrusted(path: string): string | null {
+  const me = Deno.uid() ?? 0;
+  let at: string;
+  try {
+    at = Deno.realPathSync(path);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  for (let first = true;; first = false) {
+    const st = Deno.statSync(at);
+    const mode = st.mode ?? 0;
+    const what = first ? "the plugin" : `its folder ${at}`;
+    if (st.uid !== me && st.uid !== 0) {
+      return `${what} belongs to uid ${st.uid}: peeka runs only plugins that you or root own`;
+    }
+    const sticky = st.isDirectory && (mode & 0o1000) !== 0;
+    if ((mode & 0o022) !== 0 && !sticky) {
+      return `${what} can be changed by other users (mode ${(mode & 0o7777).toString(8)}); ` +
+        `make it writable by its owner only (chmod go-w)`;
+    }
+    if (at === "/") return null;
+    at = at.slice(0, at.lastIndexOf("/")) || "/";
+  }
+}
+
 export async function loadPlugin(path: string): Promise<PeekaCommand> {
+  const refused = untrusted(path);
+  if (refused) throw new Error(refused);
   const source = Deno.readTextFileSync(path);
   const js = await toJavaScript(rewriteImports(source, path), path);
   const url = `data:text/javascript;base64,${base64(js)}`;

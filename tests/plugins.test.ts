@@ -34,6 +34,13 @@ function pluginDir(root: string): string {
     `${dir}/raises/snippet.py`,
     'def run(ctx, args):\n    raise ValueError("the plugin\'s own bug")\n',
   );
+  // Anyone could replace this one (a folder writable by all): it must not run, least of all as root.
+  Deno.mkdirSync(`${dir}/shared`);
+  Deno.writeTextFileSync(
+    `${dir}/shared/command.js`,
+    'export default { name: "shared", summary: "x", snippet: "def run(ctx, args):\\n    return {}\\n" };\n',
+  );
+  Deno.chmodSync(`${dir}/shared`, 0o777);
   return dir;
 }
 
@@ -63,7 +70,15 @@ Deno.test("plugins: the example, the listing, a clash and broken plugins, from t
     assert(/syntax error/i.test(problems["syntax.ts"]), problems["syntax.ts"]);
     assert(/'name' must be/.test(problems["nameless.js"]), problems["nameless.js"]);
     assert(/'watch' is a built-in command/.test(problems["clash.js"]), problems["clash.js"]);
-    assertEquals(data.problems.length, 3, JSON.stringify(data.problems));
+    assert(
+      /changed by other users \(mode 777\)/.test(problems["command.js"]),
+      problems["command.js"],
+    );
+    assert(
+      !data.commands.some((c) => c.name === "shared"),
+      "a plugin others can change is not run",
+    );
+    assertEquals(data.problems.length, 4, JSON.stringify(data.problems));
 
     assertEquals((await run(["attach", String(t.pid), "--json"])).code, 0);
     const shown = await run(["env", "AP*", "--json"]);
@@ -74,7 +89,7 @@ Deno.test("plugins: the example, the listing, a clash and broken plugins, from t
     ]);
     // Every broken plugin is named once on stderr; the other commands keep working.
     const stderr = shown.stderr.trim().split("\n");
-    assertEquals(stderr.length, 3, shown.stderr);
+    assertEquals(stderr.length, 4, shown.stderr);
     assert(stderr.every((l) => l.startsWith(`peeka: plugin ${plugins}/`)), shown.stderr);
     const threads = await run(["thread", "--json"]);
     assertEquals(threads.code, 0);
