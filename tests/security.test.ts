@@ -302,3 +302,47 @@ Deno.test({
     assertEquals(JSON.parse(line("DETACH")).type, "success", line("DETACH"));
   },
 });
+
+Deno.test({
+  name: "attach to a zombie or a stopped process says which, at once",
+  ignore: !versions.length,
+  fn: async () => {
+    const py = versions[0]!;
+    // A Python child that exits and is never collected: a zombie whose parent sleeps.
+    const parent = new Deno.Command(py.path, {
+      args: [
+        "-c",
+        "import os, sys, time\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nprint(pid, flush=True)\ntime.sleep(30)\n",
+      ],
+      stdout: "piped",
+    }).spawn();
+    const t = await Target.start(py, "idle");
+    const env = cliEnv();
+    try {
+      const reader = parent.stdout.getReader();
+      const zombie = Number(new TextDecoder().decode((await reader.read()).value).trim());
+      reader.releaseLock();
+      await waitUntil(
+        () => Deno.readTextFileSync(`/proc/${zombie}/stat`).includes(") Z "),
+        5000,
+        "a zombie",
+      );
+      const z = await cli(["attach", String(zombie), "--json"], env);
+      assertEquals([z.code, errorOf(z).code], [1, "TARGET_EXITED"], z.stdout);
+      assert(/zombie/.test(String(errorOf(z).error)), z.stdout);
+
+      Deno.kill(t.pid, "SIGSTOP");
+      await waitUntil(() => t.state() === "T", 5000, "stopped");
+      const s = await cli(["attach", String(t.pid), "--json"], env);
+      assertEquals([s.code, errorOf(s).code], [1, "TARGET_STOPPED"], s.stdout);
+      assert(String(errorOf(s).error).includes(`kill -CONT ${t.pid}`), s.stdout);
+      assertEquals(sessionDirOf(t.pid), null, "nothing made for a stopped target");
+    } finally {
+      Deno.kill(t.pid, "SIGCONT");
+      parent.kill("SIGKILL");
+      await parent.stdout.cancel().catch(() => {});
+      await parent.status;
+      await t.stop();
+    }
+  },
+});
