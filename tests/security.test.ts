@@ -4,6 +4,7 @@
 // other, a killed PEP 768 attach, and /tmp full.
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { startTime } from "../attach/procfs.ts";
+import { SESSION_FILES } from "../core/session.ts";
 import {
   cli,
   cliEnv,
@@ -23,14 +24,6 @@ const isRoot = Deno.uid() === 0;
 const versions = ["3.12", "3.14"].map((v) => pythons().find((p) => p.version === v)).filter(
   (p) => p !== undefined,
 );
-const SESSION_FILES = [
-  "boot.py",
-  "boot.started",
-  "pep768.py",
-  "pep768.started",
-  "agent.sock",
-  "agent.log",
-];
 
 type Line = Record<string, unknown>;
 const errorOf = (r: { lines: Line[] }) => r.lines.find((l) => l.type === "error") as Line;
