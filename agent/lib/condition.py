@@ -232,6 +232,8 @@ _TEXTS = (str, bytes, bytearray)
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 _SEQUENCES = (list, tuple, set, frozenset)
+_VIEW_IDS = frozenset(id(t) for t in _VIEWS)         # by id: `t in (...)` would run a metaclass's __eq__
+_STRICT_IDS = frozenset(id(t) for t in _STRICT_SCALARS + _STRICT_CONTAINERS + (range, bytearray))
 
 
 def _base(t):
@@ -283,7 +285,7 @@ def _steps(x, cap, strict, shift=6):
         if steps > cap:
             return steps
         base = t if id(t) in _BUILTINS else _base(t)
-        if strict and base is not t and not (base is None and t in _VIEWS):
+        if strict and base is not t and id(t) not in _VIEW_IDS:
             _not_builtin(t)
         if base is str or base is bytes or base is bytearray:
             steps += base.__len__(v) >> shift
@@ -339,9 +341,30 @@ def _s_top(x):
     """Strict: x itself is of an exact builtin type (a truth test, a unary operator, an
     operation with a literal, which touch no element)."""
     t = type(x)
-    if t in _STRICT_SCALARS or t in _STRICT_CONTAINERS or t is range or t is bytearray:
+    if id(t) in _STRICT_IDS:
         return x
     _not_builtin(t)
+
+
+def _g_part(x, cap):
+    """An operand of +, -, |, &, ^, // or / with no number written on either side: what it
+    could build (a text or a container joined with another) is at most cap items long, an
+    int at most MAX_INT_BITS bits. Returns x."""
+    t = type(x)
+    if t is float or t is bool or t is _NONE or (t is int and int.bit_length(x) <= MAX_INT_BITS):
+        return x
+    if issubclass(t, int) and int.bit_length(x) > MAX_INT_BITS:
+        _refuse("an int operand of more than %d bits in a condition" % MAX_INT_BITS)
+    if _length(x) > cap:
+        _refuse("operand too large for a condition (more than %d items or characters)" % cap)
+    return x
+
+
+def _s_part(x, cap):
+    t = type(x)
+    if t is set or t is frozenset or t is dict:        # joined by hashing and comparing elements
+        _strict_value(x, cap)
+    return _g_part(_s_top(x), cap)
 
 
 def _length(x):
@@ -395,7 +418,7 @@ def _write(x, left, parts, depth, strict, as_repr=True):
         if strict and base is not t:
             _not_builtin(t)
         return _write_container(x, t, base, left, parts, depth, strict)
-    if strict and t not in _STRICT_SCALARS and t is not bytearray and t is not range:
+    if strict and id(t) not in _STRICT_IDS:
         _not_builtin(t)
     if base in _CONTAINERS or issubclass(t, _VIEWS):   # a type's own repr walks the elements
         if _steps(x, left[0], strict, 0) > left[0]:
@@ -673,7 +696,7 @@ def _guards(strict):
 
     return {"__builtins__": {}, "_g_attr": g_attr, "_g_call": g_call, "_g_sub": g_sub, "_g_slice": g_slice,
             "_g_in": g_in, "_g_pow": g_pow, "_g_mul": g_mul, "_g_lshift": g_lshift, "_g_mod": g_mod,
-            "_g_val": val, "_g_top": top,
+            "_g_val": val, "_g_top": top, "_g_part": _s_part if strict else _g_part,
             "_f_len": f_len, "_f_str": f_str, "_f_int": f_int, "_f_float": f_float,
             "_f_bool": lambda cap, x=False: bool(top(x)), "_f_abs": lambda cap, x: abs(top(x)),
             "_f_min": minmax(min), "_f_max": minmax(max), "_f_round": f_round,
@@ -946,7 +969,7 @@ class _Compiler(object):
         if any(literal):
             left, right = [v if lit else self.strict_top(v) for v, lit in zip((left, right), literal)]
         else:
-            left, right = self.sized(left), self.sized(right)
+            left, right = [self.call("_g_part", [v, self.cap()]) for v in (left, right)]
         node.left, node.right = left, right
         return node
 

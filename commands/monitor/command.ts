@@ -3,6 +3,7 @@ import Table from "cli-table3";
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
+import { positive, STRICT_OPTION, times } from "../watch/usage.ts";
 
 const ms = (v: unknown) => (v === null || v === undefined ? "-" : Number(v).toFixed(3));
 
@@ -46,15 +47,17 @@ export default defineCommand({
       default: -1,
     },
     { flags: "--condition <expr>", description: "only count calls where this is true" },
+    STRICT_OPTION,
   ],
   snippet,
   libs: ["instrument", "condition"],
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],
-    cycle: opts.cycle,
-    times: opts.times,
+    cycle: positive(opts.cycle, "-c/--cycle"),
+    times: times(opts.times, "cycle"),
     condition: opts.condition ?? null,
+    strict: Boolean(opts.strict),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderCycle),
 });

@@ -91,7 +91,7 @@ def run(ctx, args):
     if cycle <= 0:
         raise CommandError("the cycle must be a positive number of seconds", code="BAD_ARGS")
     targets = inst.resolve_for_command(pattern)
-    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"), targets, args.get("strict"))
     names = [t.name for t in targets]
     probe = MonitorProbe(names, cond)
     monitor_id = "monitor_%06x" % (id(ctx) & 0xFFFFFF)

@@ -2,6 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
 import snippet from "../watch/snippet.py" with { type: "text" };
+import { atLeast, STRICT_OPTION, times } from "../watch/usage.ts";
 
 function renderStack(o: Record<string, unknown>): string {
   const thread = (o.thread ?? {}) as { name?: string };
@@ -34,6 +35,7 @@ export default defineCommand({
       default: -1,
     },
     { flags: "--condition <expr>", description: "only calls where this is true" },
+    STRICT_OPTION,
     { flags: "--depth <n>", description: "frames per stack", type: "int", default: 10 },
     {
       flags: "--rate <n>",
@@ -49,11 +51,12 @@ export default defineCommand({
     mode: "stack",
     pattern: args[0],
     depth: 2,
-    stack_depth: opts.depth,
-    times: opts.times,
+    stack_depth: atLeast(opts.depth, 1, "--depth"),
+    times: times(opts.times, "capture"),
     condition: opts.condition ?? null,
+    strict: Boolean(opts.strict),
     before: true,
-    rate: opts.rate,
+    rate: atLeast(opts.rate, 0, "--rate"),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderStack),
 });

@@ -2,6 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
+import { atLeast, positive, STRICT_OPTION, times } from "../watch/usage.ts";
 
 export interface TraceNode {
   function: string;
@@ -77,6 +78,7 @@ export default defineCommand({
       flags: "--condition <expr>",
       description: "only calls where this is true; cost is the root's time in ms",
     },
+    STRICT_OPTION,
     {
       flags: "--skip-builtin <bool>",
       description: "leave out standard-library and C functions (true/false)",
@@ -106,13 +108,14 @@ export default defineCommand({
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],
-    depth: opts.depth,
-    times: opts.times,
+    depth: atLeast(opts.depth, 1, "-d/--depth"),
+    times: times(opts.times, "traced call"),
     condition: opts.condition ?? null,
+    strict: Boolean(opts.strict),
     skip_builtin: !/^(false|0|no|off)$/i.test(String(opts.skipBuiltin ?? "true")),
-    min_duration: opts.minDuration,
-    max_nodes: opts.maxNodes,
-    rate: opts.rate,
+    min_duration: positive(opts.minDuration, "--min-duration", true),
+    max_nodes: atLeast(opts.maxNodes, 2, "--max-nodes"),
+    rate: atLeast(opts.rate, 0, "--rate"),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderTree),
 });

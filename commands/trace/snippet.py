@@ -374,7 +374,7 @@ def run(ctx, args):
     inst = ctx.agent.lib("instrument")
     pattern = args.get("pattern")
     targets = inst.resolve_for_command(pattern)
-    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"), targets, args.get("strict"))
     watch_id = "trace_%06x" % (id(ctx) & 0xFFFFFF)
     probe = TraceProbe(ctx.agent.lib, cond, dict(args, watch_id=watch_id))
     names = [t.name for t in targets]

@@ -2,6 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
+import { atLeast, STRICT_OPTION, times } from "./usage.ts";
 
 interface ExceptionInfo {
   type: string;
@@ -54,6 +55,7 @@ export default defineCommand({
       flags: "--condition <expr>",
       description: "only calls where this is true, e.g. 'params[0] > 100', 'cost > 50'",
     },
+    STRICT_OPTION,
     {
       flags: "-b, --before",
       description: "observe at entry (the arguments before the function can change them)",
@@ -73,14 +75,15 @@ export default defineCommand({
   streaming: true,
   request: (opts, args) => ({
     pattern: args[0],
-    depth: opts.depth,
-    times: opts.times,
+    depth: atLeast(opts.depth, 0, "-x/--depth"),
+    times: times(opts.times, "observation"),
     condition: opts.condition ?? null,
+    strict: Boolean(opts.strict),
     before: Boolean(opts.before),
     success: Boolean(opts.success),
     exception: Boolean(opts.exception),
     finish: Boolean(opts.finish),
-    rate: opts.rate,
+    rate: atLeast(opts.rate, 0, "--rate"),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderObservation),
 });

@@ -201,7 +201,7 @@ def run(ctx, args):
     mode = args.get("mode", "watch")
     pattern = args.get("pattern")
     targets = inst.resolve_for_command(pattern)
-    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"))
+    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"), targets, args.get("strict"))
     watch_id = "%s_%06x" % (mode, id(ctx) & 0xFFFFFF)
     opts = dict(args, watch_id=watch_id)
     if mode == "stack":
