@@ -834,11 +834,13 @@ class _Agent(object):
         `budget` seconds, whatever the clients do (one that does not read is skipped)."""
         deadline = time.monotonic() + budget
         with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            rids = list(conn.calls)
-            if rids:
-                conn.send_last([_frame(make_event(conn, rid)) for rid in rids], deadline)
+            conns = [conn for conn in self._conns if conn.calls]
+        for i, conn in enumerate(conns):
+            frames = [_frame(make_event(conn, rid)) for rid in list(conn.calls)]
+            # an equal share of what is left: one client that does not read costs only its own
+            share = (deadline - time.monotonic()) / (len(conns) - i)
+            if share > 0:
+                conn.send_last(frames, time.monotonic() + share)
 
     # ---- detach ----------------------------------------------------------
     def on_detach(self, key, fn):

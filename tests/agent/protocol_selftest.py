@@ -12,6 +12,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -162,6 +163,13 @@ def wait_for(pred, timeout=5.0, step=0.02):
     return pred()
 
 
+def is_socket(path):
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def sha(src):
     return hashlib.sha256(src.encode()).hexdigest()
 
@@ -262,6 +270,12 @@ class Target(object):
 
     def make_session(self):
         os.mkdir(self.session, 0o700)
+        # a link where the socket goes: the agent must replace it, never chmod what it points to
+        self.victim = os.path.join(self.tmp, "victim")
+        with open(self.victim, "w") as f:
+            f.write("precious\n")
+        os.chmod(self.victim, 0o644)
+        os.symlink(self.victim, self.sock)
         self.boot = os.path.join(self.session, "boot.py")
         config = dict(self.config, session_dir=self.session, socket=self.sock, uid=os.getuid(),
                       pid=0, token="feedface", agent_version="0.1.0")
@@ -504,11 +518,13 @@ def notice_and_eof(sock):
         return {"oserror": str(e)}, True
 
 
-def test_limits(t):
+def test_limits(t, held):
     """A flood of clients announcing 16 MiB frames and trickling them: the target's memory
     stays bounded (frames grow with what arrives, within a budget for all connections),
-    clients past the cap are refused, and a trickling client is cut off at its deadline."""
+    clients past the cap are refused, and a trickling client is cut off at its deadline.
+    `held`: connections the caller keeps open (those it just closed may still count)."""
     c = Client(t.sock)
+    check(wait_for(lambda: c.request("stats")["connections"] == held + 1, 3.0), "earlier clients gone")
     before = c.request("stats")
     limits = before["limits"]
     check(limits == {"max_connections": 16, "frame_budget": 32 * MIB, "frame_deadline": FRAME_DEADLINE,
@@ -624,7 +640,7 @@ def test_reinject(t, st, keep):
           "second bootstrap starts no extra server thread")
     os.unlink(t.sock)
     t.proc.send_signal(signal.SIGUSR2)  # socket file lost: a bootstrap must rebind
-    check(wait_for(lambda: os.path.exists(t.sock), 2.0), "rebind after socket file was removed")
+    check(wait_for(lambda: is_socket(t.sock), 2.0), "rebind after socket file was removed")
     time.sleep(0.5)  # retired accept loop exits
     again = Client(t.sock)
     check(again.request("hello")["started_at"] == started, "rebound agent is the same agent")
@@ -646,6 +662,13 @@ def test_detach(t, st, other):
     s = Client(t.sock)
     s.send({"id": 77, "op": "call", "command": "stream", "hash": sha(STREAM_SRC), "args": {"interval": 0.05}})
     s.recv()
+    two = Client(t.sock)  # two calls streaming on one connection: each is told
+    for rid in (5, 6):
+        two.send({"id": rid, "op": "call", "command": "stream", "hash": sha(STREAM_SRC), "args": {"interval": 0.05}})
+    stuck = Client(t.sock)  # never reads: its share of the notice time passes, the others still get theirs
+    stuck.send({"id": 9, "op": "call", "command": "stream", "hash": sha(STREAM_SRC),
+                "args": {"interval": 0, "pad": 65536}})
+    time.sleep(0.2)
     t0 = time.time()
     det = c.request("detach")
     check(det["type"] == "detached" and det["restored"] == 1 and len(det["errors"]) == 1
@@ -655,9 +678,26 @@ def test_detach(t, st, other):
     check(c.eof(), "detaching client closed")
     check(other.eof(), "other clients closed on detach")
     last = s.wait_reply(77)
-    check(last is None or last.get("type") in ("result", "error"), "streaming call stopped", last)
+    event = s.stream[-1] if s.stream else None
+    check(last is None and event == {
+        "id": 77, "type": "event", "event": "agent_detached", "by_pid": os.getpid(), "pid": t.proc.pid,
+        "message": "process %d was detached by another peeka client (pid %d)" % (t.proc.pid, os.getpid())},
+        "a streaming client is told who detached, then the connection closes", (event, last))
+    frames = []
+    while True:
+        msg = two.recv()
+        if msg is None:
+            break
+        frames.append(msg)
+    events = sorted(m["id"] for m in frames if m.get("event") == "agent_detached")
+    check(events == [5, 6] and all(m.get("type") == "event" for m in frames[-2:]),
+          "every running call of a connection gets the event, as its last frame", frames[-3:])
+    two.close()
+    stuck.close()
     check(wait_for(lambda: not os.path.exists(t.session), 1.0), "session dir removed", os.listdir(t.tmp))
     time.sleep(max(0.0, 0.6 - (time.time() - t0)))
+    # agent threads end within ~ACCEPT_POLL of the close (the stuck client's a moment later)
+    wait_for(lambda: t.status()["frames"] == sorted([st["main"], st["worker"]]), 2.0, 0.1)
     status = t.status()
     check(not status["has_agent"], "sys._peeka_agent gone")
     check(status["frames"] == sorted([st["main"], st["worker"]]), "no agent thread left", status["frames"])
@@ -678,7 +718,7 @@ def test_detach(t, st, other):
 def test_exit_cleanup(t, st):
     t.make_session()
     t.proc.send_signal(signal.SIGUSR2)  # attach again (main thread), then let the target exit
-    check(wait_for(lambda: os.path.exists(t.sock), 2.0), "re-attach after detach")
+    check(wait_for(lambda: is_socket(t.sock), 2.0), "re-attach after detach")
     c = Client(t.sock)
     check(c.request("hello")["type"] == "hello", "re-attached agent answers")
     c.send({"id": 3, "op": "call", "command": "stream", "hash": sha(STREAM_SRC), "args": {}})
@@ -688,6 +728,16 @@ def test_exit_cleanup(t, st):
     c.send({"id": 4, "op": "call", "command": "stream", "hash": sha(STREAM_SRC), "args": {}})
     c.recv()
     socket.create_connection(("127.0.0.1", st["port"])).close()  # main leaves accept() and exits
+    frames = []
+    while True:
+        msg = c.recv()
+        if msg is None:
+            break
+        frames.append(msg)
+    # call 3 met a fresh agent (SNIPPET_MISSING): only call 4 runs, and hears last that the target exits
+    check(frames and frames[-1] == {"id": 4, "type": "event", "event": "target_exiting", "pid": t.proc.pid,
+                                    "message": "process %d is exiting" % t.proc.pid},
+          "a running call is told the target is exiting", frames[-2:])
     try:
         rc = t.proc.wait(5)
     except subprocess.TimeoutExpired:
@@ -702,7 +752,7 @@ def test_no_threading():
     stop = tempfile.mktemp(prefix="peeka-stop-")
     t = Target(TARGET_NO_THREADING, {"PEEKA_STOP": stop})
     try:
-        check(wait_for(lambda: os.path.exists(t.sock)), "no-threading target: agent up")
+        check(wait_for(lambda: is_socket(t.sock)), "no-threading target: agent up")
         c = Client(t.sock)
         res = c.call("thread", THREAD_SRC)
         th = res.get("data", {}).get("threads", [])
@@ -743,6 +793,70 @@ def test_bootstrap_failures():
         check(not hasattr(sys, "_peeka_agent"), "config None: silent")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    test_unsafe_session_dirs(ns["_peeka_main"])
+    test_log_is_guarded(ns["_peeka_main"])
+
+
+def boot_fails(peeka_main, session_dir):
+    """Bootstrap with a socket path too long to bind: past the session dir check it logs
+    one line and gives up, so whether that line appears tells if the dir was accepted."""
+    peeka_main({"session_dir": session_dir, "socket": os.path.join(session_dir, "s" * 200)})
+    return not hasattr(sys, "_peeka_agent")
+
+
+def private_dir(*parts, **kw):
+    path = os.path.join(*parts)
+    os.mkdir(path, 0o700)
+    os.chmod(path, kw.get("mode", 0o700))
+    return path
+
+
+def test_unsafe_session_dirs(peeka_main):
+    """The agent writes only in a session dir that is really its own and private."""
+    tmp = tempfile.mkdtemp(prefix="peeka-selftest-")
+    try:
+        real = private_dir(tmp, "real")
+        os.symlink(real, os.path.join(tmp, "link"))
+        open_dir = private_dir(tmp, "open", mode=0o750)
+        shared = private_dir(tmp, "shared", mode=0o777)
+        in_shared = private_dir(shared, "session")
+        sticky = private_dir(tmp, "sticky", mode=0o1777)
+        in_sticky = private_dir(sticky, "session")
+        cases = [("a symlink to a private dir", os.path.join(tmp, "link"), real),
+                 ("a dir open to group and others", open_dir, open_dir),
+                 ("a dir inside a dir others can write to", in_shared, in_shared)]
+        if os.getuid() == 0:
+            foreign = private_dir(tmp, "foreign")
+            os.chown(foreign, 65534, 65534)
+            cases.append(("a dir of another user", foreign, foreign))
+        for label, session_dir, where in cases:
+            check(boot_fails(peeka_main, session_dir) and os.listdir(where) == [],
+                  "session dir is %s: refused, nothing written" % label, os.listdir(where))
+        check(boot_fails(peeka_main, in_sticky) and os.listdir(in_sticky) == ["agent.log"],
+              "a private dir in a sticky shared dir (like /tmp) is accepted", os.listdir(in_sticky))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_log_is_guarded(peeka_main):
+    """agent.log is never written through a symlink or a hard link, and stops at 1 MiB."""
+    tmp = tempfile.mkdtemp(prefix="peeka-selftest-")
+    try:
+        victim = os.path.join(tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("precious\n")
+        by_symlink, by_hardlink, full = (private_dir(tmp, n) for n in ("symlink", "hardlink", "full"))
+        os.symlink(victim, os.path.join(by_symlink, "agent.log"))
+        os.link(victim, os.path.join(by_hardlink, "agent.log"))
+        with open(os.path.join(full, "agent.log"), "w") as f:
+            f.write("x" * (1024 * 1024))
+        for d in (by_symlink, by_hardlink, full):
+            boot_fails(peeka_main, d)
+        with open(victim) as f:
+            check(f.read() == "precious\n", "log not written through a symlink or a hard link")
+        check(os.path.getsize(os.path.join(full, "agent.log")) == 1024 * 1024, "log stops growing at 1 MiB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -754,7 +868,10 @@ def main():
         boot = st["injections"][0][1]
         print("  bootstrap (compile+exec+_peeka_main) took %.1f ms" % (boot * 1000))
         check(boot < 0.1, "bootstrap is fast", boot)
-        check(os.path.exists(t.sock) and (os.stat(t.sock).st_mode & 0o777) == 0o600, "socket exists, 0600")
+        check(is_socket(t.sock) and (os.lstat(t.sock).st_mode & 0o777) == 0o600, "socket exists, 0600")
+        with open(t.victim) as f:
+            check(f.read() == "precious\n" and os.stat(t.victim).st_mode & 0o777 == 0o644,
+                  "a symlink planted at the socket's name: replaced, its target untouched")
         keep = test_basics(t, st)
         other = test_streaming_and_clients(t, st)
         test_malformed(t)
@@ -762,7 +879,7 @@ def main():
         test_reinject(t, st, keep)
         check(keep.request("stats")["refused"] == (1 if os.getuid() == 0 else 0), "refused peers counted")
         keep.close()
-        test_limits(t)
+        test_limits(t, held=1)  # `other`, kept for test_detach
         test_detach(t, st, other)
         test_exit_cleanup(t, st)
         check(t.output() == "", "target printed nothing", t.output())
