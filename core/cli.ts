@@ -52,9 +52,7 @@ export function describeError(e: unknown, pid?: number): { code: string; message
   }
   if (e instanceof AgentError) return { code: e.code, message: e.message };
   if (e instanceof AgentTimeoutError) return { code: e.code, message: e.message };
-  if (e instanceof SessionEndedError) {
-    return { code: e.code, message: pid ? `process ${pid}: ${e.message}` : e.message };
-  }
+  if (e instanceof SessionEndedError) return { code: e.code, message: e.message };
   if (e instanceof UsageError) return { code: "USAGE", message: e.message };
   if (e instanceof CommandFailure) return { code: e.code, message: e.message };
   if (

@@ -32,21 +32,33 @@ function readText(path: string): string | null {
 }
 
 /** Parses a /proc stat line: the name sits in parentheses and may itself hold spaces. */
-export function parseStat(text: string): { name: string; state: string; cpuTicks: number } {
+export function parseStat(
+  text: string,
+): { name: string; state: string; flags: number; cpuTicks: number } {
   const open = text.indexOf("("), close = text.lastIndexOf(")");
   const fields = text.slice(close + 2).split(" ");
-  // After the name: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+  // After the name: state is field 3, flags 9, utime 14 and stime 15 (1-based in proc(5)).
   return {
     name: text.slice(open + 1, close),
     state: fields[0],
+    flags: Number(fields[6]),
     cpuTicks: Number(fields[11]) + Number(fields[12]),
   };
 }
+
+/** The kernel's "this task is exiting" flag: set before it closes its files (so before a
+ * client sees its connection close) and long before it becomes a zombie. */
+const PF_EXITING = 0x4;
 
 /** The process's own state letter (R, S, D, T, t, Z, X...), or null when it is gone. */
 export function processState(pid: number): string | null {
   const text = readText(`/proc/${pid}/stat`);
   return text === null ? null : parseStat(text).state;
+}
+
+function isExiting(pid: number): boolean {
+  const text = readText(`/proc/${pid}/stat`);
+  return text !== null && (parseStat(text).flags & PF_EXITING) !== 0;
 }
 
 function tasks(pid: number): TaskStat[] {
@@ -88,6 +100,7 @@ export function glance(pid: number): Diagnosis | null {
   if (state === "Z" || state === "X") {
     return { pid, verdict: "zombie", message: `process ${pid} is a zombie (it has exited)` };
   }
+  if (isExiting(pid)) return { pid, verdict: "exited", message: `process ${pid} is exiting` };
   return stoppedVerdict(pid, state, tasks(pid));
 }
 
@@ -105,7 +118,12 @@ export async function diagnose(pid: number, sampleMs = 100): Promise<Diagnosis> 
   return glance(pid) ??
     gilVerdict(pid, now, before, sampleMs) ??
     kernelVerdict(pid, now) ??
-    { pid, verdict: "unknown", message: `process ${pid} is running but its agent does not answer` };
+    {
+      pid,
+      verdict: "unknown",
+      message: `process ${pid} is running and nothing shows why its agent is silent ` +
+        "(a long command? PEEKA_REQUEST_TIMEOUT_MS sets a longer deadline, in ms)",
+    };
 }
 
 function stoppedVerdict(pid: number, state: string, threads: TaskStat[]): Diagnosis | null {

@@ -150,12 +150,21 @@ export class AgentClient {
   }
 
   static async connect(socketPath: string, timeoutMs = 2000): Promise<AgentClient> {
-    const conn = await withTimeout(
-      Deno.connect({ transport: "unix", path: socketPath }),
-      timeoutMs,
-      `timed out connecting to ${socketPath}`,
-    );
-    return new AgentClient(conn, socketPath);
+    let timedOut = false;
+    const connecting = Deno.connect({ transport: "unix", path: socketPath });
+    // Left behind by the deadline, a connection that completes later is closed at once.
+    connecting.then((late) => timedOut && late.close(), () => {});
+    try {
+      return new AgentClient(
+        await withTimeout(connecting, timeoutMs, `timed out connecting to ${socketPath}`),
+        socketPath,
+      );
+    } catch (e) {
+      if (!(e instanceof DeadlineError)) throw e;
+      timedOut = true;
+      // A full listen backlog (an agent that accepts nothing) makes connect wait: say why.
+      throw await timeoutError(pidOfSocket(socketPath), "the connection", timeoutMs);
+    }
   }
 
   close(): void {
@@ -223,7 +232,7 @@ export class AgentClient {
   /** Waits for `work` until `deadline`, following the deadline as it moves. */
   private async within<T>(work: Promise<T>, deadline: Deadline, what: string): Promise<T> {
     for (;;) {
-      if (deadline.expired) throw await this.timeoutError(what, deadline.ms);
+      if (deadline.expired) throw await timeoutError(this.pid, what, deadline.ms);
       const moved = deadline.change();
       try {
         const done = await Promise.race([
@@ -235,18 +244,6 @@ export class AgentClient {
         moved.dispose();
       }
     }
-  }
-
-  private async timeoutError(what: string, ms: number): Promise<AgentTimeoutError> {
-    const seconds = `${Math.round(ms / 100) / 10} s`;
-    if (this.pid === null) {
-      return new AgentTimeoutError(`the agent did not answer ${what} within ${seconds}`, null);
-    }
-    const d = await diagnose(this.pid);
-    return new AgentTimeoutError(
-      `the agent of process ${this.pid} did not answer ${what} within ${seconds}: ${d.message}`,
-      d,
-    );
   }
 
   /** Sends one request and returns its single reply (frames for other ids are passed to onOther).
@@ -294,7 +291,8 @@ export class AgentClient {
     try {
       return await this.callWithin(command, snippet, args, opts, deadline, (f) => (ended = f));
     } catch (e) {
-      if (ended && e instanceof AgentGoneError) throw new SessionEndedError(ended);
+      const closed = e instanceof AgentGoneError || e instanceof AgentTimeoutError;
+      if (ended && closed) throw new SessionEndedError(ended);
       throw e;
     }
   }
@@ -331,6 +329,7 @@ export class AgentClient {
           const f = await this.readFrame(deadline, what);
           if (isSessionEnd(f)) {
             onSessionEnd(f);
+            deadline.restart(this.timeoutMs); // the agent closes the connection next
             opts.onFrame?.(f);
             continue;
           }
@@ -379,6 +378,23 @@ export class AgentClient {
   }
 }
 
+/** An expired deadline, with why the target's agent did not answer (read from /proc). */
+async function timeoutError(
+  pid: number | null,
+  what: string,
+  ms: number,
+): Promise<AgentTimeoutError> {
+  const seconds = `${Math.round(ms / 100) / 10} s`;
+  if (pid === null) {
+    return new AgentTimeoutError(`the agent did not answer ${what} within ${seconds}`, null);
+  }
+  const d = await diagnose(pid);
+  return new AgentTimeoutError(
+    `the agent of process ${pid} did not answer ${what} within ${seconds}: ${d.message}`,
+    d,
+  );
+}
+
 /** Python source sent to the agent, named by its SHA-256. */
 export interface Source {
   source: string;
@@ -390,10 +406,13 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
+/** What withTimeout throws. */
+export class DeadlineError extends Error {}
+
 export async function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer = setTimeout(() => reject(new DeadlineError(message)), ms);
   });
   try {
     return await Promise.race([p, t]);

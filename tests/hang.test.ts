@@ -185,16 +185,6 @@ for (const py of all) {
         );
       }
 
-      await t.step("a thread holding the GIL: the timeout names it", async () => {
-        await target.ask("stuck 2");
-        await target.waitFor((l) => l === "stuck-start");
-        const r = await bounded(["thread", "--pid", String(pid)], env, DEADLINE_MS + SLACK_MS);
-        const e = errorOf(r);
-        assertEquals(e.code, "AGENT_TIMEOUT", e.error);
-        assert(/thread \d+ .*is running and likely holds the GIL/.test(e.error), e.error);
-        await target.waitFor((l) => l === "stuck-end", 30000);
-      });
-
       await t.step("stopped: thread, reset, detach, attach end in time; Ctrl-C exits", async () => {
         const twice = await startWatch(pid, env);
         const once = await startWatch(pid, env);
@@ -224,10 +214,20 @@ for (const py of all) {
         },
       );
 
-      await t.step("a stream whose target exits ends with target_exited and 0", async () => {
+      await t.step("a thread holding the GIL: the timeout names it", async () => {
         await attach(pid, env);
-        const w = await startWatch(pid, env);
-        streams.push(w);
+        streams.push(await startWatch(pid, env)); // for the next step: it needs the GIL to start
+        // Held far longer than the deadline (the target is killed while it is held).
+        await target.ask("stuck 5");
+        await target.waitFor((l) => l === "stuck-start");
+        const r = await bounded(["thread", "--pid", String(pid)], env, DEADLINE_MS + SLACK_MS);
+        const e = errorOf(r);
+        assertEquals(e.code, "AGENT_TIMEOUT", e.error);
+        assert(/thread \d+ .*is running and likely holds the GIL/.test(e.error), e.error);
+      });
+
+      await t.step("a stream whose target exits ends with target_exited and 0", async () => {
+        const w = streams[streams.length - 1];
         Deno.kill(pid, "SIGKILL");
         assertEquals(await endOf(w, 10000, "watch after the target died"), 0, w.stderr);
         const event = w.lines.find((l) => l.event === "target_exited");
