@@ -152,6 +152,49 @@ function streamEnded(e: unknown, pid: number | undefined, out: Output): boolean 
   return true;
 }
 
+/** Ctrl-C for the whole command, whatever it does: a second one always exits. */
+function interruptGuard(
+  cmd: PeekaCommand,
+  knownPid: () => number | undefined,
+  out: Output,
+): InterruptGuard {
+  return new InterruptGuard(async (askedToStop) => {
+    const target = knownPid();
+    const seen = target ? await diagnose(target, 50) : null;
+    out.error(cmd.name, interruptedMessage(askedToStop, seen), {
+      code: "INTERRUPTED",
+      ...(target ? { pid: target } : {}),
+    });
+    Deno.exit(130);
+  });
+}
+
+/** Says how a command failed (or that its stream ended well) and returns the exit status. */
+function failed(
+  cmd: PeekaCommand,
+  e: unknown,
+  pid: number | undefined,
+  out: Output,
+  interrupted: boolean,
+): number {
+  if (cmd.streaming && streamEnded(e, pid, out)) return 0;
+  const where = pid ? { pid } : {};
+  if (interrupted && e instanceof AgentTimeoutError) {
+    // The cancel's deadline passed before the grace did: the same end as a second Ctrl-C.
+    out.error(cmd.name, interruptedMessage(true, e.diagnosis), { code: "INTERRUPTED", ...where });
+    return 130;
+  }
+  const { code, message } = describeError(e, pid);
+  // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.
+  const plugin = cmd.origin && cmd.origin !== "built-in" ? `plugin ${cmd.origin}: ` : "";
+  out.error(cmd.name, plugin + withTargetState(message, pid, e), {
+    code,
+    ...where,
+    ...(plugin ? { plugin: cmd.origin } : {}),
+  });
+  return code === "USAGE" ? 2 : 1;
+}
+
 async function runCommand(
   cmd: PeekaCommand,
   opts: Options,
@@ -176,16 +219,7 @@ async function runCommand(
       return client;
     },
   };
-  // Ctrl-C for the whole command, whatever it does: a second one always exits.
-  const guard = new InterruptGuard(async (askedToStop) => {
-    const target = knownPid();
-    const seen = target ? await diagnose(target, 50) : null;
-    out.error(cmd.name, interruptedMessage(askedToStop, seen), {
-      code: "INTERRUPTED",
-      ...(target ? { pid: target } : {}),
-    });
-    Deno.exit(130);
-  }).install();
+  const guard = interruptGuard(cmd, knownPid, out).install();
   setActiveGuard(guard);
   try {
     if (cmd.run) return await cmd.run(ctx);
@@ -203,25 +237,7 @@ async function runCommand(
     }
     return interrupted ? 130 : 0;
   } catch (e) {
-    if (cmd.streaming && streamEnded(e, knownPid(), out)) return 0;
-    if (guard.signalled && e instanceof AgentTimeoutError) {
-      // The cancel's deadline passed before the grace did: the same end as a second Ctrl-C.
-      out.error(cmd.name, interruptedMessage(true, e.diagnosis), {
-        code: "INTERRUPTED",
-        ...(knownPid() ? { pid: knownPid() } : {}),
-      });
-      return 130;
-    }
-    const { code, message } = describeError(e, knownPid());
-    // A plugin's failure names the plugin's file, so that its author (not peeka) is looked at.
-    const plugin = cmd.origin && cmd.origin !== "built-in" ? `plugin ${cmd.origin}: ` : "";
-    const target = knownPid();
-    out.error(cmd.name, plugin + withTargetState(message, target, e), {
-      code,
-      ...(target ? { pid: target } : {}),
-      ...(plugin ? { plugin: cmd.origin } : {}),
-    });
-    return code === "USAGE" ? 2 : 1;
+    return failed(cmd, e, knownPid(), out, guard.signalled);
   } finally {
     guard.uninstall();
     setActiveGuard(null);
