@@ -735,9 +735,11 @@ class _Agent(object):
         return entry[1]
 
     def _op_call(self, conn, rid, req):
-        command = req.get("command")
+        command, digest = req.get("command"), req.get("hash")
+        if not isinstance(digest, str) or not isinstance(rid, (int, str)):
+            return _error(rid, "BAD_REQUEST", "call needs a string hash and an integer or string id")
         with self._lock:
-            run = self.snippets.get(req.get("hash"))
+            run = self.snippets.get(digest)
         if run is None:
             return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command)
         libs = req.get("libs") or {}
@@ -778,7 +780,7 @@ class _Agent(object):
 
     def _op_cancel(self, conn, rid, req):
         target = req.get("target")
-        ctx = conn.calls.get(target)
+        ctx = conn.calls.get(target) if isinstance(target, (int, str)) else None  # as call ids are
         if ctx is not None:
             ctx.cancelled.set()
         return {"id": rid, "type": "cancelled", "target": target, "found": ctx is not None}
