@@ -27,7 +27,7 @@ class ConditionEvalError(Exception):
 MAX_SOURCE = 1000      # characters
 MAX_DEPTH = 40         # nesting of brackets and of the syntax tree
 MAX_NODES = 300        # parts of the expression
-BUDGET = 100000        # element steps (items built or walked, characters of text) per evaluation
+BUDGET = 50000         # element steps (items built or walked, characters of text) per evaluation
 MAX_ITEMS = BUDGET     # (older name)
 MAX_EXPONENT = 1000    # int ** int: exponent at most this,
 MAX_POW_BITS = 4000    # and a result of at most about this many bits
@@ -36,6 +36,7 @@ MAX_INT_BITS = 100000  # an int operand of *, //, %, ==... (their cost grows fas
 MAX_DIGITS = 4300      # int <-> str (3.8-3.10 have no limit of their own)
 _INT_BITS = 14284      # about MAX_DIGITS decimal digits
 MAX_TEXT_DEPTH = 50    # nesting str()/repr() of containers follows
+COSTLY_STOP = 3        # evaluations cut off by the budget before a watch stops (Condition.too_costly)
 NAMES = ("params", "args", "kwargs", "target", "cost", "result", "exception")
 
 FUNCTIONS = ("len", "str", "int", "float", "bool", "abs", "min", "max", "round", "repr_short", "type_name")
@@ -62,6 +63,15 @@ _tn = type.__dict__["__qualname__"].__get__
 
 def _refuse(message):
     raise ConditionEvalError(message)
+
+
+class BudgetError(ConditionEvalError):
+    """The condition would build or walk more than its share of BUDGET (or MAX_* bounds):
+    cut off. Callers stop a watch whose condition keeps being cut off (Condition.costly)."""
+
+
+def _over(message):
+    raise BudgetError(message)
 
 
 def _cell():
@@ -185,7 +195,7 @@ def _static_attr(o, t, name, strict=False):
 def _string_keys(d):
     """Strict mode: a lookup in a dict whose keys are not all str/int could run a key's __eq__."""
     if dict.__len__(d) > BUDGET:
-        _refuse("strict mode: a dict with more than %d keys cannot be searched" % BUDGET)
+        _over("strict mode: a dict with more than %d keys cannot be searched" % BUDGET)
     for k in dict.keys(d):
         if type(k) is not str and type(k) is not int:
             _strict_value(k, BUDGET)
@@ -210,7 +220,7 @@ def _replace(base):
             grow = _base(type(new)).__len__(new) - _base(type(old)).__len__(old)
             n = base.count(s, old)
             if grow > 0 and (n if count < 0 else min(n, count)) * grow > MAX_ITEMS:
-                _refuse("replace() would add more than %d characters" % MAX_ITEMS)
+                _over("replace() would add more than %d characters" % MAX_ITEMS)
         return base.replace(s, old, new, count)
     return replace
 
@@ -233,7 +243,7 @@ _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 _SEQUENCES = (list, tuple, set, frozenset)
 _VIEW_IDS = frozenset(id(t) for t in _VIEWS)         # by id: `t in (...)` would run a metaclass's __eq__
-_STRICT_IDS = frozenset(id(t) for t in _STRICT_SCALARS + _STRICT_CONTAINERS + (range, bytearray))
+_STRICT_IDS = frozenset(id(t) for t in _STRICT_SCALARS + _STRICT_CONTAINERS + (range, bytearray) + _VIEWS)
 
 
 def _base(t):
@@ -277,7 +287,7 @@ def _steps(x, cap, strict, shift=6):
         return 1 if t is not int or int.bit_length(x) <= MAX_INT_BITS else cap + 1
     if t is str:
         return 1 + (len(x) >> shift)
-    stack, steps = [x], 0
+    stack, steps, flat_seen = [x], 0, {}
     while stack:
         v = stack.pop()
         t = type(v)
@@ -296,6 +306,13 @@ def _steps(x, cap, strict, shift=6):
             n = base.__len__(v)
             if steps + n > cap:
                 return cap + 1
+            if n > 8 and base is not dict:
+                flat = flat_seen.get(id(v))            # a shared part is measured once
+                if flat is None:
+                    flat = flat_seen[id(v)] = _flat_steps(base, v, n, shift, cap)
+                if flat >= 0:
+                    steps += flat
+                    continue
             if base is dict:
                 stack.extend(dict.keys(v))
                 stack.extend(dict.values(v))
@@ -309,6 +326,33 @@ def _steps(x, cap, strict, shift=6):
     return steps
 
 
+_ID_STR, _ID_INT, _ID_BOOL = id(str), id(int), id(bool)
+_FLAT_IDS = frozenset(map(id, (int, float, bool, _NONE, str)))
+_NUMBER_IDS = frozenset(map(id, (int, float, bool, _NONE)))
+
+
+def _flat_kinds(items):
+    """The ids of the element types of items when they are all None, bool, float, int or str
+    (exact types), else None: found at C speed (ids are ints, so no type is hashed)."""
+    kinds = frozenset(map(id, map(type, items)))
+    return kinds if kinds <= _FLAT_IDS else None
+
+
+def _flat_steps(base, v, n, shift, cap):
+    """_steps() of a list, tuple or set of plain scalars without a Python loop over them; -1
+    when its elements are not all scalars (or texts mixed with numbers)."""
+    kinds = _flat_kinds(base.__iter__(v))
+    if kinds is None:
+        return -1
+    if _ID_STR in kinds:
+        return n + (sum(map(len, base.__iter__(v))) >> shift) if len(kinds) == 1 else -1
+    if _ID_INT in kinds and kinds <= frozenset((_ID_INT, _ID_BOOL)):
+        if max(map(int.bit_length, base.__iter__(v))) > MAX_INT_BITS:
+            return cap + 1
+        return n
+    return n if _ID_INT not in kinds else -1
+
+
 def _not_builtin(t):
     _refuse("strict mode: %s is not a builtin type (its methods would be the target's code)" % _tn(t))
 
@@ -316,7 +360,7 @@ def _not_builtin(t):
 def _strict_value(x, cap):
     """Strict: x and everything in it are of exact builtin types, within cap steps."""
     if _steps(x, cap, True) > cap:
-        _refuse("value too large for a condition (more than %d element steps)" % cap)
+        _over("value too large for a condition (more than %d element steps)" % cap)
     return x
 
 
@@ -326,7 +370,7 @@ def _g_val(x, cap):
     if (t is int and -0x10000000000000000 < x < 0x10000000000000000) or t is float or t is bool or t is _NONE:
         return x
     if _steps(x, cap, False) > cap:
-        _refuse("value too large for a condition (more than %d element steps)" % cap)
+        _over("value too large for a condition (more than %d element steps)" % cap)
     return x
 
 
@@ -354,9 +398,9 @@ def _g_part(x, cap):
     if t is float or t is bool or t is _NONE or (t is int and int.bit_length(x) <= MAX_INT_BITS):
         return x
     if issubclass(t, int) and int.bit_length(x) > MAX_INT_BITS:
-        _refuse("an int operand of more than %d bits in a condition" % MAX_INT_BITS)
+        _over("an int operand of more than %d bits in a condition" % MAX_INT_BITS)
     if _length(x) > cap:
-        _refuse("operand too large for a condition (more than %d items or characters)" % cap)
+        _over("operand too large for a condition (more than %d items or characters)" % cap)
     return x
 
 
@@ -390,7 +434,7 @@ def _text(x, cap, as_repr, strict):
         return _capped(repr(x), cap)
     if t is int or t is bool:
         if int.bit_length(x) > _INT_BITS:
-            _refuse("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
+            _over("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
         return _capped(repr(x), cap)
     if t is float or t is _NONE or t is complex:
         return repr(x)
@@ -414,7 +458,7 @@ def _write(x, left, parts, depth, strict, as_repr=True):
         as_repr or _lookup(t, "__str__") is _lookup(base, "__str__"))
     if own_repr and base in _CONTAINERS:
         if depth > MAX_TEXT_DEPTH:
-            _refuse("str() of values nested more than %d deep in a condition" % MAX_TEXT_DEPTH)
+            _over("str() of values nested more than %d deep in a condition" % MAX_TEXT_DEPTH)
         if strict and base is not t:
             _not_builtin(t)
         return _write_container(x, t, base, left, parts, depth, strict)
@@ -427,7 +471,7 @@ def _write(x, left, parts, depth, strict, as_repr=True):
         if base.__len__(x) * (1 if base is str else 4) > left[0]:   # a byte may become \xNN
             _too_long("text longer than the %d characters a condition may make" % left[1])
     elif base is int and int.bit_length(x) > _INT_BITS:
-        _refuse("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
+        _over("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
     text = repr(x) if as_repr else str(x)
     if type(text) is not str:
         _refuse("str() of %s did not give a str" % _tn(t))
@@ -441,11 +485,38 @@ _OPEN = {id(list): ("[", "]"), id(tuple): ("(", ")"), id(dict): ("{", "}"), id(s
          id(frozenset): ("frozenset({", "})")}
 
 
+def _flat_text_bound(base, x, n):
+    """At most how long repr(x) is when x holds only plain scalars (found at C speed), else -1."""
+    kinds = _flat_kinds(base.__iter__(x))
+    if kinds is None:
+        return -1
+    if _ID_STR in kinds:
+        if len(kinds) > 1:
+            return -1
+        printable = all(map(str.isprintable, base.__iter__(x)))
+        return sum(map(len, base.__iter__(x))) * (2 if printable else 10) + 4 * n + 16 + len(_tn(base))
+    if _ID_INT in kinds:
+        if not kinds <= frozenset((_ID_INT, _ID_BOOL)):
+            return -1                                  # ints mixed with floats: sizes unknown here
+        bits = max(map(int.bit_length, base.__iter__(x)))
+        if bits > _INT_BITS:
+            return -1
+        width = max(7, bits * 31 // 100 + 4) if _ID_BOOL in kinds else bits * 31 // 100 + 4
+    else:
+        width = 26                                     # a float's repr has at most 24 characters
+    return width * n + 16 + len(_tn(base))
+
+
+_ITEM_COST = 8   # of the text budget, per element written here (bounds this loop's time)
+
+
 def _write_container(x, t, base, left, parts, depth, strict):
     n = base.__len__(x)
-    if left[0] < 2 * n + 2:                            # ", " between items at the least
+    if left[0] < _ITEM_COST * n + 2:                   # ", " between items at the least
         _too_long("str() of a %s with %d items: longer than the %d characters a condition may make"
                   % (_tn(t), n, left[1]))
+    if n > 8 and base is not dict and 0 <= _flat_text_bound(base, x, n) <= left[0]:
+        return _append(parts, left, base.__repr__(x))  # plain scalars: the builtin, at C speed
     if base is set or base is frozenset:
         if n == 0:
             return _append(parts, left, "%s()" % _tn(t))
@@ -455,6 +526,7 @@ def _write_container(x, t, base, left, parts, depth, strict):
     _append(parts, left, opening)
     items = dict.items(x) if base is dict else base.__iter__(x)
     for i, item in enumerate(items):
+        left[0] -= _ITEM_COST - 2                      # the work per item, beyond its ", "
         if i:
             _append(parts, left, ", ")
         if base is dict:
@@ -474,7 +546,7 @@ def _append(parts, left, text):
     parts.append(text)
 
 
-class _TooLong(ConditionEvalError):
+class _TooLong(BudgetError):
     """Text past its budget; repr_short() cuts instead."""
 
 
@@ -516,11 +588,11 @@ def _guards(strict):
             n = base.__len__(o)
             if name in _BUILDING:                       # a new text, or a list of texts
                 if n > cap:
-                    _refuse("%s() of a text longer than %d characters in a condition" % (name, cap))
+                    _over("%s() of a text longer than %d characters in a condition" % (name, cap))
                 if name == "replace":
                     return _replace_within(base, o, cap, *args, **kwargs)
             elif (n >> 4) > cap:                        # scans: 16 characters a step
-                _refuse("%s() of a text longer than %d characters in a condition" % (name, cap << 4))
+                _over("%s() of a text longer than %d characters in a condition" % (name, cap << 4))
         elif base is dict:                              # get(): the key is hashed and compared
             if args:
                 val(args[0], cap)
@@ -531,7 +603,7 @@ def _guards(strict):
             if strict:
                 _strict_value(o, cap)
             elif args and base.__len__(o) * _steps(args[0], cap, False) > cap and _steps(o, cap, False) > cap:
-                _refuse("%s() over too many elements for a condition (more than %d steps)" % (name, cap))
+                _over("%s() over too many elements for a condition (more than %d steps)" % (name, cap))
         return method(o, *args, **kwargs)               # the builtin's own method, even on subclasses
 
     def g_sub(o, key, cap):
@@ -556,7 +628,7 @@ def _guards(strict):
         kt = type(key)
         if kt is slice:
             if len(range(*slice.indices(key, base.__len__(o)))) > cap:
-                _refuse("slice of more than %d items in a condition" % cap)
+                _over("slice of more than %d items in a condition" % cap)
         elif strict and kt is not int and kt is not bool:
             _not_builtin(kt)
         return _reachable(base.__getitem__(o, key), "an item")
@@ -570,10 +642,12 @@ def _guards(strict):
 
     def g_in(item, box, cap):
         t = type(box)
+        if strict:                                      # a subclass's own __contains__ would run
+            _s_top(box)
         base = t if id(t) in _BUILTINS else _base(t)
         if base is str or base is bytes or base is bytearray:
             if (base.__len__(box) >> 4) > cap:
-                _refuse("'in' over a text longer than %d characters in a condition" % (cap << 4))
+                _over("'in' over a text longer than %d characters in a condition" % (cap << 4))
             val(item, cap)
         elif base is dict or base is set or base is frozenset or t is _VIEWS[0] or t is _VIEWS[2]:
             val(item, cap)                              # hashed, then compared to a few keys
@@ -584,10 +658,10 @@ def _guards(strict):
                 _strict_value(item, cap)
                 _strict_value(box, cap)
             elif len(box) * _steps(item, cap, False) > cap and _steps(box, cap, False) > cap:
-                _refuse("'in' over too many elements for a condition (more than %d steps)" % cap)
+                _over("'in' over too many elements for a condition (more than %d steps)" % cap)
         elif base is range:
             if type(item) is not int and type(item) is not bool and len(box) > cap:
-                _refuse("'in' would iterate a range of more than %d items" % cap)
+                _over("'in' would iterate a range of more than %d items" % cap)
         elif strict or _lookup(t, "__contains__") is _MISSING:
             if strict:
                 _not_builtin(t)
@@ -598,30 +672,30 @@ def _guards(strict):
         top(a), top(b)
         if issubclass(type(b), int):
             if b > MAX_EXPONENT:
-                _refuse("exponent too large in a condition (at most %d)" % MAX_EXPONENT)
+                _over("exponent too large in a condition (at most %d)" % MAX_EXPONENT)
             if issubclass(type(a), int) and b > 0 and int.bit_length(a) * b > MAX_POW_BITS:
-                _refuse("power too large in a condition (at most about %d bits)" % MAX_POW_BITS)
+                _over("power too large in a condition (at most about %d bits)" % MAX_POW_BITS)
         return a ** b
 
     def g_mul(a, b, cap):
         ta, tb = type(a), type(b)
         if (ta is int or ta is float) and (tb is int or tb is float):
             if ta is int and tb is int and int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
-                _refuse("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
+                _over("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
             return a * b
         top(a), top(b)
         seq, n = (a, b) if issubclass(ta, _TEXTS + (list, tuple)) else (b, a)
         if issubclass(type(seq), _TEXTS + (list, tuple)) and issubclass(type(n), int):
             if n > 1 and _base(type(seq)).__len__(seq) * n > cap:
-                _refuse("repetition too large in a condition (at most %d items)" % cap)
+                _over("repetition too large in a condition (at most %d items)" % cap)
         elif issubclass(ta, int) and issubclass(tb, int) and int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
-            _refuse("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
+            _over("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
         return a * b
 
     def g_lshift(a, b, cap):
         top(a), top(b)
         if issubclass(type(b), int) and b > MAX_SHIFT:
-            _refuse("shift too large in a condition (at most %d)" % MAX_SHIFT)
+            _over("shift too large in a condition (at most %d)" % MAX_SHIFT)
         return a << b
 
     def g_mod(a, b, cap):
@@ -630,7 +704,7 @@ def _guards(strict):
         top(a), top(b)
         if issubclass(type(a), int) and issubclass(type(b), int) and \
                 int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
-            _refuse("operands too large in a condition (at most %d bits)" % MAX_INT_BITS)
+            _over("operands too large in a condition (at most %d bits)" % MAX_INT_BITS)
         return a % b
 
     def f_str(cap, x="", *rest):
@@ -654,13 +728,13 @@ def _guards(strict):
     def f_int(cap, x=0, *rest):
         top(x)
         if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
-            _refuse("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
+            _over("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
         return int(x, *rest)
 
     def f_float(cap, x=0.0):
         top(x)
         if _length(x) > cap:
-            _refuse("float() of a string longer than %d characters is not allowed" % cap)
+            _over("float() of a string longer than %d characters is not allowed" % cap)
         return float(x)
 
     def f_len(cap, x):
@@ -712,7 +786,7 @@ def _decode(cap, x, encoding="utf-8", errors="strict"):
     if type(errors) is not str or errors not in _ERRORS:
         _refuse("str() in a condition accepts only the errors %s" % ", ".join(sorted(_ERRORS)))
     if len(x) > cap:
-        _refuse("str() of more than %d bytes in a condition" % cap)
+        _over("str() of more than %d bytes in a condition" % cap)
     return str(x, encoding, errors)
 
 
@@ -721,7 +795,7 @@ def _replace_within(base, s, cap, old, new, count=-1):
         grow = _base(type(new)).__len__(new) - _base(type(old)).__len__(old)
         n = base.count(s, old)
         if grow > 0 and (n if count < 0 else min(n, count)) * grow > cap:
-            _refuse("replace() would add more than %d characters" % cap)
+            _over("replace() would add more than %d characters" % cap)
     return base.replace(s, old, new, count)
 
 
@@ -1131,16 +1205,25 @@ def _describe(e):
 
 
 class Condition(object):
-    __slots__ = ("source", "names", "_fn", "strict", "share")
+    __slots__ = ("source", "names", "_fn", "strict", "share", "costly")
 
     def __init__(self, source, names, fn, strict=False, share=BUDGET):
         self.source, self.names, self._fn = source, names, fn
         self.strict, self.share = strict, share
+        self.costly = 0                # evaluations cut off by the budget (counted without a lock)
+
+    def too_costly(self):
+        """Cut off by the budget COSTLY_STOP times: each of those evaluations cost the target up
+        to the whole budget, so the caller stops instead of paying it on every call."""
+        return self.costly >= COSTLY_STOP
 
     def evaluate(self, env):
         """True/False for one call; any failure becomes ConditionEvalError (KeyboardInterrupt passes)."""
         try:
             return True if self._fn(env) else False
+        except BudgetError:
+            self.costly += 1
+            raise
         except (ConditionEvalError, KeyboardInterrupt):
             raise
         except BaseException as e:
@@ -1207,6 +1290,8 @@ class Condition(object):
     def _call_explainer(self, positions):
         def explain(e, a, k, s):
             if isinstance(e, ConditionEvalError):
+                if isinstance(e, BudgetError):
+                    self.costly += 1
                 return str(e)
             env = dict(k)
             env.update((n, a[i] if len(a) > i else None) for n, i in positions.items())

@@ -55,6 +55,8 @@ class MonitorProbe(object):
         self.names = names
         self.current = dict((n, Stats()) for n in names)
         self.condition_errors = 0
+        self.condition_error = None
+        self.too_costly = False  # the condition kept being cut off by its budget: the monitor stops
 
     def on_enter(self, call):
         return True
@@ -69,11 +71,15 @@ class MonitorProbe(object):
             stats.add(exc is None, duration_ns)
 
     def matches(self, call, result, exc, duration_ns):
+        if self.too_costly:
+            return False
         try:
             return self.cond.evaluate_call(call.arg_names, call.args, call.kwargs, call.self_obj, result, exc,
                                            duration_ns / 1e6)
-        except Exception:
+        except Exception as e:
             self.condition_errors += 1
+            self.condition_error = str(e)
+            self.too_costly = self.cond.too_costly()
             return False
 
     def take(self):
@@ -106,7 +112,12 @@ def run(ctx, args):
                   "data": {"monitor_id": monitor_id, "watch_id": monitor_id, "pattern": pattern,
                            "functions": names, "cycle": cycle}})
         next_at = time.monotonic() + cycle
-        while not ctx.cancelled.wait(max(0.0, next_at - time.monotonic())):
+        # Woken every 0.2 s at most: a condition stopped for its cost ends the monitor.
+        while not ctx.cancelled.wait(max(0.0, min(0.2, next_at - time.monotonic()))):
+            if probe.too_costly:
+                break
+            if time.monotonic() < next_at:
+                continue
             next_at += cycle
             cycles += 1
             items = []
@@ -122,6 +133,8 @@ def run(ctx, args):
         inst.uninstall(handle)
         registry.pop(monitor_id, None)
     summary = {"monitor_id": monitor_id, "cycles": cycles, "condition_errors": probe.condition_errors,
-               "probe_errors": probe.errors}
+               "condition_error": probe.condition_error, "probe_errors": probe.errors,
+               "reason": "condition_too_costly" if probe.too_costly else "times" if 0 <= times <= cycles
+               else "stopped"}
     ctx.emit({"type": "event", "event": "monitor_stopped", "data": summary})
     return summary

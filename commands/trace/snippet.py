@@ -192,13 +192,14 @@ class TraceProbe(object):
         self.count = self.calls = 0
         self.rate_dropped = self.queue_dropped = self.busy_skipped = self.condition_errors = 0
         self.condition_error = None
+        self.too_costly = False     # the condition kept being cut off by its budget: the trace stops
         self.lock = _thread.allocate_lock()
         self.handle = None
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
         self.calls += 1
-        if 0 <= self.times <= self.count:
+        if self.reached():
             return False
         # Several threads may each be inside a call we trace (one tree each); a nested call of
         # the root on a thread that is already traced is part of that tree.
@@ -313,6 +314,7 @@ class TraceProbe(object):
         except Exception as e:
             self.condition_errors += 1
             self.condition_error = str(e)
+            self.too_costly = self.cond.too_costly()
             return False
 
     # -- the observation ---------------------------------------------------------
@@ -355,7 +357,7 @@ class TraceProbe(object):
 
     # -- streaming -----------------------------------------------------------------
     def reached(self):
-        return 0 <= self.times <= self.count
+        return 0 <= self.times <= self.count or self.too_costly
 
     def reopen(self, final=False):
         pass                        # trace never pauses the engine: each admitted call costs a lot anyway
@@ -397,6 +399,7 @@ def run(ctx, args):
         registry.pop(watch_id, None)
     summary = dict(probe.drops(), watch_id=watch_id, pattern=pattern, observations=probe.count,
                    calls=probe.calls, probe_errors=probe.errors, seconds=round(time.time() - started, 3),
-                   reason="times" if probe.reached() else "stopped")
+                   reason=("condition_too_costly" if probe.too_costly else "times" if probe.reached()
+                           else "stopped"))
     ctx.emit({"type": "event", "event": "trace_stopped", "data": summary})
     return summary

@@ -35,6 +35,7 @@ class WatchProbe(object):
         self.queue_dropped = 0
         self.condition_errors = 0
         self.condition_error = None
+        self.too_costly = False  # the condition kept being cut off by its budget: the watch stops
         self.lock = _thread.allocate_lock()
         self.handle = None       # set once installed: pause()/resume() go through it
         if cond is not None and self.decide_at_entry:
@@ -45,7 +46,7 @@ class WatchProbe(object):
                 "condition_errors": self.condition_errors, "condition_error": self.condition_error}
 
     def reached(self):
-        return 0 <= self.times <= self.count
+        return 0 <= self.times <= self.count or self.too_costly
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
@@ -88,7 +89,13 @@ class WatchProbe(object):
         """A condition error is counted and reported, never raised into the target."""
         self.condition_errors += 1
         self.condition_error = message
+        self.check_cost()
         return False
+
+    def check_cost(self):
+        if self.cond.too_costly():
+            self.too_costly = True
+            self.pause()
 
     def on_enter(self, call):
         if self.on_entry:
@@ -152,6 +159,7 @@ class WatchProbe(object):
         except Exception as e:  # ConditionEvalError: counted and reported, never raised
             self.condition_errors += 1
             self.condition_error = str(e)
+            self.check_cost()
             return False
 
     def observation(self, call, location, result, exc, duration_ns):
@@ -175,6 +183,11 @@ class WatchProbe(object):
         if self.stack_depth is not None:
             obs["stack"] = caller_stack(call.frame, int(self.stack_depth))
         return obs
+
+
+def _reason(probe):
+    """Why the watch ended: -n reached, the condition stopped for its cost, or a stop."""
+    return "condition_too_costly" if probe.too_costly else "times" if probe.reached() else "stopped"
 
 
 def _positions(target):
@@ -229,6 +242,6 @@ def run(ctx, args):
                "rate_dropped": probe.rate_dropped, "queue_dropped": probe.queue_dropped,
                "condition_errors": probe.condition_errors, "condition_error": probe.condition_error,
                "probe_errors": probe.errors, "seconds": round(time.time() - started, 3),
-               "reason": "times" if probe.reached() else "stopped"}
+               "reason": _reason(probe)}
     ctx.emit({"type": "event", "event": mode + "_stopped", "data": summary})
     return summary
