@@ -355,7 +355,10 @@ class _Incoming(object):
             return self._pieces[0], self.got
         offset = self.got % PIECE
         if len(self._pieces) * PIECE == self.got:
-            self._pieces.append(mmap.mmap(-1, min(PIECE, self.size - self.got), flags=mmap.MAP_PRIVATE))
+            try:
+                self._pieces.append(mmap.mmap(-1, min(PIECE, self.size - self.got), flags=mmap.MAP_PRIVATE))
+            except (OSError, ValueError) as e:  # e.g. strict overcommit: no memory for it
+                raise _BadFrame("no memory for a frame of %d bytes: %s" % (self.size, _describe(e)), "OVERLOADED")
         return self._pieces[-1], offset
 
     def take(self):
@@ -378,6 +381,7 @@ class _Ctx(object):
         self.agent = agent
         self.args = args
         self.id = rid
+        self.libs = {}                       # name -> module of the libraries the call declared
         self.client = {"pid": conn.peer["pid"], "uid": conn.peer["uid"]}
         self.cancelled = _Event()
         self.dropped = 0
@@ -411,6 +415,7 @@ class _Agent(object):
         self.snippets = {}                   # hash -> run callable
         self.names = {}                      # name -> hash
         self.libs = {}                       # name -> (hash, module): shared code snippets use
+        self._bound_libs = {}                # call thread ident -> {name: module} it was checked with
         self.state = {}                      # state commands share (e.g. the active watches, for reset)
         self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0,
                        "over_limit": 0}
@@ -525,23 +530,28 @@ class _Agent(object):
             sock.close()
             return
         conn = _Conn(sock, {"pid": pid, "uid": uid, "gid": gid})
-        with self._lock:
-            full = self.stopping or len(self._conns) >= self.max_connections
-            if full:
-                self.counts["over_limit"] += 1
-            else:
-                self._conns.add(conn)
-                self.counts["accepted"] += 1
-        if full:
-            msg = "the agent already serves %d clients (its limit); try again when one has finished" % (
-                self.max_connections)
-            _quietly(sock.sendall, _frame(_notice("TOO_MANY_CONNECTIONS", msg)), _SEND_FLAGS)
+        refusal = self._enrol(conn)  # under the lock: detach closes every enrolled connection
+        if refusal is not None:
+            _quietly(sock.sendall, _frame(refusal), _SEND_FLAGS)
             sock.close()
             return
         try:
             self._spawn(self._serve, conn)
         except Exception:
             self._drop(conn)
+
+    def _enrol(self, conn):
+        """Count conn among the served connections, or return the notice refusing it."""
+        with self._lock:
+            if self.stopping:
+                return _notice("AGENT_STOPPING", "the agent is detaching")
+            if len(self._conns) >= self.max_connections:
+                self.counts["over_limit"] += 1
+                return _notice("TOO_MANY_CONNECTIONS", "the agent already serves %d clients (its limit); "
+                               "try again when one has finished" % self.max_connections)
+            self._conns.add(conn)
+            self.counts["accepted"] += 1
+        return None
 
     def _drop(self, conn):
         conn.close()
@@ -728,7 +738,13 @@ class _Agent(object):
         return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
 
     def lib(self, name):
-        """The loaded library `name` (snippets declare the libs they use; the CLI loads them first)."""
+        """The loaded library `name` (snippets declare the libs they use; the CLI loads them first).
+        In a call's thread, a library the call declared is the very version whose hash the call
+        was checked against: another client loading other code under that name meanwhile
+        (its own hash, so its load is accepted) does not reach this call."""
+        bound = self._bound_libs.get(_thread.get_ident())
+        if bound is not None and name in bound:
+            return bound[name]
         entry = self.libs.get(name)
         if entry is None:
             raise CommandError("library '%s' is not loaded" % name, code="LIB_MISSING")
@@ -743,14 +759,19 @@ class _Agent(object):
         if run is None:
             return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command)
         libs = req.get("libs") or {}
-        for lib_name, lib_hash in (libs.items() if isinstance(libs, dict) else ()):
-            if self.libs.get(lib_name, (None,))[0] != lib_hash:
-                return _error(rid, "LIB_MISSING", "library '%s' not loaded" % lib_name, lib=lib_name)
+        bound = {}
+        with self._lock:
+            for lib_name, lib_hash in (libs.items() if isinstance(libs, dict) else ()):
+                entry = self.libs.get(lib_name)
+                if entry is None or entry[0] != lib_hash:
+                    return _error(rid, "LIB_MISSING", "library '%s' not loaded" % lib_name, lib=lib_name)
+                bound[lib_name] = entry[1]
         args = req.get("args")
         args = {} if args is None else args
         if not isinstance(args, dict):
             return _error(rid, "BAD_REQUEST", "args must be a JSON object")
         ctx = _Ctx(self, conn, rid, args)
+        ctx.libs = bound
         conn.calls[rid] = ctx
         self._bump("calls")
         try:
@@ -761,6 +782,7 @@ class _Agent(object):
         return None
 
     def _run_call(self, conn, ctx, run):
+        self._bound_libs[_thread.get_ident()] = ctx.libs
         try:
             data = run(ctx, ctx.args)
             if data is None:
@@ -772,6 +794,8 @@ class _Agent(object):
             reply = _error(ctx.id, e.code, _safe_str(e))
         except BaseException as e:
             reply = _error(ctx.id, "SNIPPET_ERROR", _describe(e), traceback=_format_tb())
+        finally:
+            self._bound_libs.pop(_thread.get_ident(), None)
         if conn.calls.get(ctx.id) is ctx:  # finished first: a later cancel reports found=false
             conn.calls.pop(ctx.id, None)
         if reply["type"] == "error":

@@ -389,6 +389,36 @@ def test_hash_planting(c):
     check(c.request("hello")["snippets"] == {}, "nothing planted")
 
 
+LIB_V1, LIB_V2 = "VERSION = 1\n", "VERSION = 2\n"
+LIBUSER_SRC = r'''
+def run(ctx, args):
+    ctx.emit({"type": "ready"})
+    ctx.cancelled.wait(10)
+    return {"version": ctx.agent.lib("x").VERSION}
+'''
+
+
+def test_lib_binding(t):
+    """A call uses the library versions it was checked against, even if another client
+    loads other code under the same name while it runs."""
+    a, b = Client(t.sock), Client(t.sock)
+    check(a.request("load", kind="lib", name="x", hash=sha(LIB_V1), source=LIB_V1)["type"] == "loaded"
+          and a.request("load", name="libuser", hash=sha(LIBUSER_SRC), source=LIBUSER_SRC)["type"] == "loaded",
+          "lib and snippet loaded")
+    a.send({"id": 1, "op": "call", "command": "libuser", "hash": sha(LIBUSER_SRC), "args": {},
+            "libs": {"x": sha(LIB_V1)}})
+    ready = a.recv()
+    other = b.request("load", kind="lib", name="x", hash=sha(LIB_V2), source=LIB_V2)
+    a.send({"id": 2, "op": "cancel", "target": 1})
+    result = a.wait_reply(1)
+    check(ready.get("type") == "ready" and other["type"] == "loaded" and result.get("data") == {"version": 1},
+          "a running call keeps the library version it was checked with", (ready, other, result))
+    stale = b.request("call", command="libuser", hash=sha(LIBUSER_SRC), args={}, libs={"x": sha(LIB_V1)})
+    check(stale.get("code") == "LIB_MISSING", "a call asking for the replaced version: LIB_MISSING", stale)
+    a.close()
+    b.close()
+
+
 def test_streaming_and_clients(t, st):
     a, b = Client(t.sock), Client(t.sock)
     a.send({"id": 1, "op": "call", "command": "stream", "hash": sha(STREAM_SRC), "args": {}})
@@ -875,6 +905,7 @@ def main():
             check(f.read() == "precious\n" and os.stat(t.victim).st_mode & 0o777 == 0o644,
                   "a symlink planted at the socket's name: replaced, its target untouched")
         keep = test_basics(t, st)
+        test_lib_binding(t)
         other = test_streaming_and_clients(t, st)
         test_malformed(t)
         test_peer_check(t)
