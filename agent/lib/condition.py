@@ -27,7 +27,7 @@ class ConditionEvalError(Exception):
 MAX_SOURCE = 1000      # characters
 MAX_DEPTH = 40         # nesting of brackets and of the syntax tree
 MAX_NODES = 300        # parts of the expression
-BUDGET = 50000         # element steps (items built or walked, characters of text) per evaluation
+BUDGET = 20000         # element steps (items built or walked, characters of text) per evaluation
 MAX_ITEMS = BUDGET     # (older name)
 MAX_EXPONENT = 1000    # int ** int: exponent at most this,
 MAX_POW_BITS = 4000    # and a result of at most about this many bits
@@ -284,49 +284,72 @@ def _steps(x, cap, strict, shift=6):
     builtin type (else ConditionEvalError). Runs none of the target's code."""
     t = type(x)
     if t is int or t is float or t is bool or t is _NONE:
-        return 1 if t is not int or int.bit_length(x) <= MAX_INT_BITS else cap + 1
+        return 1
     if t is str:
         return 1 + (len(x) >> shift)
-    stack, steps, flat_seen = [x], 0, {}
+    stack, steps, seen = [x], 0, {}
     while stack:
         v = stack.pop()
         t = type(v)
         steps += 1
-        if steps > cap:
-            return steps
+        if t is float or t is _NONE or t is bool:     # the commonest first
+            continue
+        if t is int:                                   # compared at C speed, whatever its size
+            continue
         base = t if id(t) in _BUILTINS else _base(t)
         if strict and base is not t and id(t) not in _VIEW_IDS:
             _not_builtin(t)
         if base is str or base is bytes or base is bytearray:
             steps += base.__len__(v) >> shift
-        elif base is int or base is bool:
-            if int.bit_length(v) > MAX_INT_BITS:
-                return cap + 1
-        elif base in _SEQUENCES or base is dict:
-            n = base.__len__(v)
+        elif base in _SEQUENCES or base is dict or id(t) in _VIEW_IDS:
+            n = len(v) if base is None else base.__len__(v)    # a view's length is its dict's
             if steps + n > cap:
                 return cap + 1
-            if n > 8 and base is not dict:
-                flat = flat_seen.get(id(v))            # a shared part is measured once
-                if flat is None:
-                    flat = flat_seen[id(v)] = _flat_steps(base, v, n, shift, cap)
-                if flat >= 0:
-                    steps += flat
-                    continue
-            if base is dict:
-                stack.extend(dict.keys(v))
-                stack.extend(dict.values(v))
-            else:
-                stack.extend(base.__iter__(v))
-        elif base is None and issubclass(t, _VIEWS):
-            n = len(v)                                 # a view's length is its dict's: no code
-            if steps + 2 * n > cap:
-                return cap + 1
-            stack.extend(v)
+            if n <= 8:                                 # small: its elements are walked here
+                stack.extend(_items(v, t, base))
+                continue
+            known = seen.get(id(v))                    # a shared part is measured once
+            if known is None:
+                known = seen[id(v)] = _scalar_steps(_items(v, t, base), stack, shift)
+            steps += known
+        if steps > cap:
+            return cap + 1
     return steps
 
 
+def _items(v, t, base):
+    """The elements of a container as a list or tuple (a dict's keys then values), taken by the
+    builtin type's own iteration (never a subclass's __iter__)."""
+    if t is list or t is tuple:
+        return v
+    if base is dict:
+        return list(dict.keys(v)) + list(dict.values(v))
+    return list(v) if base is None else list(base.__iter__(v))
+
+
+def _scalar_steps(items, stack, shift):
+    """Steps of the plain scalars among items (None, bool, int, float, complex, str, bytes),
+    counted at C speed; every other element is pushed onto stack to be walked."""
+    n = len(items)
+    present = frozenset(map(id, map(type, items)))     # ids are ints: no type is hashed
+    if present <= _SCALAR_IDS:
+        if present.isdisjoint(_TEXT_IDS):
+            return n
+        if len(present) == 1:                          # only texts
+            return n + (sum(map(len, items)) >> shift)
+    kinds = list(map(id, map(type, items)))
+    if not present <= _SCALAR_IDS:
+        plain = list(map(_SCALAR_IDS.__contains__, kinds))
+        stack.extend([e for e, p in zip(items, plain) if not p])
+    if present.isdisjoint(_TEXT_IDS):
+        return n
+    return n + (sum([len(e) for e, k in zip(items, kinds) if k in _TEXT_IDS]) >> shift)
+
+
 _ID_STR, _ID_INT, _ID_BOOL = id(str), id(int), id(bool)
+_SCALAR_IDS = frozenset(map(id, (int, float, bool, _NONE, complex, str, bytes)))
+_TEXT_IDS = frozenset(map(id, (str, bytes)))
+_INT_IDS = frozenset(map(id, (int, bool)))
 _FLAT_IDS = frozenset(map(id, (int, float, bool, _NONE, str)))
 _NUMBER_IDS = frozenset(map(id, (int, float, bool, _NONE)))
 
@@ -336,21 +359,6 @@ def _flat_kinds(items):
     (exact types), else None: found at C speed (ids are ints, so no type is hashed)."""
     kinds = frozenset(map(id, map(type, items)))
     return kinds if kinds <= _FLAT_IDS else None
-
-
-def _flat_steps(base, v, n, shift, cap):
-    """_steps() of a list, tuple or set of plain scalars without a Python loop over them; -1
-    when its elements are not all scalars (or texts mixed with numbers)."""
-    kinds = _flat_kinds(base.__iter__(v))
-    if kinds is None:
-        return -1
-    if _ID_STR in kinds:
-        return n + (sum(map(len, base.__iter__(v))) >> shift) if len(kinds) == 1 else -1
-    if _ID_INT in kinds and kinds <= frozenset((_ID_INT, _ID_BOOL)):
-        if max(map(int.bit_length, base.__iter__(v))) > MAX_INT_BITS:
-            return cap + 1
-        return n
-    return n if _ID_INT not in kinds else -1
 
 
 def _not_builtin(t):
@@ -367,7 +375,7 @@ def _strict_value(x, cap):
 def _g_val(x, cap):
     """An operand whose whole value an operation walks: at most cap steps. Returns x."""
     t = type(x)
-    if (t is int and -0x10000000000000000 < x < 0x10000000000000000) or t is float or t is bool or t is _NONE:
+    if t is int or t is float or t is bool or t is _NONE:
         return x
     if _steps(x, cap, False) > cap:
         _over("value too large for a condition (more than %d element steps)" % cap)
@@ -376,7 +384,7 @@ def _g_val(x, cap):
 
 def _s_val(x, cap):
     t = type(x)
-    if (t is int and -0x10000000000000000 < x < 0x10000000000000000) or t is float or t is bool or t is _NONE:
+    if t is int or t is float or t is bool or t is _NONE:
         return x
     return _strict_value(x, cap)
 
@@ -409,6 +417,17 @@ def _s_part(x, cap):
     if t is set or t is frozenset or t is dict:        # joined by hashing and comparing elements
         _strict_value(x, cap)
     return _g_part(_s_top(x), cap)
+
+
+_COMPARE = (lambda a, b: a == b, lambda a, b: a != b, lambda a, b: a < b, lambda a, b: a <= b,
+            lambda a, b: a > b, lambda a, b: a >= b)
+
+
+def _g_cmp(a, b, cap, op):
+    """a <op> b when one side is within cap steps (a comparison stops at the smaller side)."""
+    if _steps(a, cap, False) > cap and _steps(b, cap, False) > cap:
+        _over("comparison of two values larger than a condition may walk (%d element steps)" % cap)
+    return _COMPARE[op](a, b)
 
 
 def _length(x):
@@ -726,7 +745,7 @@ def _guards(strict):
             return "<%s too long to show>" % _tn(t)
 
     def f_int(cap, x=0, *rest):
-        top(x)
+        top(x), [top(r) for r in rest]
         if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
             _over("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
         return int(x, *rest)
@@ -761,7 +780,7 @@ def _guards(strict):
         return guarded
 
     def f_round(cap, x, ndigits=None):
-        top(x)
+        top(x), top(ndigits)
         if ndigits is None:
             return round(x)
         if not issubclass(type(ndigits), int) or not -1000 <= ndigits <= 1000:
@@ -770,7 +789,7 @@ def _guards(strict):
 
     return {"__builtins__": {}, "_g_attr": g_attr, "_g_call": g_call, "_g_sub": g_sub, "_g_slice": g_slice,
             "_g_in": g_in, "_g_pow": g_pow, "_g_mul": g_mul, "_g_lshift": g_lshift, "_g_mod": g_mod,
-            "_g_val": val, "_g_top": top, "_g_part": _s_part if strict else _g_part,
+            "_g_val": val, "_g_top": top, "_g_cmp": _g_cmp, "_g_part": _s_part if strict else _g_part,
             "_f_len": f_len, "_f_str": f_str, "_f_int": f_int, "_f_float": f_float,
             "_f_bool": lambda cap, x=False: bool(top(x)), "_f_abs": lambda cap, x: abs(top(x)),
             "_f_min": minmax(min), "_f_max": minmax(max), "_f_round": f_round,
@@ -808,6 +827,7 @@ _STRICT_GLOBALS = _guards(True)
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
          "Tuple": lambda *v: v, "List": lambda *v: list(v)}
+_CMP = ("Eq", "NotEq", "Lt", "LtE", "Gt", "GtE")
 _OP_GUARDS = {"Pow": "_g_pow", "Mult": "_g_mul", "LShift": "_g_lshift", "Mod": "_g_mod"}
 _PLAIN = frozenset(("BoolOp", "Compare", "IfExp", "UnaryOp", "Tuple", "List", "Set", "Dict", "JoinedStr",
                     "Constant"))
@@ -827,26 +847,6 @@ def _bracket_depth(src):
         depth += (c in "([{") - (c in ")]}")
         deepest = max(deepest, depth)
     return deepest
-
-
-def _count_sites(node, A):
-    """How many guards with a share of the budget the rewritten tree can hold, at most (an
-    over-count only makes the shares smaller)."""
-    n = {"Call": 1, "Subscript": 1, "BinOp": 2, "FormattedValue": 1, "Set": 0, "Dict": 0}.get(
-        type(node).__name__, 0)
-    kind = type(node).__name__
-    if kind == "Compare":
-        n = len(node.comparators) + 2
-    elif kind == "Set":
-        n = len(node.elts)
-    elif kind == "Dict":
-        n = len(node.keys)
-    for field in node._fields:
-        value = getattr(node, field, None)
-        for child in value if isinstance(value, list) else (value,):
-            if isinstance(child, A.AST):
-                n += _count_sites(child, A)
-    return n
 
 
 def _literal(node, numeric=False):
@@ -873,6 +873,7 @@ class _Compiler(object):
         self.strict, self.share = strict, share
         self.scope = _STRICT_GLOBALS if strict else _GLOBALS
         self.consts = {}               # id(original node) -> value: constant bombs are refused now
+        self.guards = 0                # guards given a share of the budget
 
     def visit(self, node, depth):
         self.nodes += 1
@@ -946,6 +947,7 @@ class _Compiler(object):
         return self.call("_g_val", [expr, self.cap()])
 
     def cap(self):
+        self.guards += 1
         return self.const(self.share)
 
     def call(self, name, args, keywords=()):
@@ -1064,6 +1066,10 @@ class _Compiler(object):
             return test if ops[0] == "In" else self.A.UnaryOp(op=self.A.Not(), operand=test)
         sides = [node.left] + list(node.comparators)
         literal = [_literal(s) for s in sides]
+        if len(ops) == 1 and ops[0] in _CMP and not (self.strict or any(literal)):
+            # A comparison walks at most the smaller side: one of them within the share is enough.
+            pair = [self.visit(s, d) for s in sides]
+            return self.call("_g_cmp", pair + [self.cap(), self.const(_CMP.index(ops[0]))])
         walked = [False] * len(sides)
         for i, op in enumerate(ops):
             if op not in ("Is", "IsNot"):
@@ -1159,9 +1165,10 @@ def compile_condition(source, strict=False):
     if _bracket_depth(source) > MAX_DEPTH:
         raise ConditionError("condition is nested too deeply (at most %d levels)" % MAX_DEPTH)
     import _ast as A                   # not `ast`: importing it is slow and pulls in other modules
-    tree = _parse(A, source)
-    share = max(1, BUDGET // max(1, _count_sites(tree, A)))
-    fn, names = _build(A, tree, strict, share)
+    counting = _Compiler(A, strict=strict)     # how many guards share the budget
+    counting.top(_parse(A, source).body, 1)
+    share = max(1, BUDGET // max(1, counting.guards))
+    fn, names = _build(A, _parse(A, source), strict, share)
     return Condition(source, names, fn, strict, share)
 
 
