@@ -744,7 +744,7 @@ def _guards(strict):
                 return "<%s with %d items>" % (_tn(t), _length(x))
             return "<%s too long to show>" % _tn(t)
 
-    def f_int(cap, x=0, *rest):
+    def f_int(x=0, *rest):
         top(x), [top(r) for r in rest]
         if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
             _over("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
@@ -756,7 +756,7 @@ def _guards(strict):
             _over("float() of a string longer than %d characters is not allowed" % cap)
         return float(x)
 
-    def f_len(cap, x):
+    def f_len(x):
         t = type(x)
         if not (t is tuple or t is list or t is dict or t is str):
             impl = _lookup(t, "__len__")
@@ -779,7 +779,7 @@ def _guards(strict):
             return fn(x if base is t else dict.keys(x) if base is dict else base.__iter__(x))
         return guarded
 
-    def f_round(cap, x, ndigits=None):
+    def f_round(x, ndigits=None):
         top(x), top(ndigits)
         if ndigits is None:
             return round(x)
@@ -791,9 +791,9 @@ def _guards(strict):
             "_g_in": g_in, "_g_pow": g_pow, "_g_mul": g_mul, "_g_lshift": g_lshift, "_g_mod": g_mod,
             "_g_val": val, "_g_top": top, "_g_cmp": _g_cmp, "_g_part": _s_part if strict else _g_part,
             "_f_len": f_len, "_f_str": f_str, "_f_int": f_int, "_f_float": f_float,
-            "_f_bool": lambda cap, x=False: bool(top(x)), "_f_abs": lambda cap, x: abs(top(x)),
+            "_f_bool": lambda x=False: bool(top(x)), "_f_abs": lambda x: abs(top(x)),
             "_f_min": minmax(min), "_f_max": minmax(max), "_f_round": f_round,
-            "_f_repr_short": f_repr_short, "_f_type_name": lambda cap, x: _tn(type(x))}
+            "_f_repr_short": f_repr_short, "_f_type_name": lambda x: _tn(type(x))}
 
 
 def _decode(cap, x, encoding="utf-8", errors="strict"):
@@ -827,6 +827,7 @@ _STRICT_GLOBALS = _guards(True)
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
          "Tuple": lambda *v: v, "List": lambda *v: list(v)}
+_SIZED_FUNCTIONS = frozenset(("str", "repr_short", "float", "min", "max"))   # given a share
 _CMP = ("Eq", "NotEq", "Lt", "LtE", "Gt", "GtE")
 _OP_GUARDS = {"Pow": "_g_pow", "Mult": "_g_mul", "LShift": "_g_lshift", "Mod": "_g_mod"}
 _PLAIN = frozenset(("BoolOp", "Compare", "IfExp", "UnaryOp", "Tuple", "List", "Set", "Dict", "JoinedStr",
@@ -1098,7 +1099,7 @@ class _Compiler(object):
             if name not in FUNCTIONS:
                 raise ConditionError("calling %s() is not allowed; a condition can call %s"
                                      % (name, ", ".join(FUNCTIONS)))
-            target, args = "_f_" + name, [self.cap()]
+            target, args = "_f_" + name, [self.cap()] if name in _SIZED_FUNCTIONS else []
         elif kind == "Attribute":
             name = func.attr
             self.check_name(name, "attributes")
