@@ -36,6 +36,7 @@ MAX_INT_BITS = 100000  # an int operand of *, //, %, ==... (their cost grows fas
 MAX_DIGITS = 4300      # int <-> str (3.8-3.10 have no limit of their own)
 _INT_BITS = 14284      # about MAX_DIGITS decimal digits
 MAX_TEXT_DEPTH = 50    # nesting str()/repr() of containers follows
+MAX_ATTRIBUTES = 1000  # strict mode: an instance __dict__ read has at most this many keys
 COSTLY_STOP = 3        # evaluations cut off by the budget before a watch stops (Condition.too_costly)
 NAMES = ("params", "args", "kwargs", "target", "cost", "result", "exception")
 
@@ -118,6 +119,7 @@ _NONE = type(None)
 # Strict mode: the only types an operation may touch (exact types: a subclass may override a dunder).
 _STRICT_SCALARS = (_NONE, bool, int, float, complex, str, bytes)
 _STRICT_CONTAINERS = (tuple, list, dict, set, frozenset)
+_KEY_IDS = frozenset((id(str), id(int)))
 
 
 def _lookup(t, name):
@@ -154,7 +156,7 @@ def _static_attr(o, t, name, strict=False):
     Strict: no property getter and no C-level attribute of a non-builtin type either."""
     attr, idict = _lookup(t, name), _instance_dict(o, t)
     if strict and idict is not None:
-        _string_keys(idict)
+        _string_keys(idict, MAX_ATTRIBUTES)
     own = idict is not None and name in idict
     if attr is _MISSING:
         if own:
@@ -192,13 +194,16 @@ def _static_attr(o, t, name, strict=False):
     _refuse("attribute '%s' of %s is computed by the target's code" % (name, _tn(t)))
 
 
-def _string_keys(d):
-    """Strict mode: a lookup in a dict whose keys are not all str/int could run a key's __eq__."""
-    if dict.__len__(d) > BUDGET:
-        _over("strict mode: a dict with more than %d keys cannot be searched" % BUDGET)
+def _string_keys(d, limit):
+    """Strict mode: a lookup in a dict could run the __eq__ of a key whose hash matches, so
+    every key must be of a builtin type (str and int keys checked at C speed)."""
+    if dict.__len__(d) > limit:
+        _over("strict mode: a dict with more than %d keys cannot be searched" % limit)
+    if frozenset(map(id, map(type, dict.keys(d)))) <= _KEY_IDS:
+        return
     for k in dict.keys(d):
-        if type(k) is not str and type(k) is not int:
-            _strict_value(k, BUDGET)
+        if id(type(k)) not in _KEY_IDS:
+            _strict_value(k, limit)
 
 
 def read_attribute(o, name):
@@ -616,7 +621,7 @@ def _guards(strict):
             if args:
                 val(args[0], cap)
             if strict:
-                _string_keys(o)
+                _string_keys(o, cap)
             return _reachable(method(o, *args, **kwargs), name + "()")
         elif base is list or base is tuple:             # count(), index(): every element compared
             if strict:
@@ -637,7 +642,7 @@ def _guards(strict):
         if base is dict:                                # not d[key]: a subclass's __missing__ may insert
             val(key, cap)
             if strict:
-                _string_keys(o)
+                _string_keys(o, cap)
             value = dict.get(o, key, _MISSING)
             if value is _MISSING:
                 raise KeyError(key)
@@ -671,7 +676,7 @@ def _guards(strict):
         elif base is dict or base is set or base is frozenset or t is _VIEWS[0] or t is _VIEWS[2]:
             val(item, cap)                              # hashed, then compared to a few keys
             if strict:
-                _strict_value(box, cap) if base is not dict else _string_keys(box)
+                _strict_value(box, cap) if base is not dict else _string_keys(box, cap)
         elif base is list or base is tuple or t is _VIEWS[1]:
             if strict:
                 _strict_value(item, cap)

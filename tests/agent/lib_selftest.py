@@ -324,6 +324,50 @@ def test_condition(C):
     for name in ("type", "input", "object"):   # as plain names they are the call's arguments
         check("an argument named %s" % name, compile_condition("%s == 1" % name).evaluate({name: 1}) is True)
 
+    # what a condition cannot reach, and strict mode
+    class LookAlike(object):
+        def __init__(self):
+            self.fget = lambda obj: CALLS.append("fget") or 1
+
+        def __get__(self, obj, owner):
+            CALLS.append("__get__")
+            return 1
+
+    class Holder(object):
+        fake = LookAlike()
+
+    del CALLS[:]
+    gen = (i for i in range(2))
+    holder = Holder()
+    holder.mod, holder.ns = sys, globals()
+    for source in ("gen.gi_frame.f_globals['FAILURES'] == []", "gen.gi_frame == 1", "gen.gi_code == 1",
+                   "h.mod.path == []", "h.ns['FAILURES'] == []", "h.fake == 1", "str(b'ab', 'idna') == 'ab'",
+                   "str(b'ab', 'utf-8', 'backslashreplace') == 'ab'", "str('ab', 'ascii') == 'ab'"):
+        try:
+            compile_condition(source).evaluate({"gen": gen, "h": holder})
+            check("unreachable: %s" % source, False, "evaluated")
+        except CEE:
+            pass
+    check("a look-alike descriptor is never called", CALLS == [], CALLS)
+    check("str(bytes, 'utf-8') still decodes", compile_condition("str(b'ab', 'utf-8') == 'ab'").evaluate({}) is True)
+    check("unknown names are refused when the functions are known", _refused_name(C, "nosuch == 1"))
+    check("a name from **kwargs is allowed", not _refused_name(C, "nosuch == 1", varkw=True))
+    strict = dict(base, order=Order(120))
+    for source, expected in (("params[0] > 100 and kwargs.get('debug') == True", True), ("order.total > 100", True),
+                             ("str(params) == \"(150, 2, {'k': 3})\"", True), ("'k' in params[2]", True)):
+        try:
+            got = compile_condition(source, True).evaluate(strict)
+            check("strict %s" % source, got is expected, repr(got))
+        except CEE as e:
+            check("strict %s" % source, False, str(e))
+    for source in ("order.doubled > 0", "order == order", "str(order) != ''", "not order", "d == {}"):
+        try:
+            compile_condition(source, True).evaluate(dict(strict, d=Inserting(x=1)))
+            check("strict refuses %s" % source, False, "evaluated")
+        except CEE:
+            pass
+    check("strict mode ran no target code", CALLS == [], CALLS)
+
     # speed: evaluated for every observed call
     for source, env in (("params[0] > 100", {"params": (150, 2), "cost": 1.0}),
                         ("cost > 50", {"params": (150, 2), "cost": 60.5})):
@@ -338,6 +382,26 @@ def test_condition(C):
         print("condition %-16s %6.0f ns per evaluate (Python %d.%d)" % (source, best, sys.version_info[0],
                                                                          sys.version_info[1]))
         check("condition %s evaluates in under 2 us" % source, best < 2000, "%.0f ns" % best)
+
+
+def _refused_name(C, source, varkw=False):
+    """Whether compile_for_command refuses source for a function f(x, y, *, z[, **kw])."""
+    def f(x, y, *, z, **kw):
+        pass
+
+    def g(x, y, *, z):
+        pass
+
+    class Target(object):
+        name, code, arg_names = "f", (f if varkw else g).__code__, ("x", "y")
+
+    C.setdefault("CommandError", type("CommandError", (Exception,), {"__init__": lambda s, m, code=None:
+                                                                          Exception.__init__(s, m)}))
+    try:
+        C["compile_for_command"](source, [Target()])
+        return False
+    except C["CommandError"]:
+        return True
 
 
 # ---- serialize ------------------------------------------------------------------------------
