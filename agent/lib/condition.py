@@ -242,6 +242,7 @@ for _t, _names, _props in ((str, _STR_METHODS, ()), (bytes, _STR_METHODS, ()), (
     _METHODS[id(_t)] = dict((n, _replace(_t) if n == "replace" else getattr(_t, n)) for n in _names if hasattr(_t, n))
     _PROPS[id(_t)] = dict((n, _lookup(_t, n).__get__) for n in _props)
 del _t, _names, _props
+_STR_SCANS = dict((n, m) for n, m in _METHODS[id(str)].items() if n not in _BUILDING)
 _METHOD_NAMES = frozenset(n for table in _METHODS.values() for n in table)
 _TEXTS = (str, bytes, bytearray)
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
@@ -601,6 +602,8 @@ def _guards(strict):
 
     def g_call(o, name, cap, *args, **kwargs):
         t = type(o)
+        if t is str and not strict and name in _STR_SCANS and (len(o) >> 4) <= cap:
+            return _STR_SCANS[name](o, *args, **kwargs)   # the commonest: startswith() & co.
         base = t if id(t) in _BUILTINS else _base(t)
         method = _METHODS[id(base)].get(name) if base is not None else None
         if method is None:
