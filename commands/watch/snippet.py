@@ -190,6 +190,14 @@ def _reason(probe):
     return "condition_too_costly" if probe.too_costly else "times" if probe.reached() else "stopped"
 
 
+def _costly_message(probe):
+    """The stopped event's message when the condition stopped the watch for its cost."""
+    if not probe.too_costly:
+        return {}
+    return {"message": "stopped: the condition was cut off by its budget %d times (%s); it would slow "
+                       "every call of the target" % (probe.condition_errors, probe.condition_error)}
+
+
 def _positions(target):
     """Argument name -> index in the call's args, for a compiled condition."""
     return dict((n, i) for i, n in enumerate(target.arg_names))
@@ -243,5 +251,5 @@ def run(ctx, args):
                "condition_errors": probe.condition_errors, "condition_error": probe.condition_error,
                "probe_errors": probe.errors, "seconds": round(time.time() - started, 3),
                "reason": _reason(probe)}
-    ctx.emit({"type": "event", "event": mode + "_stopped", "data": summary})
+    ctx.emit(dict({"type": "event", "event": mode + "_stopped", "data": summary}, **_costly_message(probe)))
     return summary
