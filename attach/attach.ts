@@ -2,7 +2,7 @@
 // the target through an injector, wait until the agent answers.
 
 import { AGENT_SOURCE, AGENT_VERSION } from "../agent/embed.ts";
-import { AgentClient } from "../core/protocol.ts";
+import { AgentClient, AgentTimeoutError } from "../core/protocol.ts";
 import {
   clearSession,
   hasSocket,
@@ -74,20 +74,26 @@ function startedMark(quotedPath: string): string {
     ` except OSError:\n  pass\n`;
 }
 
-/** Asks an agent for hello; null when none answers. */
+/**
+ * Asks an agent for hello; null when none answers. With `silentThrows`, an agent that accepts
+ * the connection but does not answer within `timeoutMs` is an AgentTimeoutError (saying why,
+ * e.g. a thread holds the GIL) rather than "no agent": a second one must not be injected.
+ */
 export async function hello(
   socket: string,
   timeoutMs = 1000,
   pid?: number,
+  silentThrows = false,
 ): Promise<Record<string, unknown> | null> {
   let client: AgentClient | null = null;
   try {
     client = await AgentClient.connect(socket, timeoutMs);
-    const h = await client.request("hello");
+    const h = await client.request("hello", {}, undefined, timeoutMs);
     // Whatever answers on the session's socket must be the target itself (its pid as it sees it).
     if (pid !== undefined && Number(h.pid) !== namespacePid(pid)) return null;
     return h;
-  } catch {
+  } catch (e) {
+    if (silentThrows && e instanceof AgentTimeoutError) throw e;
     return null;
   } finally {
     client?.close();
@@ -141,7 +147,7 @@ async function attachLocked(
 ): Promise<AttachResult> {
   checkTarget(pid);
   if (dir.entry("agent.sock")?.isSocket) {
-    const h = await hello(paths.socket, 1000, pid);
+    const h = await hello(paths.socket, Math.max(500, deadline - performance.now()), pid, true);
     if (h) return result(paths, h, "existing", t0, true);
   }
   const v = interp.version;

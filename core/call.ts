@@ -5,19 +5,13 @@ import type { PeekaCommand } from "./command.ts";
 import { type AgentClient, type Frame, sha256 } from "./protocol.ts";
 import { librarySources } from "../agent/libs.ts";
 
-/** The work some commands are asked to do before they answer, beyond the usual deadline. */
-const REQUESTED_WORK_MS: Record<string, (request: Record<string, unknown>) => number> = {
-  memory: (r) => Number(r.trace ?? 0) * 1000, // --trace N: tracemalloc runs N seconds
-  thread: (r) => (r.top !== undefined ? Number(r.interval ?? 0) : 0), // -n: CPU over --interval
-};
-
 /** How long a call may take to answer (a streaming call: to start). */
 export function callTimeoutMs(
   cmd: PeekaCommand,
   request: Record<string, unknown>,
   baseMs: number,
 ): number {
-  const work = REQUESTED_WORK_MS[cmd.name]?.(request) ?? 0;
+  const work = cmd.workMs?.(request) ?? 0;
   return baseMs + (Number.isFinite(work) && work > 0 ? work : 0);
 }
 

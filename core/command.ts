@@ -61,6 +61,9 @@ export interface PeekaCommand {
   request?(opts: Options, args: string[]): Record<string, unknown>;
   /** Human rendering of the snippet's result (JSON mode prints the data as is). */
   render?(data: Record<string, unknown>, opts: Options): string;
+  /** How long the snippet works before it answers, in ms, beyond the usual request deadline
+   * (e.g. `memory --trace N`: N seconds); given the request built from the command line. */
+  workMs?(request: Record<string, unknown>): number;
   /** A streaming command prints its frames (observations, events); its final result is not printed. */
   streaming?: boolean;
   /** Streamed frames (observations, events) before the result. */

@@ -2,6 +2,8 @@
 // agent, which is what stopped answering): exited, a zombie, stopped, a thread
 // that likely holds the GIL, a thread stuck in the kernel, or no visible reason.
 
+import { processState, readText, tracerPid } from "../attach/procfs.ts";
+
 export type Verdict = "exited" | "zombie" | "stopped" | "traced" | "gil" | "kernel" | "unknown";
 
 export interface Diagnosis {
@@ -23,14 +25,6 @@ interface TaskStat {
 /** Futex wait: how CPython threads wait for the GIL (and for locks). */
 const FUTEX_SYSCALL: Record<string, number> = { x86_64: 202, aarch64: 98 };
 
-function readText(path: string): string | null {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return null;
-  }
-}
-
 /** Parses a /proc stat line: the name sits in parentheses and may itself hold spaces. */
 export function parseStat(
   text: string,
@@ -49,12 +43,6 @@ export function parseStat(
 /** The kernel's "this task is exiting" flag: set before it closes its files (so before a
  * client sees its connection close) and long before it becomes a zombie. */
 const PF_EXITING = 0x4;
-
-/** The process's own state letter (R, S, D, T, t, Z, X...), or null when it is gone. */
-export function processState(pid: number): string | null {
-  const text = readText(`/proc/${pid}/stat`);
-  return text === null ? null : parseStat(text).state;
-}
 
 function isExiting(pid: number): boolean {
   const text = readText(`/proc/${pid}/stat`);
@@ -84,11 +72,6 @@ function waitsOnFutex(pid: number, tid: number): boolean {
   const nr = FUTEX_SYSCALL[Deno.build.arch];
   const call = readText(`/proc/${pid}/task/${tid}/syscall`);
   return nr !== undefined && call !== null && Number(call.split(" ")[0]) === nr;
-}
-
-function tracer(pid: number): number {
-  const m = /^TracerPid:\s+(\d+)/m.exec(readText(`/proc/${pid}/status`) ?? "");
-  return m ? Number(m[1]) : 0;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -136,7 +119,7 @@ function stoppedVerdict(pid: number, state: string, threads: TaskStat[]): Diagno
   }
   const traced = threads.find((t) => t.state === "t" || t.state === "T");
   if (state === "t" || traced) {
-    const by = tracer(pid);
+    const by = tracerPid(pid);
     const which = traced && traced.tid !== pid
       ? `thread ${traced.tid} of process ${pid}`
       : `process ${pid}`;

@@ -339,3 +339,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a thread name with terminal escapes is shown escaped on a terminal, never sent raw",
+  ignore: !versions.length,
+  fn: async () => {
+    const py = versions[0]!;
+    const evil = "evil\x1b]0;owned\x07\x1b[2J\u202eman";
+    const t = await Target.start(py, "idle", { env: { TARGET_THREAD_NAME: evil } });
+    const env = cliEnv();
+    try {
+      assertEquals((await cli(["attach", String(t.pid), "--json"], env)).code, 0);
+      // `script` gives the CLI a terminal, so it prints its human text.
+      const out = await new Deno.Command("/usr/bin/script", {
+        args: ["-qec", `${DENO} run -A ${REPO}/mod.ts thread --pid ${t.pid}`, "/dev/null"],
+        env,
+        clearEnv: true,
+        cwd: REPO,
+        stdout: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assertEquals(out.code, 0, text);
+      assert(text.includes("evil\\x1b]0;owned\\x07\\x1b[2J\\u202eman"), text);
+      assert(
+        !text.includes("\x1b]0;owned") && !text.includes("\u202e"),
+        "raw escapes reached the terminal",
+      );
+      const json = await cli(["thread", "--pid", String(t.pid), "--json"], env);
+      assert(
+        json.stdout.includes("\\u001b]0;owned\\u0007") && json.stdout.includes("\\u202e"),
+        json.stdout,
+      );
+      const names = (json.lines[0].data as { threads: { name: string }[] }).threads.map((x) =>
+        x.name
+      );
+      assert(names.includes(evil), "the JSON still carries the exact name");
+      assertEquals((await cli(["detach", String(t.pid), "--json"], env)).code, 0);
+    } finally {
+      await t.stop();
+    }
+  },
+});

@@ -4,6 +4,7 @@
 import React, { useEffect, useRef, useState } from "react";
 import { Box, render, Text, useApp, useInput, useStdout } from "ink";
 import { type PythonProcess, pythonProcesses } from "../commands/ps/command.ts";
+import { printableDeep } from "../core/output.ts";
 import watchCommand from "../commands/watch/command.ts";
 import monitorCommand from "../commands/monitor/command.ts";
 import topCommand from "../commands/top/command.ts";
@@ -67,7 +68,7 @@ function Prompt(
 
 // ---- choosing a process -------------------------------------------------------------------
 function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit: () => void }) {
-  const [all, setAll] = useState<PythonProcess[]>(() => pythonProcesses());
+  const [all, setAll] = useState<PythonProcess[]>(() => printableDeep(pythonProcesses()));
   const [filter, setFilter] = useState("");
   const [index, setIndex] = useState(0);
   const { rows } = useTerminalSize();
@@ -79,7 +80,7 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
     else if (key.escape) setFilter("");
     else if (key.backspace || key.delete) setFilter((f) => f.slice(0, -1));
     else if (input === "q" && !filter) onQuit();
-    else if (input === "r" && !filter) setAll(pythonProcesses());
+    else if (input === "r" && !filter) setAll(printableDeep(pythonProcesses()));
     else if (input && !key.ctrl && !key.meta) {
       setFilter((f) => f + input);
       setIndex(0);

@@ -3,6 +3,7 @@
 // has its own connection, so stopping one (cancel) leaves the others running.
 import { attach } from "../attach/attach.ts";
 import { callCommand } from "../core/call.ts";
+import { printable, printableDeep } from "../core/output.ts";
 import type { PeekaCommand } from "../core/command.ts";
 import { AgentClient, type Frame } from "../core/protocol.ts";
 import { rememberSession, sessionPaths } from "../core/session.ts";
@@ -33,7 +34,7 @@ export class TargetSession {
   async call(cmd: PeekaCommand, request: Record<string, unknown>): Promise<Item> {
     const client = await this.connect();
     try {
-      return await callCommand(client, cmd, request);
+      return printableDeep(await callCommand(client, cmd, request));
     } finally {
       client.close();
     }
@@ -59,12 +60,12 @@ export class TargetSession {
           signal: abort.signal,
           onFrame: (f: Frame) => {
             const items = f.type === "batch" ? (f.items as Item[]) : [f as Item];
-            for (const item of items) onItem(item);
+            for (const item of items) onItem(printableDeep(item));
           },
         });
         onEnd();
       } catch (e) {
-        onEnd(e instanceof Error ? e.message : String(e));
+        onEnd(printable(e instanceof Error ? e.message : String(e)));
       } finally {
         client?.close();
       }

@@ -2,6 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { forgetSession, resolvePid, sessionPaths } from "../../core/session.ts";
 import type { AgentClient } from "../../core/protocol.ts";
+import { withdrawLeftoverRequests } from "../../attach/attach.ts";
 
 /** The agent removes its files as its last step; wait for that so "detached" means gone. */
 async function waitForRemoval(dir: string, ms: number): Promise<boolean> {
@@ -23,6 +24,9 @@ export async function detachProcess(
   agent: AgentClient,
 ): Promise<{ restored: number; errors: string[] }> {
   const dir = sessionPaths(pid).hostDir;
+  // First take back PEP 768 requests a killed attach left in idle threads: once the agent has
+  // removed its files, such a thread would look for a stub that is gone and print an error.
+  withdrawLeftoverRequests(pid);
   const reply = await agent.request("detach");
   forgetSession(pid);
   const errors = [...((reply.errors as string[] | undefined) ?? [])];

@@ -26,6 +26,7 @@ export default defineCommand({
   snippet,
   libs: ["heap", "serialize"],
   request: (opts) => ({ trace: opts.trace ?? null, nframe: opts.nframe, limit: opts.limit }),
+  workMs: (r) => Number(r.trace ?? 0) * 1000, // --trace N: tracemalloc runs N seconds first
   render(data) {
     type Row = Record<string, number | string>;
     if (data.action === "trace") {

@@ -54,6 +54,7 @@ export default defineCommand({
     ...(opts.tid !== undefined ? { tid: opts.tid } : {}),
     ...(opts.top !== undefined ? { top: opts.top, interval: opts.interval } : {}),
   }),
+  workMs: (r) => (r.top !== undefined ? Number(r.interval ?? 0) : 0), // -n: CPU over --interval
   render(data) {
     const threads = (data.threads as ThreadInfo[]) ?? [];
     const lines = [

@@ -34,7 +34,7 @@ export function parseDuration(text: unknown, unit: "ms" | "s"): number {
   return unit === "ms" ? ms : ms / 1000;
 }
 
-function renderTable(o: Record<string, unknown>, tty: boolean): string {
+function renderTable(o: Record<string, unknown>): string {
   const rows = o.functions as Row[];
   const head = `${o.final ? "final" : "top"}: ${o.thread_samples} samples over ${o.seconds}s` +
     ` (${o.idle_skipped} idle skipped, sampling cost ${o.sampling_cpu_ms} ms CPU)`;
@@ -47,8 +47,7 @@ function renderTable(o: Record<string, unknown>, tty: boolean): string {
       } ${String(r.total).padStart(6)}  ${r.function} (${r.file}:${r.line})`
     ),
   ];
-  // On a terminal each refresh replaces the previous table, as py-spy top does.
-  return (tty && !o.final ? "\x1b[H\x1b[2J" : "") + lines.join("\n");
+  return lines.join("\n");
 }
 
 const top: PeekaCommand = defineCommand({
@@ -155,7 +154,9 @@ function showFrame(frame: Frame, ctx: CommandContext): void {
     });
     return;
   }
-  printFrame(frame, ctx, (o) => renderTable(o, !ctx.out.json));
+  // On a terminal each refresh replaces the previous table, as py-spy top does.
+  if (frame.type !== "event" && !frame.final) ctx.out.clearScreen();
+  printFrame(frame, ctx, renderTable);
 }
 
 /** Samples by reading the target's memory, the agent only parked to describe itself and to

@@ -116,7 +116,8 @@ if __name__ == "__main__":
         drop_to_nobody()
         shape = "idle"
     if shape in ("idle", "stuck"):
-        threading.Thread(target=sleeper, name="sleeper", daemon=True).start()
+        name = os.environ.get("TARGET_THREAD_NAME", "sleeper")  # a hostile name, for one test
+        threading.Thread(target=sleeper, name=name, daemon=True).start()
         serve(shape)
     elif shape == "quiet":
         threading.Thread(target=blocked_forever, name="waiter", daemon=True).start()
