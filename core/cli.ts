@@ -224,10 +224,11 @@ async function runCommand(
   try {
     if (cmd.run) return await cmd.run(ctx);
     if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
+    const request = cmd.request?.(opts, args) ?? {}; // a usage error before any connection
     const agent = await ctx.agent();
     // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
     const { value: data, interrupted } = await untilInterrupted((signal) =>
-      callCommand(agent, cmd, cmd.request?.(opts, args) ?? {}, {
+      callCommand(agent, cmd, request, {
         onFrame: (f) => cmd.onFrame?.(f, ctx),
         signal,
       })

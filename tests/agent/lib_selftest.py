@@ -45,7 +45,9 @@ def load(name):
     print("%s: compile %.2f ms, load %.2f ms" % (name, (t1 - t0) * 1e3, (t2 - t1) * 1e3))
     check("%s loads without printing" % name, out.getvalue() == "", repr(out.getvalue()))
     check("%s imports nothing at load" % name, set(sys.modules) == before, set(sys.modules) - before)
-    check("%s defines in under 5 ms" % name, t2 - t1 < 0.005, "%.2f ms" % ((t2 - t1) * 1e3))
+    # Defining a library only builds functions and tables (~0.1-1 ms): 200 ms means it does
+    # real work at load (a scan, an import), never a slow machine.
+    check("%s defines in under 200 ms" % name, t2 - t1 < 0.2, "%.2f ms" % ((t2 - t1) * 1e3))
     return ns
 
 
@@ -381,7 +383,10 @@ def test_condition(C):
             best = ns if best is None else min(best, ns)
         print("condition %-16s %6.0f ns per evaluate (Python %d.%d)" % (source, best, sys.version_info[0],
                                                                          sys.version_info[1]))
-        check("condition %s evaluates in under 2 us" % source, best < 2000, "%.0f ns" % best)
+        # Speed is `deno task bench`'s (bench/condition.py: old vs new, side by side). 100 us is
+        # ~200x today's cost: only work per call that should be done once (a compile) trips it.
+        check("condition %s evaluates in under 100 us (gross defect only)" % source, best < 100000,
+              "%.0f ns" % best)
 
 
 def _refused_name(C, source, varkw=False):
@@ -570,7 +575,8 @@ def test_serialize(S):
     big_list = list(range(10 ** 6))
     t0 = time.perf_counter()
     r = safe_repr(big_list)
-    check("safe_repr of a big list is quick and short", time.perf_counter() - t0 < 0.01 and len(r) <= 200
+    # repr() of the whole million-item list takes ~130 ms here; a capped repr takes microseconds.
+    check("safe_repr of a big list is capped, not walked", time.perf_counter() - t0 < 0.03 and len(r) <= 200
           and r.startswith("[0, 1, 2"), r)
     same("safe_repr of containers", [safe_repr(x) for x in ((1,), (), {"a": [1]}, {1}, frozenset([2]))],
          ["(1,)", "()", "{'a': [1]}", "{1}", "frozenset({2})"])
@@ -611,7 +617,8 @@ def test_serialize(S):
         to_json(args)
     us = (time.perf_counter() - t0) / n * 1e6
     print("to_json([1, 2]): %.2f us" % us)
-    check("to_json of small args is fast", us < 20, "%.2f us" % us)
+    # ~1-3 us here; 200 us would mean a walk or a copy of something big per call.
+    check("to_json of small args is fast (gross defect only)", us < 200, "%.2f us" % us)
 
 
 def main():
