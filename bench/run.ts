@@ -6,6 +6,7 @@ import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/
 import { benchWatch } from "./watch.ts";
 import { benchTrace } from "./trace.ts";
 import { benchLook } from "./look.ts";
+import { benchCondition } from "./condition.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -93,6 +94,11 @@ console.log(
     "\n'naive' is a decorator that JSON-serialises every call; throughput and latency with --rate 0:",
 );
 for (const py of pythons()) console.log(await benchWatch(py));
+console.log(
+  "\ncondition cost — a never-matching condition through the engine's acceptor, the evaluator of" +
+    "\nbefore the bounds (old) and now (new), interleaved, median of 9 × 100 000 calls:",
+);
+for (const py of pythons()) console.log(await benchCondition(py));
 console.log(
   "\ntrace cost — hundred() makes 100 inner calls, every call traced (--rate 0); 'other thread' is the" +
     "\nCPU time per call of a small function in a thread running beside it (best of 5):",
