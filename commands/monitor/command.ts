@@ -3,7 +3,7 @@ import Table from "cli-table3";
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { positive, STRICT_OPTION, times } from "../watch/usage.ts";
+import { positive, STRICT_OPTION, times } from "../../core/usage.ts";
 
 const ms = (v: unknown) => (v === null || v === undefined ? "-" : Number(v).toFixed(3));
 

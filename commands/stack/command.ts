@@ -2,7 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
 import snippet from "../watch/snippet.py" with { type: "text" };
-import { atLeast, STRICT_OPTION, times } from "../watch/usage.ts";
+import { atLeast, STRICT_OPTION, times } from "../../core/usage.ts";
 
 function renderStack(o: Record<string, unknown>): string {
   const thread = (o.thread ?? {}) as { name?: string };

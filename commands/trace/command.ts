@@ -2,7 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { atLeast, positive, STRICT_OPTION, times } from "../watch/usage.ts";
+import { atLeast, positive, STRICT_OPTION, times } from "../../core/usage.ts";
 
 export interface TraceNode {
   function: string;

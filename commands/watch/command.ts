@@ -2,7 +2,7 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { atLeast, STRICT_OPTION, times } from "./usage.ts";
+import { atLeast, STRICT_OPTION, times } from "../../core/usage.ts";
 
 interface ExceptionInfo {
   type: string;

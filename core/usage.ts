@@ -1,6 +1,6 @@
-// Checks of the numbers watch, stack, monitor and trace take: a value that makes no sense is a
+// Checks of the numbers the instrumenting commands (watch, stack, monitor, trace) take: a value that makes no sense is a
 // usage error (exit 2, code USAGE) before anything is sent to the target.
-import { UsageError } from "../../core/command.ts";
+import { UsageError } from "./command.ts";
 
 /** -n: -1 (until Ctrl-C) or a positive count; 0 and other negatives are refused. */
 export function times(value: unknown, what: string): number {
