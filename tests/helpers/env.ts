@@ -174,12 +174,24 @@ export interface CliResult {
 
 export const DENO = Deno.execPath();
 
+/** State folders made for the CLI in this test process, removed when it ends. */
+const stateDirs: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of stateDirs) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* gone */ }
+  }
+});
+
 /** Environment for the CLI: no gdb anywhere on PATH, a private session state dir. */
 export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const state = Deno.makeTempDirSync({ prefix: "peeka-state-" });
+  stateDirs.push(state);
   return {
     PATH: "/nonexistent-no-gdb-here",
     HOME: Deno.env.get("HOME") ?? "/root",
-    PEEKA_STATE_DIR: Deno.makeTempDirSync({ prefix: "peeka-state-" }),
+    PEEKA_STATE_DIR: state,
     NO_COLOR: "1",
     ...extra,
   };
