@@ -1233,6 +1233,11 @@ class Condition(object):
         to the whole budget, so the caller stops instead of paying it on every call."""
         return self.costly >= COSTLY_STOP
 
+    def stop_message(self, last_error):
+        """What a command says when it stops because too_costly() became true."""
+        return ("stopped: the condition was cut off by its budget %d times (%s); it would slow every "
+                "call of the target" % (self.costly, last_error))
+
     def evaluate(self, env):
         """True/False for one call; any failure becomes ConditionEvalError (KeyboardInterrupt passes)."""
         try:

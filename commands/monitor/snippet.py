@@ -136,10 +136,8 @@ def run(ctx, args):
                "condition_error": probe.condition_error, "probe_errors": probe.errors,
                "reason": "condition_too_costly" if probe.too_costly else "times" if 0 <= times <= cycles
                else "stopped"}
+    event = {"type": "event", "event": "monitor_stopped", "data": summary}
     if probe.too_costly:
-        message = ("stopped: the condition was cut off by its budget (%s); it would slow every call of the "
-                   "target" % probe.condition_error)
-        ctx.emit({"type": "event", "event": "monitor_stopped", "data": summary, "message": message})
-    else:
-        ctx.emit({"type": "event", "event": "monitor_stopped", "data": summary})
+        event["message"] = probe.cond.stop_message(probe.condition_error)
+    ctx.emit(event)
     return summary

@@ -401,10 +401,8 @@ def run(ctx, args):
                    calls=probe.calls, probe_errors=probe.errors, seconds=round(time.time() - started, 3),
                    reason=("condition_too_costly" if probe.too_costly else "times" if probe.reached()
                            else "stopped"))
+    event = {"type": "event", "event": "trace_stopped", "data": summary}
     if probe.too_costly:
-        message = ("stopped: the condition was cut off by its budget (%s); it would slow every call of the "
-                   "target" % probe.condition_error)
-        ctx.emit({"type": "event", "event": "trace_stopped", "data": summary, "message": message})
-    else:
-        ctx.emit({"type": "event", "event": "trace_stopped", "data": summary})
+        event["message"] = probe.cond.stop_message(probe.condition_error)
+    ctx.emit(event)
     return summary

@@ -194,8 +194,7 @@ def _costly_message(probe):
     """The stopped event's message when the condition stopped the watch for its cost."""
     if not probe.too_costly:
         return {}
-    return {"message": "stopped: the condition was cut off by its budget %d times (%s); it would slow "
-                       "every call of the target" % (probe.condition_errors, probe.condition_error)}
+    return {"message": probe.cond.stop_message(probe.condition_error)}
 
 
 def _positions(target):
