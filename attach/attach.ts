@@ -12,16 +12,16 @@ import {
   type SessionPaths,
   sessionPaths,
 } from "../core/session.ts";
-import { isNoSpace, type SafeDir } from "./safefs.ts";
+import { isNoSpace, type SafeDir } from "../process/safefs.ts";
 import { checkTarget, injectNative, type NativeResult } from "./native.ts";
-import { AttachError } from "./errors.ts";
+import { AttachError } from "../process/errors.ts";
 import {
   findInterpreter,
   type Interpreter,
   namespacePid,
   NotPythonError,
   readMaps,
-} from "./procfs.ts";
+} from "../process/procfs.ts";
 import {
   locateRemoteExec,
   requestRemoteExec,

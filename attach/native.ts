@@ -26,9 +26,9 @@ import {
   SysError,
   waitThread,
   writeMemory,
-} from "./libc.ts";
-import { type ElfImage, imageBase, PF_X, PT_LOAD, readElfFile } from "./elf.ts";
-import { AttachError } from "./errors.ts";
+} from "../process/libc.ts";
+import { type ElfImage, imageBase, PF_X, PT_LOAD, readElfFile } from "../process/elf.ts";
+import { AttachError } from "../process/errors.ts";
 import {
   findInterpreter,
   type Interpreter,
@@ -42,7 +42,7 @@ import {
   symbolAddress,
   type ThreadState,
   tracerPid,
-} from "./procfs.ts";
+} from "../process/procfs.ts";
 import {
   buildFrame,
   FRAME_SIZE,

@@ -9,10 +9,10 @@
 // Only where each of those offsets sits inside _Py_DebugOffsets depends on
 // the minor version (fields were added between 3.14 and 3.15).
 
-import { readMemory, writeMemory } from "./libc.ts";
-import type { Interpreter } from "./procfs.ts";
-import { withThreadsStopped } from "./freeze.ts";
-import { AttachError } from "./errors.ts";
+import { readMemory, writeMemory } from "../process/libc.ts";
+import type { Interpreter } from "../process/procfs.ts";
+import { withThreadsStopped } from "../process/freeze.ts";
+import { AttachError } from "../process/errors.ts";
 
 const COOKIE = "xdebugpy";
 const PLEASE_STOP_BIT = 1 << 5; // _PY_EVAL_PLEASE_STOP_BIT

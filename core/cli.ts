@@ -22,7 +22,7 @@ import {
 import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
 import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
-import { AttachError } from "../attach/native.ts";
+import { AttachError } from "../process/errors.ts";
 
 export { VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";

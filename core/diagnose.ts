@@ -2,7 +2,7 @@
 // agent, which is what stopped answering): exited, a zombie, stopped, a thread
 // that likely holds the GIL, a thread stuck in the kernel, or no visible reason.
 
-import { processState, readText, tracerPid } from "../attach/procfs.ts";
+import { processState, readText, tracerPid } from "../process/procfs.ts";
 
 export type Verdict = "exited" | "zombie" | "stopped" | "traced" | "gil" | "kernel" | "unknown";
 

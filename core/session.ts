@@ -8,9 +8,9 @@
 // belong to the target's user, who may be hostile to root: they are only ever used through
 // checked descriptors (openSessionDir), never by path.
 
-import { processExists, processUid, readText, startTime } from "../attach/procfs.ts";
-import { E, isNoSpace, SafeDir, UnsafeDirError } from "../attach/safefs.ts";
-import { SysError } from "../attach/libc.ts";
+import { processExists, processUid, readText, startTime } from "../process/procfs.ts";
+import { E, isNoSpace, SafeDir, UnsafeDirError } from "../process/safefs.ts";
+import { SysError } from "../process/libc.ts";
 
 export interface SessionPaths {
   pid: number;
@@ -70,7 +70,7 @@ export const SESSION_FILES = [
  * the target's /tmp (a real directory, sticky if others may write), /tmp/peeka-<uid> and the
  * per-process folder (real directories of the target's uid, 0700). Nothing here follows a
  * symlink, so a directory the target's user controls cannot redirect what root does
- * (attach/safefs.ts). Leftovers of processes that are gone are removed on the way.
+ * (process/safefs.ts). Leftovers of processes that are gone are removed on the way.
  */
 export function openSessionDir(paths: SessionPaths, gid: number): SafeDir {
   const owner = { uid: paths.uid, gid };

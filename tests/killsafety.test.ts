@@ -2,7 +2,7 @@
 // dies, never stays stopped, keeps computing the same results, and a later
 // attach works.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { tracerPid } from "../attach/procfs.ts";
+import { tracerPid } from "../process/procfs.ts";
 import {
   cli,
   cliEnv,

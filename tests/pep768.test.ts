@@ -2,7 +2,7 @@
 // and no gdb on PATH. Fallback to ptrace for targets where no thread runs
 // Python, or where remote debugging is disabled; refusal of foreign memory.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { readElfFile } from "../attach/elf.ts";
+import { readElfFile } from "../process/elf.ts";
 import {
   cli,
   cliEnv,

@@ -3,7 +3,7 @@
 // attach. No file outside it may change (content, owner, mode). Also: attaches racing each
 // other, a killed PEP 768 attach, and /tmp full.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { startTime } from "../attach/procfs.ts";
+import { startTime } from "../process/procfs.ts";
 import { SESSION_FILES } from "../core/session.ts";
 import {
   cli,

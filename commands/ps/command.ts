@@ -1,7 +1,7 @@
 // ps: list the Python processes this user can attach to.
 import Table from "cli-table3";
 import { defineCommand } from "../../core/command.ts";
-import { commandLine, processUid, readText } from "../../attach/procfs.ts";
+import { commandLine, processUid, readText } from "../../process/procfs.ts";
 import { hasSocket, sessionPaths } from "../../core/session.ts";
 
 export interface PythonProcess {

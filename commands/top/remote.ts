@@ -5,8 +5,8 @@
 // id() is its address), and `calibrate` finds each field the walk needs by matching those
 // values in memory. A read that fails or a value that does not look right ends that
 // thread's walk for that sample; nothing is ever written.
-import { MemoryReader } from "../../attach/libc.ts";
-import { findInterpreter, symbolAddress } from "../../attach/procfs.ts";
+import { MemoryReader } from "../../process/libc.ts";
+import { findInterpreter, symbolAddress } from "../../process/procfs.ts";
 
 /** What the parked agent thread says about itself (see `probe()` in snippet.py). */
 export interface Probe {

@@ -1,5 +1,5 @@
 // Holds a process under ptrace (as another debugger would) until killed.
-import { PTRACE, ptrace } from "../../attach/libc.ts";
+import { PTRACE, ptrace } from "../../process/libc.ts";
 const pid = Number(Deno.args[0]);
 ptrace(PTRACE.SEIZE, pid);
 console.log("tracing");
