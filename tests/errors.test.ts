@@ -53,9 +53,22 @@ Deno.test("attach to a process already traced by another debugger", async () => 
   }
 });
 
+/** Runs the CLI with a /tmp of its own (a private mount namespace): it sees no session of
+ * another peeka on this machine, so what it resolves depends on this test alone. */
+const PRIVATE_TMP = [
+  "/usr/bin/unshare",
+  "--mount",
+  "--propagation",
+  "private",
+  "/bin/sh",
+  "-c",
+  '/bin/mount -t tmpfs peeka-test-tmp /tmp && exec "$@"',
+  "sh",
+];
+
 Deno.test("commands without an attached process, bad pid, bad usage", async () => {
   const env = cliEnv();
-  const e = theError(await cli(["thread", "--json"], env));
+  const e = theError(await cli(["thread", "--json"], env, undefined, undefined, PRIVATE_TMP));
   assertEquals(e.code, "NOT_ATTACHED");
   assert(/peeka attach <pid>/.test(e.error), e.error);
   const bad = theError(await cli(["attach", "abc", "--json"], env));
@@ -67,8 +80,8 @@ Deno.test("commands without an attached process, bad pid, bad usage", async () =
 
 Deno.test("a non-root user cannot attach to another user's process", async () => {
   const t = await Target.start(py, "idle");
+  const denoDir = Deno.makeTempDirSync({ prefix: "peeka-test-nobody-" });
   try {
-    const denoDir = Deno.makeTempDirSync();
     Deno.chmodSync(denoDir, 0o777);
     const r = await cli(
       ["attach", String(t.pid), "--json"],
@@ -83,6 +96,7 @@ Deno.test("a non-root user cannot attach to another user's process", async () =>
     assert(/belongs to uid 0; run peeka as that user or as root/.test(e.error), e.error);
     assertEquals(sessionDirOf(t.pid), null);
   } finally {
+    Deno.removeSync(denoDir, { recursive: true });
     await t.stop();
   }
 });
