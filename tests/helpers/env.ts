@@ -24,10 +24,39 @@ function newestPatch(minor: string): string | null {
   }
 }
 
-/** Every CPython 3.8+ the machine has: pyenv's, and Debian's 3.14/3.15 unpacked by .ci/run.
- * PEEKA_TEST_PYTHONS narrows it: versions ("3.8,3.12") or interpreter paths. */
+/** The interpreters the suite runs on: pyenv's 3.8-3.13, Debian's 3.14/3.15 (.ci/run unpacks them). */
+export const EXPECTED_VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"];
+
+/** Where an expected interpreter is looked for, as said when it is missing. */
+export function whereLooked(minor: string): string {
+  return pyenvMinor(minor)
+    ? `${HOME}/.pyenv/versions/${minor}.*`
+    : `${HOME}/.cache/debian-python/${minor} (../shared/tools/debian-python ${minor})`;
+}
+
+const pyenvMinor = (minor: string) => Number(minor.split(".")[1]) <= 13;
+
+/** The interpreter of one expected version on this machine, or null. */
+export function findPython(minor: string): string | null {
+  if (pyenvMinor(minor)) return newestPatch(minor);
+  const p = `${HOME}/.cache/debian-python/${minor}/bin/python${minor}`;
+  try {
+    Deno.statSync(p);
+    return p;
+  } catch {
+    return null; // not provisioned
+  }
+}
+
+/** PEEKA_TEST_PYTHONS's entries (versions or interpreter paths), or null when it is not set. */
+export function narrowedTo(): string[] | null {
+  return Deno.env.get("PEEKA_TEST_PYTHONS")?.split(/[,:]/).filter(Boolean) ?? null;
+}
+
+/** Every expected CPython the machine has. PEEKA_TEST_PYTHONS narrows it: versions
+ * ("3.8,3.12") or interpreter paths. What is missing is said by tests/interpreters.test.ts. */
 export function pythons(): Python[] {
-  const listed = Deno.env.get("PEEKA_TEST_PYTHONS")?.split(/[,:]/).filter(Boolean);
+  const listed = narrowedTo();
   const all = everyPython();
   if (!listed) return all;
   return listed.map((entry) =>
@@ -39,19 +68,10 @@ export function pythons(): Python[] {
 }
 
 function everyPython(): Python[] {
-  const found: Python[] = [];
-  for (const minor of ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]) {
-    const p = newestPatch(minor);
-    if (p) found.push({ version: minor, path: p });
-  }
-  for (const minor of ["3.14", "3.15"]) {
-    const p = `${HOME}/.cache/debian-python/${minor}/bin/python${minor}`;
-    try {
-      Deno.statSync(p);
-      found.push({ version: minor, path: p });
-    } catch { /* not provisioned */ }
-  }
-  return found;
+  return EXPECTED_VERSIONS.flatMap((version) => {
+    const path = findPython(version);
+    return path ? [{ version, path }] : [];
+  });
 }
 
 /** A running target process whose stdout lines are collected. */
