@@ -39,3 +39,10 @@ export const builtinCommands: PeekaCommand[] = [
   tui,
   demo,
 ];
+
+/** A built-in command by name: how the layers above (the TUI) reach a command. */
+export function builtinCommand(name: string): PeekaCommand {
+  const found = builtinCommands.find((c) => c.name === name);
+  if (!found) throw new Error(`no built-in command ${name}`);
+  return found;
+}

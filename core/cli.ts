@@ -12,17 +12,11 @@ import {
   UsageError,
 } from "./command.ts";
 import { Output } from "./output.ts";
-import {
-  AgentClient,
-  AgentError,
-  AgentGoneError,
-  AgentTimeoutError,
-  SessionEndedError,
-} from "./protocol.ts";
+import { AgentClient, AgentGoneError, AgentTimeoutError, SessionEndedError } from "./protocol.ts";
 import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
 import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
-import { AttachError } from "../process/errors.ts";
+import { PeekaError } from "../process/errors.ts";
 
 export { VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";
@@ -47,20 +41,17 @@ function parserFor(spec: OptionSpec) {
 
 /** Turns any failure into the one-line message and code users see. */
 export function describeError(e: unknown, pid?: number): { code: string; message: string } {
-  if (e instanceof AttachError || e instanceof SessionError) {
-    return { code: e.code, message: e.message };
-  }
-  if (e instanceof AgentError) return { code: e.code, message: e.message };
-  if (e instanceof AgentTimeoutError) return { code: e.code, message: e.message };
-  if (e instanceof SessionEndedError) return { code: e.code, message: e.message };
-  if (e instanceof UsageError) return { code: "USAGE", message: e.message };
-  if (e instanceof CommandFailure) return { code: e.code, message: e.message };
+  // A broken connection says why from what /proc shows, not what the socket said.
   if (
     e instanceof AgentGoneError || e instanceof Deno.errors.ConnectionRefused ||
     e instanceof Deno.errors.NotFound
   ) {
     return { code: "AGENT_GONE", message: agentGoneMessage(pid) };
   }
+  if (e instanceof PeekaError || e instanceof CommandFailure) {
+    return { code: e.code, message: e.message };
+  }
+  if (e instanceof UsageError) return { code: "USAGE", message: e.message };
   if (e instanceof Deno.errors.PermissionDenied) {
     return {
       code: "PERMISSION_DENIED",

@@ -5,24 +5,28 @@
 export const MAX_FRAME = 16 * 1024 * 1024;
 
 import { diagnose, type Diagnosis } from "./diagnose.ts";
+import { PeekaError } from "../process/errors.ts";
 
 export type Frame = Record<string, unknown> & { id?: number; type?: string };
 
-export class AgentGoneError extends Error {
-  readonly code = "AGENT_GONE";
+/** The connection to the agent broke or closed (the CLI says why from what /proc shows). */
+export class AgentGoneError extends PeekaError {
+  constructor(message: string) {
+    super("AGENT_GONE", message);
+  }
 }
 
-export class AgentError extends Error {
-  constructor(readonly code: string, message: string, readonly frame: Frame) {
-    super(message);
+/** The agent answered with an error frame; the frame is kept for its details. */
+export class AgentError extends PeekaError {
+  constructor(code: string, message: string, readonly frame: Frame) {
+    super(code, message);
   }
 }
 
 /** The agent did not answer in time; the message says why, from what /proc shows. */
-export class AgentTimeoutError extends Error {
-  readonly code = "AGENT_TIMEOUT";
+export class AgentTimeoutError extends PeekaError {
   constructor(message: string, readonly diagnosis: Diagnosis | null) {
-    super(message);
+    super("AGENT_TIMEOUT", message);
   }
 }
 
@@ -30,10 +34,10 @@ export class AgentTimeoutError extends Error {
 export const SESSION_END_EVENTS = new Set(["agent_detached", "target_exiting"]);
 
 /** The connection closed after the agent said why (another client detached it, the target exits). */
-export class SessionEndedError extends Error {
-  readonly code: string;
+export class SessionEndedError extends PeekaError {
   constructor(readonly event: Frame) {
     super(
+      event.event === "agent_detached" ? "AGENT_DETACHED" : "TARGET_EXITED",
       String(
         event.message ??
           (event.event === "agent_detached"
@@ -41,7 +45,6 @@ export class SessionEndedError extends Error {
             : "the target is exiting"),
       ),
     );
-    this.code = event.event === "agent_detached" ? "AGENT_DETACHED" : "TARGET_EXITED";
   }
 }
 

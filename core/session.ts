@@ -11,6 +11,7 @@
 import { processExists, processUid, readText, startTime } from "../process/procfs.ts";
 import { E, isNoSpace, SafeDir, UnsafeDirError } from "../process/safefs.ts";
 import { SysError } from "../process/libc.ts";
+import { PeekaError } from "../process/errors.ts";
 
 export interface SessionPaths {
   pid: number;
@@ -23,11 +24,8 @@ export interface SessionPaths {
   boot: string;
 }
 
-export class SessionError extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
-  }
-}
+/** The session directory or the choice of target failed (no such process, not attached, …). */
+export class SessionError extends PeekaError {}
 
 function sameMountNamespace(pid: number): boolean {
   try {

@@ -3,13 +3,16 @@
 // is shown in the footer; quitting asks whether to detach and restores the terminal.
 import React, { useEffect, useRef, useState } from "react";
 import { Box, render, Text, useApp, useInput, useStdout } from "ink";
-import { type PythonProcess, pythonProcesses } from "../commands/ps/command.ts";
+import { type PythonProcess, pythonProcesses } from "../core/processes.ts";
 import { printableDeep } from "../core/output.ts";
-import watchCommand from "../commands/watch/command.ts";
-import monitorCommand from "../commands/monitor/command.ts";
-import topCommand from "../commands/top/command.ts";
+import { builtinCommand } from "../commands/registry.ts";
 import { type Item, type Stream, TargetSession } from "./target.ts";
 import { requestFor } from "./request.ts";
+
+// The commands the panels run, reached through the registry (the TUI imports no command).
+const watchCommand = builtinCommand("watch");
+const monitorCommand = builtinCommand("monitor");
+const topCommand = builtinCommand("top");
 
 type Key = [string, string];
 

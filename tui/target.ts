@@ -7,8 +7,8 @@ import { printable, printableDeep } from "../core/output.ts";
 import type { PeekaCommand } from "../core/command.ts";
 import { AgentClient, type Frame } from "../core/protocol.ts";
 import { rememberSession, sessionPaths } from "../core/session.ts";
-import { detachProcess } from "../commands/detach/command.ts";
-import threadCommand from "../commands/thread/command.ts";
+import { detachProcess } from "../attach/detach.ts";
+import { builtinCommand } from "../commands/registry.ts";
 
 export type Item = Record<string, unknown>;
 
@@ -41,7 +41,7 @@ export class TargetSession {
   }
 
   threads(): Promise<Item> {
-    return this.call(threadCommand, { depth: 30 });
+    return this.call(builtinCommand("thread"), { depth: 30 });
   }
 
   /** Runs a streaming command; each observation or event reaches onItem (batches unpacked). */

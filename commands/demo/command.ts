@@ -4,7 +4,6 @@ import { defineCommand } from "../../core/command.ts";
 import { attach } from "../../attach/attach.ts";
 import { AgentClient } from "../../core/protocol.ts";
 import { callCommand } from "../../core/call.ts";
-import threadCommand from "../thread/command.ts";
 import serviceSource from "./service.py" with { type: "text" };
 
 function findPython(explicit?: string): string {
@@ -43,7 +42,9 @@ export default defineCommand({
     description: "interpreter for the sample service (default: python3 on PATH)",
   }],
   needsTarget: false,
-  async run({ out, opts }) {
+  async run({ out, opts, registry }) {
+    // Another command is reached through the registry: commands do not import each other.
+    const threadCommand = registry.commands.find((c) => c.name === "thread")!;
     const python = findPython(opts.python as string | undefined);
     const script = Deno.makeTempFileSync({ prefix: "peeka-demo-", suffix: ".py" });
     Deno.writeTextFileSync(script, serviceSource);
