@@ -5,67 +5,19 @@
 // "pending call" flag; when a thread evaluating Python sees bit 5 of its
 // eval breaker, it runs the script at that safe point (in a fresh namespace).
 // Every offset used here is read from the target's own _Py_DebugOffsets, at
-// the start of _PyRuntime (the .PyRuntime section of libpython or the binary).
-// Only where each of those offsets sits inside _Py_DebugOffsets depends on
-// the minor version (fields were added between 3.14 and 3.15).
+// the start of _PyRuntime (the .PyRuntime section of libpython or the binary),
+// through process/debugoffsets.ts.
 
 import { readMemory, writeMemory } from "../process/libc.ts";
 import type { Interpreter } from "../process/procfs.ts";
 import { withThreadsStopped } from "../process/freeze.ts";
 import { AttachError } from "../process/errors.ts";
+import { DEBUG_COOKIE, DEBUG_HEAD, DEBUG_TAILS, DebugOffsets } from "../process/debugoffsets.ts";
 
-const COOKIE = "xdebugpy";
 const PLEASE_STOP_BIT = 1 << 5; // _PY_EVAL_PLEASE_STOP_BIT
 const MAX_SCRIPT_PATH = 512; // _Py_MAX_SCRIPT_PATH_SIZE
 const MAX_STRUCT = 1 << 20; // no runtime struct is anywhere near this large
 const MAX_WALK = 4096; // interpreters or threads followed before giving up
-
-/** Byte positions of the fields we use inside _Py_DebugOffsets, per minor version. */
-interface Layout {
-  size: number;
-  runtime: { finalizing: number; interpretersHead: number };
-  interp: { size: number; id: number; next: number; threadsHead: number };
-  thread: { size: number; next: number; nativeThreadId: number };
-  debugger: {
-    evalBreaker: number;
-    support: number;
-    enabled: number;
-    pendingCall: number;
-    scriptPath: number;
-    scriptPathSize: number;
-  };
-}
-
-const LAYOUTS: Record<string, Layout> = {
-  "3.14": {
-    size: 760,
-    runtime: { finalizing: 32, interpretersHead: 40 },
-    interp: { size: 48, id: 56, next: 64, threadsHead: 72 },
-    thread: { size: 176, next: 192, nativeThreadId: 224 },
-    debugger: {
-      evalBreaker: 712,
-      support: 720,
-      enabled: 728,
-      pendingCall: 736,
-      scriptPath: 744,
-      scriptPathSize: 752,
-    },
-  },
-  "3.15": {
-    size: 888,
-    runtime: { finalizing: 32, interpretersHead: 40 },
-    interp: { size: 48, id: 56, next: 64, threadsHead: 72 },
-    thread: { size: 176, next: 192, nativeThreadId: 248 },
-    debugger: {
-      evalBreaker: 840,
-      support: 848,
-      enabled: 856,
-      pendingCall: 864,
-      scriptPath: 872,
-      scriptPathSize: 880,
-    },
-  },
-};
 
 /** Where each thread state's request fields are, from the target's own offsets. */
 export interface RemoteExecTarget {
@@ -116,9 +68,9 @@ export function runtimeAddress(interp: Interpreter): bigint {
 /** Reads and checks _Py_DebugOffsets, then finds the main interpreter's thread states. Writes nothing. */
 export function locateRemoteExec(pid: number, interp: Interpreter): RemoteExecTarget {
   const runtime = runtimeAddress(interp);
-  const head = read(pid, runtime, 24, "_PyRuntime");
-  const cookie = new TextDecoder().decode(head.subarray(0, 8));
-  if (cookie !== COOKIE) {
+  const head = new DebugOffsets(read(pid, runtime, DEBUG_HEAD.freeThreaded + 8, "_PyRuntime"));
+  const cookie = head.cookie;
+  if (cookie !== DEBUG_COOKIE) {
     throw new AttachError(
       "PEP768_BAD_COOKIE",
       `process ${pid}: _PyRuntime does not start with the debug cookie (found ${
@@ -126,25 +78,24 @@ export function locateRemoteExec(pid: number, interp: Interpreter): RemoteExecTa
       }); refusing to write`,
     );
   }
-  const hex = Number(u64(head, 8));
-  const version = `${(hex >> 24) & 0xff}.${(hex >> 16) & 0xff}`;
-  const layout = LAYOUTS[version];
-  if (!layout) {
+  const version = head.version;
+  const tail = DEBUG_TAILS[version];
+  if (!tail) {
     const [maj, min] = version.split(".").map(Number);
     const why = maj === 3 && min < 14
       ? "PEP 768 needs CPython 3.14 or later"
       : "this peeka does not know its debug-offsets layout";
     throw new AttachError("PEP768_UNAVAILABLE", `process ${pid} runs CPython ${version}: ${why}`);
   }
-  if (u64(head, 16) !== 0n) {
+  if (head.freeThreaded) {
     throw new AttachError(
       "PEP768_UNAVAILABLE",
       `process ${pid} is a free-threaded build; not supported through PEP 768 yet`,
     );
   }
-  const off = read(pid, runtime, layout.size, "_Py_DebugOffsets");
+  const offsets = new DebugOffsets(read(pid, runtime, tail.size, "_Py_DebugOffsets"));
   const o = (at: number) => {
-    const v = u64(off, at);
+    const v = offsets.value(at);
     if (v >= BigInt(MAX_STRUCT)) {
       throw new AttachError(
         "PEP768_BAD_MEMORY",
@@ -153,14 +104,14 @@ export function locateRemoteExec(pid: number, interp: Interpreter): RemoteExecTa
     }
     return v;
   };
-  const d = layout.debugger;
+  const d = tail.debugger;
   if (o(d.scriptPathSize) !== BigInt(MAX_SCRIPT_PATH)) {
     throw new AttachError(
       "PEP768_BAD_MEMORY",
       `process ${pid}: unexpected script path size ${o(d.scriptPathSize)}`,
     );
   }
-  const interpSize = Number(o(layout.interp.size)), threadSize = Number(o(layout.thread.size));
+  const interpSize = Number(o(DEBUG_HEAD.interp.size)), threadSize = Number(o(tail.thread.size));
   const support = o(d.support);
   const target: RemoteExecTarget = {
     pid,
@@ -184,23 +135,23 @@ export function locateRemoteExec(pid: number, interp: Interpreter): RemoteExecTa
       );
     }
   }
-  if (u64(read(pid, runtime + o(layout.runtime.finalizing), 8, "finalizing"), 0) !== 0n) {
+  if (u64(read(pid, runtime + o(DEBUG_HEAD.runtime.finalizing), 8, "finalizing"), 0) !== 0n) {
     throw new AttachError("PEP768_UNAVAILABLE", `process ${pid} is shutting down`);
   }
 
   // The main interpreter is the one with id 0; the list starts at the newest.
   let interpAddr = u64(
-    read(pid, runtime + o(layout.runtime.interpretersHead), 8, "interpreters.head"),
+    read(pid, runtime + o(DEBUG_HEAD.runtime.interpretersHead), 8, "interpreters.head"),
     0,
   );
   let interpState: Uint8Array | null = null;
   for (let n = 0; interpAddr && n < MAX_WALK; n++) {
     const s = read(pid, interpAddr, interpSize, "interpreter state");
-    if (u64(s, Number(o(layout.interp.id))) === 0n) {
+    if (u64(s, Number(o(DEBUG_HEAD.interp.id))) === 0n) {
       interpState = s;
       break;
     }
-    interpAddr = u64(s, Number(o(layout.interp.next)));
+    interpAddr = u64(s, Number(o(DEBUG_HEAD.interp.next)));
   }
   if (!interpState) {
     throw new AttachError("PEP768_BAD_MEMORY", `process ${pid}: main interpreter not found`);
@@ -211,14 +162,14 @@ export function locateRemoteExec(pid: number, interp: Interpreter): RemoteExecTa
       `remote debugging is disabled in process ${pid} (PYTHON_DISABLE_REMOTE_DEBUG or -X disable_remote_debug)`,
     );
   }
-  let t = u64(interpState, Number(o(layout.interp.threadsHead)));
+  let t = u64(interpState, Number(o(DEBUG_HEAD.interp.threadsHead)));
   for (let n = 0; t && n < MAX_WALK; n++) {
     const s = read(pid, t, threadSize, "thread state");
     target.threads.push({
       tstate: t,
-      nativeId: Number(u64(s, Number(o(layout.thread.nativeThreadId)))),
+      nativeId: Number(u64(s, Number(o(tail.thread.nativeThreadId)))),
     });
-    t = u64(s, Number(o(layout.thread.next)));
+    t = u64(s, Number(o(tail.thread.next)));
   }
   if (!target.threads.length) {
     throw new AttachError("PEP768_BAD_MEMORY", `process ${pid}: no thread state found`);

@@ -1,12 +1,14 @@
 // Reading every Python thread's stack from outside the target (process_vm_readv), as py-spy
 // does: the target is neither stopped nor asked for its GIL, so sampling costs it nothing
-// but the memory traffic. Nothing here is a table of CPython's private struct offsets: the
+// but the memory traffic. Nothing here is a table of CPython's private struct offsets (3.13+
+// describe a few in _Py_DebugOffsets, read through process/debugoffsets.ts): the
 // agent parks one of its threads in a known stack and describes it (in CPython an object's
 // id() is its address), and `calibrate` finds each field the walk needs by matching those
 // values in memory. A read that fails or a value that does not look right ends that
 // thread's walk for that sample; nothing is ever written.
 import { MemoryReader } from "../../process/libc.ts";
 import { findInterpreter, symbolAddress } from "../../process/procfs.ts";
+import { DEBUG_COOKIE, DEBUG_HEAD, DebugOffsets } from "../../process/debugoffsets.ts";
 
 /** What the parked agent thread says about itself (see `probe()` in snippet.py). */
 export interface Probe {
@@ -230,13 +232,16 @@ class Calibrator {
    * before, they are searched for. The interpreter is kept by address (it never moves), so
    * one the target creates later changes nothing; the list holding every probe ident wins. */
   private threadList(runtime: bigint) {
-    const debug = this.view(runtime, 80);
-    const cookie = debug && new TextDecoder().decode(new Uint8Array(debug.buffer, 0, 8));
-    const at = (off: number) => Number(debug!.getBigUint64(off, true));
+    const bytes = this.memory.read(runtime, DEBUG_HEAD.end);
+    const debug = bytes && new DebugOffsets(bytes);
     let interps: bigint[];
     let heads: (interp: bigint) => [number, bigint][];
-    if (cookie === "xdebugpy") {
-      const [headAt, nextAt, threadsAt] = [at(40), at(64), at(72)];
+    if (debug?.cookie === DEBUG_COOKIE) {
+      const [headAt, nextAt, threadsAt] = [
+        DEBUG_HEAD.runtime.interpretersHead,
+        DEBUG_HEAD.interp.next,
+        DEBUG_HEAD.interp.threadsHead,
+      ].map((field) => Number(debug.value(field)));
       interps = [];
       for (let i = this.u64(runtime, headAt); i && plausible(i) && interps.length < 64;) {
         interps.push(i);
