@@ -5,11 +5,18 @@ import { sha256, type Source } from "../core/protocol.ts";
 import instrument from "./lib/instrument.py" with { type: "text" };
 import condition from "./lib/condition.py" with { type: "text" };
 import serialize from "./lib/serialize.py" with { type: "text" };
-import stream from "./lib/stream.py" with { type: "text" };
+import observe from "./lib/observe.py" with { type: "text" };
 import threads from "./lib/threads.py" with { type: "text" };
 import heap from "./lib/heap.py" with { type: "text" };
 
-const LIBS: Record<string, string> = { instrument, condition, serialize, stream, threads, heap };
+const LIBS: Record<string, string> = {
+  instrument,
+  condition,
+  serialize,
+  observe,
+  threads,
+  heap,
+};
 
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {
   const out: Record<string, Source> = {};

@@ -1,6 +1,8 @@
-// Checks of the numbers the instrumenting commands (watch, stack, monitor, trace) take: a value that makes no sense is a
-// usage error (exit 2, code USAGE) before anything is sent to the target.
-import { UsageError } from "./command.ts";
+// What the instrumenting commands (watch, stack, monitor, trace) share on the command line: the
+// pattern argument, the -n / --condition / --strict / --rate option specs and the request fields
+// they make, and the checks of the numbers they take: a value that makes no sense is a usage
+// error (exit 2, code USAGE) before anything is sent to the target.
+import { type ArgumentSpec, type Options, type OptionSpec, UsageError } from "./command.ts";
 
 /** -n: -1 (until Ctrl-C) or a positive count; 0 and other negatives are refused. */
 export function times(value: unknown, what: string): number {
@@ -39,3 +41,51 @@ export const STRICT_OPTION = {
     "searched, no property getter or __eq__/__str__/__len__... of the target's classes runs; " +
     "anything else is a counted condition error",
 };
+
+/** The function pattern every instrumenting command takes first. */
+export const PATTERN_ARGUMENT: ArgumentSpec = {
+  name: "pattern",
+  description: "module.func, module.Class.method or module.Class.*",
+  required: true,
+};
+
+/** -n: how many `plural` (observations, cycles...) before the command stops. */
+export function timesOption(plural: string): OptionSpec {
+  return {
+    flags: "-n, --times <n>",
+    description: `stop after n ${plural} (-1: until Ctrl-C)`,
+    type: "int",
+    default: -1,
+  };
+}
+
+/** --condition, described for the command (what it filters, what cost means there). */
+export function conditionOption(description = "only calls where this is true"): OptionSpec {
+  return { flags: "--condition <expr>", description };
+}
+
+/** --rate: at most n `plural` per second. */
+export function rateOption(plural: string, rate: number): OptionSpec {
+  return {
+    flags: "--rate <n>",
+    description: `at most n ${plural} per second (0: no limit)`,
+    type: "int",
+    default: rate,
+  };
+}
+
+/** The request fields of the pattern, -n (checked, `singular` names one unit in its error),
+ * --condition and --strict, which the agent's observe library reads. */
+export function observedRequest(opts: Options, args: string[], singular: string) {
+  return {
+    pattern: args[0],
+    times: times(opts.times, singular),
+    condition: opts.condition ?? null,
+    strict: Boolean(opts.strict),
+  };
+}
+
+/** The request field of --rate, checked. */
+export function rateRequest(opts: Options): number {
+  return atLeast(opts.rate, 0, "--rate");
+}

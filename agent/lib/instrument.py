@@ -172,13 +172,13 @@ class Handle(object):
 
     # A probe that wants no calls for a while (its rate limit is spent) pauses: once every probe
     # on a function has paused, a call costs one attribute test. May be called from any thread:
-    # a stale `shut` only costs a call through the slow path (which declines it), never a lost one.
+    # a stale `all_paused` only costs a call through the slow path (which declines it), never a lost one.
     def pause(self):
         if not self.paused:
             self._skipped_at = sum(r.skipped for r in self.records)
             self.paused = True
             for r in self.records:
-                r.reshut()
+                r.update_paused()
 
     def resume(self):
         """Ends a pause; returns how many calls the engine skipped for this probe meanwhile."""
@@ -186,7 +186,7 @@ class Handle(object):
             return 0
         self.paused = False
         for r in self.records:
-            r.reshut()
+            r.update_paused()
         return max(0, sum(r.skipped for r in self.records) - self._skipped_at)
 
 
@@ -408,7 +408,8 @@ def _original_code(func):
 # ---------------------------------------------------------------------------
 class _Record(object):
     """One instrumented code (3.12+) or function (3.8-3.11) and the probes on it."""
-    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "pairs", "calls", "shut", "skipped", "filter",
+    __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "offers", "calls", "all_paused", "skipped",
+                 "filter",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
                  "trampoline", "plain_args", "quick", "quick_filter")
 
@@ -416,8 +417,8 @@ class _Record(object):
         code = target.code
         self.key, self.target, self.func, self.code, self.mechanism = key, target, target.func, code, mechanism
         self.owners = []            # [(handle, target)]
-        self.pairs = ()             # what the callbacks read: see refresh()
-        self.calls, self.skipped, self.shut, self.trampoline = 0, 0, True, None
+        self.offers = ()            # what the callbacks read: see refresh()
+        self.calls, self.skipped, self.all_paused, self.trampoline = 0, 0, True, None
         self.filter = self.quick = self.quick_filter = None
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
@@ -430,37 +431,45 @@ class _Record(object):
         self.plain_args = self.simple and not self.skip_first and self.get_pos is not None
 
     def refresh(self):
-        """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock). Per probe:
-        admit() (a check before anything is captured), its acceptor for this target (a check on
-        the captured arguments), whether it wants the arguments, on_enter."""
-        pairs = []
+        """Rebuilds the snapshot the callbacks read (a new tuple: they need no lock). One offer
+        per probe, a tuple unpacked by name in _begin (the cheapest read on the hot path):
+        (admit: a check before anything is captured or None, accept: its acceptor for this
+        target, a check on the captured arguments, or None, wants: whether it wants the
+        arguments, on_enter, handle, target)."""
+        offers = []
         for h, t in self.owners:
             probe = h.probe
             make = getattr(probe, "acceptor", None)
             accept = make(t) if make is not None else None
             wants = accept is not None or getattr(probe, "capture_args", True)
-            pairs.append((getattr(probe, "admit", None), accept, wants, probe.on_enter, h, t))
-        self.pairs = tuple(pairs)
-        # One probe that decides on the arguments alone (a watch with a condition): the callback
-        # checks it before anything else, so a call it declines costs the least.
-        one = pairs[0] if len(pairs) == 1 else None
-        self.filter = one[1] if one is not None and one[0] is None and one[1] is not None else None
-        self.quick_filter = None
-        if self.filter is not None and self.plain_args:
+            offers.append((getattr(probe, "admit", None), accept, wants, probe.on_enter, h, t))
+        self.offers = tuple(offers)
+        self.filter = self.quick_filter = None
+        if len(offers) == 1:
+            self._decide_first(*offers[0])
+        self.update_paused()
+
+    def _decide_first(self, admit, accept, wants, on_enter, handle, target):
+        """One probe that decides on the arguments alone (a watch with a condition): the
+        callback checks it before anything else, so a call it declines costs the least."""
+        if admit is not None or accept is None:
+            return
+        self.filter = accept
+        if self.plain_args:
             # The same check reading the frame's locals directly, when the probe can make one.
-            make = getattr(one[4].probe, "quick_acceptor", None)
-            quick = make(one[5], self.pos_names) if make is not None else None
+            make = getattr(handle.probe, "quick_acceptor", None)
+            quick = make(target, self.pos_names) if make is not None else None
             if quick is None:
                 flt, get_pos = self.filter, self.get_pos
                 quick = lambda local: flt(get_pos(local), _NO_KWARGS, None)  # noqa: E731
             self.quick_filter = quick
-        self.reshut()
 
-    def reshut(self):
-        # Shut: every probe has paused, so a call costs one attribute test and a count.
-        self.shut = shut = all(h.paused for h, _ in self.owners)
+    def update_paused(self):
+        """After a probe paused or resumed (Handle.pause/resume) or joined or left."""
+        # Every probe has paused: a call costs one attribute test and a count.
+        self.all_paused = paused = all(h.paused for h, _ in self.owners)
         # Quick: the filter the monitoring callback applies itself (see _mon_start).
-        self.quick = None if shut else self.quick_filter
+        self.quick = None if paused else self.quick_filter
 
 
 _lock = _thread.allocate_lock()
@@ -504,7 +513,7 @@ def _begin(rec, frame, values=None, accepted=None):
                 return None
             decided = True
         head = tail = None
-        for admit, accept, wants, on_enter, handle, target in rec.pairs:
+        for admit, accept, wants, on_enter, handle, target in rec.offers:
             try:
                 if admit is not None and not admit():
                     continue
@@ -615,7 +624,7 @@ def _mon_start(code, offset):
                 rec.calls += 1
                 return
             head = _begin(rec, frame, None, (rec.get_pos(local), _NO_KWARGS, None))
-        elif rec.shut:
+        elif rec.all_paused:
             rec.skipped += 1
             return
         else:
@@ -739,7 +748,7 @@ def __peeka_outer__():
     %(async)sdef __peeka_tramp__(%(params)s):
         %(nonlocal)s
         __peeka_E, __peeka_X, __peeka_F, __peeka_R, __peeka_G = "__peeka_consts__"
-        if __peeka_R.shut:
+        if __peeka_R.all_paused:
             __peeka_R.skipped += 1
             __peeka_c = None
         else:
@@ -943,7 +952,7 @@ def _deactivate(rec, handle):
     if _records.get(rec.key) is not rec:
         return 0
     del _records[rec.key]
-    rec.owners, rec.pairs, rec.shut, rec.quick = [], (), True, None
+    rec.owners, rec.offers, rec.all_paused, rec.quick = [], (), True, None
     if rec.mechanism == "monitoring":
         _unmonitor(rec)
         return 1

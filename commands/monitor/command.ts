@@ -3,7 +3,14 @@ import Table from "cli-table3";
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { positive, STRICT_OPTION, times } from "../../core/usage.ts";
+import {
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  positive,
+  STRICT_OPTION,
+  timesOption,
+} from "../../core/usage.ts";
 
 const ms = (v: unknown) => (v === null || v === undefined ? "-" : Number(v).toFixed(3));
 
@@ -28,11 +35,7 @@ function renderCycle(o: Record<string, unknown>): string {
 export default defineCommand({
   name: "monitor",
   summary: "Periodic call statistics of a function (calls, failures, latency)",
-  arguments: [{
-    name: "pattern",
-    description: "module.func, module.Class.method or module.Class.*",
-    required: true,
-  }],
+  arguments: [PATTERN_ARGUMENT],
   options: [
     {
       flags: "-c, --cycle <seconds>",
@@ -40,24 +43,16 @@ export default defineCommand({
       type: "float",
       default: 60,
     },
-    {
-      flags: "-n, --times <n>",
-      description: "stop after n cycles (-1: until Ctrl-C)",
-      type: "int",
-      default: -1,
-    },
-    { flags: "--condition <expr>", description: "only count calls where this is true" },
+    timesOption("cycles"),
+    conditionOption("only count calls where this is true"),
     STRICT_OPTION,
   ],
   snippet,
-  libs: ["instrument", "condition"],
+  libs: ["instrument", "condition", "observe"],
   streaming: true,
   request: (opts, args) => ({
-    pattern: args[0],
     cycle: positive(opts.cycle, "-c/--cycle"),
-    times: times(opts.times, "cycle"),
-    condition: opts.condition ?? null,
-    strict: Boolean(opts.strict),
+    ...observedRequest(opts, args, "cycle"),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderCycle),
 });

@@ -1,8 +1,17 @@
 // stack: where a function is called from — the caller stack at each entry.
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
-import snippet from "../watch/snippet.py" with { type: "text" };
-import { atLeast, STRICT_OPTION, times } from "../../core/usage.ts";
+import snippet from "./snippet.py" with { type: "text" };
+import {
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+} from "../../core/usage.ts";
 
 function renderStack(o: Record<string, unknown>): string {
   const thread = (o.thread ?? {}) as { name?: string };
@@ -22,41 +31,22 @@ function renderStack(o: Record<string, unknown>): string {
 export default defineCommand({
   name: "stack",
   summary: "Show the call stack each time a function is entered",
-  arguments: [{
-    name: "pattern",
-    description: "module.func, module.Class.method or module.Class.*",
-    required: true,
-  }],
+  arguments: [PATTERN_ARGUMENT],
   options: [
-    {
-      flags: "-n, --times <n>",
-      description: "stop after n captures (-1: until Ctrl-C)",
-      type: "int",
-      default: -1,
-    },
-    { flags: "--condition <expr>", description: "only calls where this is true" },
+    timesOption("captures"),
+    conditionOption(),
     STRICT_OPTION,
     { flags: "--depth <n>", description: "frames per stack", type: "int", default: 10 },
-    {
-      flags: "--rate <n>",
-      description: "at most n captures per second (0: no limit)",
-      type: "int",
-      default: 1000,
-    },
+    rateOption("captures", 1000),
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize", "stream"],
+  libs: ["instrument", "condition", "serialize", "observe"],
   streaming: true,
   request: (opts, args) => ({
-    mode: "stack",
-    pattern: args[0],
     depth: 2,
     stack_depth: atLeast(opts.depth, 1, "--depth"),
-    times: times(opts.times, "capture"),
-    condition: opts.condition ?? null,
-    strict: Boolean(opts.strict),
-    before: true,
-    rate: atLeast(opts.rate, 0, "--rate"),
+    ...observedRequest(opts, args, "capture"),
+    rate: rateRequest(opts),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderStack),
 });

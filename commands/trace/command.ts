@@ -2,7 +2,17 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { atLeast, positive, STRICT_OPTION, times } from "../../core/usage.ts";
+import {
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  positive,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+} from "../../core/usage.ts";
 
 export interface TraceNode {
   function: string;
@@ -56,11 +66,7 @@ export default defineCommand({
     "For each traced call: every function it calls (to --depth levels), aggregated per caller " +
     "(a call repeated in a loop is one node with its count), with total and own time. " +
     "Only the thread inside a traced call is profiled, and only while it is.",
-  arguments: [{
-    name: "pattern",
-    description: "module.func, module.Class.method or module.Class.*",
-    required: true,
-  }],
+  arguments: [PATTERN_ARGUMENT],
   options: [
     {
       flags: "-d, --depth <n>",
@@ -68,16 +74,8 @@ export default defineCommand({
       type: "int",
       default: 3,
     },
-    {
-      flags: "-n, --times <n>",
-      description: "stop after n traced calls (-1: until Ctrl-C)",
-      type: "int",
-      default: -1,
-    },
-    {
-      flags: "--condition <expr>",
-      description: "only calls where this is true; cost is the root's time in ms",
-    },
+    timesOption("traced calls"),
+    conditionOption("only calls where this is true; cost is the root's time in ms"),
     STRICT_OPTION,
     {
       flags: "--skip-builtin <bool>",
@@ -96,26 +94,18 @@ export default defineCommand({
       type: "int",
       default: 1000,
     },
-    {
-      flags: "--rate <n>",
-      description: "at most n traced calls per second (0: no limit)",
-      type: "int",
-      default: 50,
-    },
+    rateOption("traced calls", 50),
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize", "stream", "threads"],
+  libs: ["instrument", "condition", "serialize", "observe", "threads"],
   streaming: true,
   request: (opts, args) => ({
-    pattern: args[0],
     depth: atLeast(opts.depth, 1, "-d/--depth"),
-    times: times(opts.times, "traced call"),
-    condition: opts.condition ?? null,
-    strict: Boolean(opts.strict),
+    ...observedRequest(opts, args, "traced call"),
     skip_builtin: !/^(false|0|no|off)$/i.test(String(opts.skipBuiltin ?? "true")),
     min_duration: positive(opts.minDuration, "--min-duration", true),
     max_nodes: atLeast(opts.maxNodes, 2, "--max-nodes"),
-    rate: atLeast(opts.rate, 0, "--rate"),
+    rate: rateRequest(opts),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderTree),
 });

@@ -7,13 +7,11 @@
 # ends. Other threads, and this thread outside the call, run without it. A thread
 # that already has a profile function (cProfile before 3.12, a profiler of the
 # user's) is left alone: that call is not traced, and the skip is counted.
-import collections
 import os
 import sys
 import time
 import _thread
 
-QUEUE_MAX = 1000          # trees waiting to be sent; beyond: dropped and counted
 MAX_ACTIVE = 16           # calls traced at once (one per thread); more are skipped and counted
 _now = time.perf_counter_ns
 _OPAQUE, _TRANSPARENT = "opaque", "transparent"   # frames that are not nodes (see TraceProbe.kind)
@@ -165,48 +163,41 @@ class Tree(object):
 
 
 class TraceProbe(object):
-    def __init__(self, lib, cond, opts):
-        streaming = lib("stream")
-        self.ser, self.thread_name = lib("serialize"), streaming.thread_name
+    """Trace's own callbacks; run() combines it with the observe library's StreamingProbe
+    (rate limit, queue, drops, -n, pausing), which a library can only give at run time."""
+    QUEUE_MAX = 1000                  # trees waiting to be sent; beyond: dropped and counted
+    DROPPED_EVENT = "trace_dropped"
+
+    def __init__(self, lib, observation, opts):
+        super(TraceProbe, self).__init__(observation.cond, opts.get("times", -1), opts.get("rate", 50),
+                                         observation.id)
+        self.ser, self.thread_name = lib("serialize"), lib("observe").thread_name
         self.code_name = lib("threads").code_name
-        self.cond = cond
-        self.errors = 0
-        self.watch_id = opts["watch_id"]
+        cond = self.cond
         self.depth = max(1, int(opts.get("depth") or 3))
-        self.times = int(opts.get("times", -1))
         self.max_nodes = max(2, int(opts.get("max_nodes") or 1000))
         self.min_ns = int(float(opts.get("min_duration") or 0) * 1e6)
         self.skip_builtin = bool(opts.get("skip_builtin", True))
-        self.rate = streaming.RateLimit(opts.get("rate", 50))
-        self.capture_args = True
         # A condition that reads what only the exit knows (cost, result, exception) is checked
         # after the call; any other is checked before tracing starts.
-        self.cond_names_at_exit = cond is not None and bool(set(cond.names) & {"cost", "result", "exception"})
+        self.cond_names_at_exit = lib("observe").reads_exit(cond)
         self.active = True
         self.normal_exits = _normal_exits()
         self.stdlib = self._stdlib_dirs()
         self.kinds = {}             # code -> (name, file, line) or _OPAQUE / _TRANSPARENT
         self.code_bytes = {}        # code -> co_code, for unwinding()
         self.trees = {}             # thread id -> Tree in progress
-        self.queue = collections.deque()
-        self.count = self.calls = 0
-        self.rate_dropped = self.queue_dropped = self.busy_skipped = self.condition_errors = 0
-        self.condition_error = None
-        self.too_costly = False     # the condition kept being cut off by its budget: the trace stops
-        self.lock = _thread.allocate_lock()
-        self.handle = None
+        self.busy_skipped = 0
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
-        self.calls += 1
         if self.reached():
             return False
         # Several threads may each be inside a call we trace (one tree each); a nested call of
         # the root on a thread that is already traced is part of that tree.
         if _thread.get_ident() in self.trees:
             return False
-        if self.cond is None and not self.rate.allow():
-            self.rate_dropped += 1
+        if self.cond is None and not self.take_token():
             return False
         return True
 
@@ -215,8 +206,7 @@ class TraceProbe(object):
         if self.cond is not None and not self.cond_names_at_exit:
             if not self.matches(call, None, None, None):
                 return False
-            if not self.rate.allow():
-                self.rate_dropped += 1
+            if not self.take_token():
                 return False
         if not self.active:
             return False
@@ -246,19 +236,10 @@ class TraceProbe(object):
         self.trees.pop(tree.tid, None)
         if self.cond is not None and self.cond_names_at_exit and not self.matches(call, result, exc, duration_ns):
             return
-        if self.cond is not None and self.cond_names_at_exit and not self.rate.allow():
-            self.rate_dropped += 1
+        if self.cond is not None and self.cond_names_at_exit and not self.take_token():
             return
-        if len(self.queue) >= QUEUE_MAX:
-            self.queue_dropped += 1
-            return
-        obs = self.observation(call, tree, result, exc, duration_ns)
-        with self.lock:
-            if 0 <= self.times <= self.count:
-                return
-            self.count += 1
-            obs["count"] = self.count
-            self.queue.append(obs)
+        if self.room():
+            self.publish(self.observation(call, tree, result, exc, duration_ns))
 
     # -- what a frame is --------------------------------------------------------
     def kind(self, code):
@@ -306,17 +287,6 @@ class TraceProbe(object):
             module = owner.__name__
         return ("%s.%s" % (module, qual) if module and module != "builtins" else qual), None, None
 
-    # -- conditions --------------------------------------------------------------
-    def matches(self, call, result, exc, duration_ns):
-        try:
-            return self.cond.evaluate_call(call.arg_names, call.args, call.kwargs, call.self_obj, result, exc,
-                                           None if duration_ns is None else duration_ns / 1e6)
-        except Exception as e:
-            self.condition_errors += 1
-            self.condition_error = str(e)
-            self.too_costly = self.cond.too_costly()
-            return False
-
     # -- the observation ---------------------------------------------------------
     def observation(self, call, tree, result, exc, duration_ns):
         root = tree.root
@@ -355,17 +325,25 @@ class TraceProbe(object):
                         "slowest": n is slowest, "children": grand})
         return out
 
-    # -- streaming -----------------------------------------------------------------
-    def reached(self):
-        return 0 <= self.times <= self.count or self.too_costly
-
-    def reopen(self, final=False):
-        pass                        # trace never pauses the engine: each admitted call costs a lot anyway
-
+    # -- what Observation asks ------------------------------------------------------
     def drops(self):
         return {"rate_dropped": self.rate_dropped, "queue_dropped": self.queue_dropped,
                 "busy_skipped": self.busy_skipped, "condition_errors": self.condition_errors,
                 "condition_error": self.condition_error}
+
+    def started_data(self, observation):
+        return {"watch_id": observation.id, "trace_id": observation.id, "pattern": observation.pattern,
+                "functions": observation.functions, "condition": observation.condition, "depth": self.depth}
+
+    def on_stop(self):
+        self.active = False
+        for tree in list(self.trees.values()):
+            tree.done = True        # profile functions still set on a thread remove themselves
+
+    def summary(self, observation):
+        return dict(self.drops(), watch_id=observation.id, pattern=observation.pattern, observations=self.count,
+                    calls=observation.calls, probe_errors=self.errors, seconds=observation.seconds(),
+                    reason=self.stop_reason())
 
 
 def _ms(ns):
@@ -373,36 +351,10 @@ def _ms(ns):
 
 
 def run(ctx, args):
-    inst = ctx.agent.lib("instrument")
-    pattern = args.get("pattern")
-    targets = inst.resolve_for_command(pattern)
-    cond = ctx.agent.lib("condition").compile_for_command(args.get("condition"), targets, args.get("strict"))
-    watch_id = "trace_%06x" % (id(ctx) & 0xFFFFFF)
-    probe = TraceProbe(ctx.agent.lib, cond, dict(args, watch_id=watch_id))
-    names = [t.name for t in targets]
-    registry = ctx.agent.state.setdefault("watches", {})
-    ctx.agent.on_detach("instrument", inst.uninstall_all)
-    handle = probe.handle = inst.install(targets, probe)
-    registry[watch_id] = {"watch_id": watch_id, "command": "trace", "pattern": pattern,
-                          "functions": names, "stop": ctx.cancelled}
-    started = time.time()
-    try:
-        ctx.emit({"type": "event", "event": "trace_started",
-                  "data": {"watch_id": watch_id, "trace_id": watch_id, "pattern": pattern, "functions": names,
-                           "condition": args.get("condition"), "depth": probe.depth}})
-        ctx.agent.lib("stream").stream(ctx, probe, ctx.cancelled, "trace_dropped")
-    finally:
-        probe.active = False
-        for tree in list(probe.trees.values()):
-            tree.done = True        # profile functions still set on a thread remove themselves
-        inst.uninstall(handle)
-        registry.pop(watch_id, None)
-    summary = dict(probe.drops(), watch_id=watch_id, pattern=pattern, observations=probe.count,
-                   calls=probe.calls, probe_errors=probe.errors, seconds=round(time.time() - started, 3),
-                   reason=("condition_too_costly" if probe.too_costly else "times" if probe.reached()
-                           else "stopped"))
-    event = {"type": "event", "event": "trace_stopped", "data": summary}
-    if probe.too_costly:
-        event["message"] = probe.cond.stop_message(probe.condition_error)
-    ctx.emit(event)
-    return summary
+    observe = ctx.agent.lib("observe")
+    observation = observe.Observation(ctx, "trace", args)
+
+    class Probe(TraceProbe, observe.StreamingProbe):
+        pass
+
+    return observation.run(Probe(ctx.agent.lib, observation, args))

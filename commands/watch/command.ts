@@ -2,7 +2,16 @@
 import { defineCommand } from "../../core/command.ts";
 import { clock, compact, printFrame } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
-import { atLeast, STRICT_OPTION, times } from "../../core/usage.ts";
+import {
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+} from "../../core/usage.ts";
 
 interface ExceptionInfo {
   type: string;
@@ -33,11 +42,7 @@ export default defineCommand({
   description:
     "Stream every call of module.func, module.Class.method or module.Class.* as it happens. " +
     "Without -b/-s/-e/-f, each call is shown when it finishes.",
-  arguments: [{
-    name: "pattern",
-    description: "module.func, module.Class.method or module.Class.*",
-    required: true,
-  }],
+  arguments: [PATTERN_ARGUMENT],
   options: [
     {
       flags: "-x, --depth <n>",
@@ -45,16 +50,8 @@ export default defineCommand({
       type: "int",
       default: 2,
     },
-    {
-      flags: "-n, --times <n>",
-      description: "stop after n observations (-1: until Ctrl-C)",
-      type: "int",
-      default: -1,
-    },
-    {
-      flags: "--condition <expr>",
-      description: "only calls where this is true, e.g. 'params[0] > 100', 'cost > 50'",
-    },
+    timesOption("observations"),
+    conditionOption("only calls where this is true, e.g. 'params[0] > 100', 'cost > 50'"),
     STRICT_OPTION,
     {
       flags: "-b, --before",
@@ -63,27 +60,19 @@ export default defineCommand({
     { flags: "-s, --success", description: "observe successful returns" },
     { flags: "-e, --exception", description: "observe calls that raise" },
     { flags: "-f, --finish", description: "observe every finished call (success or exception)" },
-    {
-      flags: "--rate <n>",
-      description: "at most n observations per second (0: no limit)",
-      type: "int",
-      default: 1000,
-    },
+    rateOption("observations", 1000),
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize", "stream"],
+  libs: ["instrument", "condition", "serialize", "observe"],
   streaming: true,
   request: (opts, args) => ({
-    pattern: args[0],
     depth: atLeast(opts.depth, 0, "-x/--depth"),
-    times: times(opts.times, "observation"),
-    condition: opts.condition ?? null,
-    strict: Boolean(opts.strict),
+    ...observedRequest(opts, args, "observation"),
     before: Boolean(opts.before),
     success: Boolean(opts.success),
     exception: Boolean(opts.exception),
     finish: Boolean(opts.finish),
-    rate: atLeast(opts.rate, 0, "--rate"),
+    rate: rateRequest(opts),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderObservation),
 });
