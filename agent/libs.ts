@@ -8,6 +8,7 @@ import serialize from "./lib/serialize.py" with { type: "text" };
 import observe from "./lib/observe.py" with { type: "text" };
 import threads from "./lib/threads.py" with { type: "text" };
 import heap from "./lib/heap.py" with { type: "text" };
+import classes from "./lib/classes.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -16,6 +17,7 @@ const LIBS: Record<string, string> = {
   observe,
   threads,
   heap,
+  classes,
 };
 
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {

@@ -1,4 +1,4 @@
-# sc / sm: search the classes and methods that are already loaded. Nothing is
+# sc: search the classes that are already loaded (sm has its own snippet). Nothing is
 # imported and no code of the target runs: only module and class __dict__s are
 # read (never getattr on a class, which a metaclass could intercept).
 import sys
@@ -122,22 +122,6 @@ def signature(fn):
         return None
 
 
-def decorators(value):
-    """What wraps the function: staticmethod/classmethod/property and functools.wraps layers."""
-    out = []
-    kind = kind_of(value)
-    if kind in ("staticmethod", "classmethod", "property"):
-        out.append(kind)
-    fn = _function(value)
-    for _ in range(10):
-        wrapped = getattr(fn, "__dict__", {}).get("__wrapped__") if isinstance(fn, types.FunctionType) else None
-        if wrapped is None:
-            break
-        out.append("wrapped by %s.%s" % (fn.__module__, fn.__qualname__))
-        fn = wrapped
-    return out
-
-
 def first_line(doc):
     return doc.strip().splitlines()[0][:200] if isinstance(doc, str) and doc.strip() else None
 
@@ -170,36 +154,6 @@ def run_sc(ctx, args):
     return {"pattern": pattern, "classes": items, "count": len(items), "total": total, "limit": limit}
 
 
-def run_sm(ctx, args):
-    pattern, limit, detail = _pattern(args), _limit(args), bool(args.get("detail"))
-    method_pattern = args.get("method_pattern") or "*"
-    classes, _ = search_classes(pattern, LIMIT_MAX)
-    if not classes:
-        raise CommandError("no loaded class matches '%s' (peeka never imports: is its module loaded? "  # noqa: F821
-                           "try: peeka sc '*%s*')" % (pattern, pattern.rsplit(".", 1)[-1]), code="NOT_FOUND")
-    items, total = [], 0
-    for cls in classes:
-        for name, value in sorted(_dict(cls).items()):
-            kind = kind_of(value)
-            if kind is None or not fnmatchcase(name, method_pattern):
-                continue
-            if name.startswith("__") and name != "__init__" and method_pattern == "*":
-                continue        # dunders only when asked for by name
-            total += 1
-            if len(items) >= limit:
-                continue
-            fn = _function(value)
-            code = _code(value)
-            item = {"name": "%s.%s" % (full_name(cls), name), "class": full_name(cls), "method": name,
-                    "kind": kind, "signature": signature(fn) if isinstance(fn, types.FunctionType) else None}
-            if detail:
-                item.update({"file": code.co_filename if code else None, "line": code.co_firstlineno if code else None,
-                             "decorators": decorators(value), "doc": first_line(getattr(fn, "__doc__", None))})
-            items.append(item)
-    return {"pattern": pattern, "method_pattern": method_pattern, "methods": items, "count": len(items),
-            "total": total, "limit": limit, "classes": len(classes)}
-
-
 def _pattern(args):
     pattern = args.get("pattern")
     if not isinstance(pattern, str) or not pattern.strip():
@@ -217,6 +171,6 @@ def _limit(args):
 
 def run(ctx, args):
     started = time.perf_counter()
-    result = run_sm(ctx, args) if args.get("mode") == "sm" else run_sc(ctx, args)
+    result = run_sc(ctx, args)
     result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return result

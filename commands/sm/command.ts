@@ -1,6 +1,6 @@
 // sm: search the methods of loaded classes (nothing is imported).
 import { defineCommand } from "../../core/command.ts";
-import snippet from "../sc/snippet.py" with { type: "text" };
+import snippet from "./snippet.py" with { type: "text" };
 
 interface MethodInfo {
   name: string;
@@ -25,8 +25,8 @@ export default defineCommand({
     { flags: "--limit <n>", description: "at most n methods", type: "int", default: 50 },
   ],
   snippet,
+  libs: ["classes"],
   request: (opts, args) => ({
-    mode: "sm",
     pattern: args[0],
     method_pattern: args[1] ?? opts.methodPattern ?? "*",
     detail: Boolean(opts.detail),
