@@ -29,14 +29,6 @@ export const PENDING: ReadonlyMap<string, string> = new Map([
     "commands/tui/command.ts -> tui/app.tsx",
     "the tui command belongs in tui/ (registered by mod.ts), not in commands/",
   ],
-  [
-    "commands/stack/command.ts -> commands/watch/snippet.py",
-    "stack gets its own snippet (issue 19, item 1)",
-  ],
-  [
-    "commands/sm/command.ts -> commands/sc/snippet.py",
-    "sm gets its own snippet (issue 19, item 1)",
-  ],
 ]);
 
 /** Folders outside the program: they may import anything. */
