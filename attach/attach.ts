@@ -13,7 +13,7 @@ import {
   sessionPaths,
 } from "../core/session.ts";
 import { isNoSpace, type SafeDir } from "../process/safefs.ts";
-import { checkTarget, injectNative, type NativeResult } from "./native.ts";
+import { checkTarget, injectNative } from "./native.ts";
 import { AttachError } from "../process/errors.ts";
 import {
   findInterpreter,
@@ -30,7 +30,6 @@ import {
 } from "./pep768.ts";
 
 export type Mechanism = "pep768" | "ptrace";
-export const MECHANISMS: Mechanism[] = ["pep768", "ptrace"];
 
 export interface AttachOptions {
   /** How long to wait for the agent to answer, in ms (all mechanisms together). */
@@ -56,8 +55,9 @@ export interface AttachResult {
 }
 
 /**
- * The string the target runs. It swallows every exception (nothing may reach
- * the target's stderr, and a pending call that fails would raise SystemError
+ * The Python the target runs to start the agent, both ways: as the string the trampoline
+ * passes to PyRun_SimpleString, and as the PEP 768 script. It swallows every exception
+ * (nothing may reach the target's stderr, and a pending call that fails would raise SystemError
  * in the target), and does nothing once the CLI has withdrawn boot.py. Once it has read
  * boot.py it leaves `startedMarker`, so a timeout can say whether the agent was starting.
  */
@@ -135,6 +135,68 @@ export async function attach(pid: number, opts: AttachOptions): Promise<AttachRe
   }
 }
 
+type Hello = Record<string, unknown>;
+
+/** One attach, as each mechanism sees it. */
+interface Attempt {
+  pid: number;
+  interp: Interpreter;
+  paths: SessionPaths;
+  dir: SafeDir;
+  owner: { uid: number; gid: number };
+  deadline: number;
+  opts: AttachOptions;
+}
+
+/** What one mechanism got to. */
+interface Injected {
+  /** The agent's hello, once it answered; null when it did not in time. */
+  agent: Hello | null;
+  /** ptrace: how the bootstrap ran, and on which thread (reported in the result). */
+  route?: string;
+  thread?: number;
+  /** The bootstrap had begun (its marker exists) when the wait ended: the timeout says so. */
+  began?: boolean;
+  /** PEP 768: a thread took the request and has not started the stub yet: its file must stay. */
+  stubInFlight?: boolean;
+}
+
+/** A way to get the bootstrap run in the target. */
+interface Injector {
+  name: Mechanism;
+  /** Whether this attach tries it: forced by `via`, or by default for this interpreter. */
+  available(a: Attempt): boolean;
+  /** Gets the bootstrap run and waits for the agent; throws an AttachError when it cannot. */
+  inject(a: Attempt): Promise<Injected>;
+  /** After the attach gave up and withdrew boot.py: an agent this injection brought up anyway. */
+  withdraw(a: Attempt): Promise<Hello | null>;
+}
+
+/** The mechanisms in the order attach() tries them: the next one is the fallback. */
+const INJECTORS: Injector[] = [
+  {
+    name: "pep768",
+    available: ({ opts, interp }) =>
+      opts.via === "pep768" || (opts.via === undefined && supportsPep768(interp)),
+    inject: injectPep768,
+    // Its requests are taken back as soon as one thread runs the stub (or none did in time);
+    // a stub still in flight keeps its file (abandonSession).
+    withdraw: () => Promise.resolve(null),
+  },
+  {
+    name: "ptrace",
+    available: ({ opts }) => opts.via !== "pep768",
+    inject: injectPtrace,
+    withdraw: lateAgent,
+  },
+];
+export const MECHANISMS: Mechanism[] = INJECTORS.map((i) => i.name);
+
+function supportsPep768(interp: Interpreter): boolean {
+  const v = interp.version;
+  return v !== null && (v.major > 3 || v.minor >= 14);
+}
+
 async function attachLocked(
   pid: number,
   interp: Interpreter,
@@ -150,14 +212,52 @@ async function attachLocked(
     const h = await hello(paths.socket, Math.max(500, deadline - performance.now()), pid, true);
     if (h) return result(paths, h, "existing", t0, true);
   }
-  const v = interp.version;
-  const modern = v !== null && (v.major > 3 || v.minor >= 14);
   // Requests a killed attach left in threads that never ran Python since: they would run a
   // stub we are about to remove and print an error in the target.
-  if (modern) withdrawLeftoverRequests(pid, interp);
+  if (supportsPep768(interp)) withdrawLeftoverRequests(pid, interp);
   // What a killed attach left (the agent's own socket and log are the agent's to replace).
   clearSession(dir, ["agent.sock", "agent.log"]);
 
+  const attempt: Attempt = {
+    pid,
+    interp,
+    paths,
+    dir,
+    owner: { uid: paths.uid, gid },
+    deadline,
+    opts,
+  };
+  const injectors = INJECTORS.filter((i) => i.available(attempt));
+  const tried: [Injector, Injected][] = [];
+  try {
+    writeBoot(attempt);
+    for (const [n, injector] of injectors.entries()) {
+      const next = injectors[n + 1];
+      let injected: Injected;
+      try {
+        injected = await injector.inject(attempt);
+      } catch (e) {
+        if (!next || !(e instanceof AttachError)) throw e;
+        opts.onStatus?.(`${e.message}; attaching with ${next.name} instead`);
+        continue;
+      }
+      tried.push([injector, injected]);
+      if (injected.agent) return injectedResult(attempt, injected.agent, injector, injected, t0);
+      if (!next) throw timeoutError(pid, opts.timeoutMs, injected.began);
+    }
+    throw timeoutError(pid, opts.timeoutMs);
+  } catch (e) {
+    abandonSession(dir, tried.some(([, injected]) => injected.stubInFlight));
+    for (const [injector, injected] of tried) {
+      const late = await injector.withdraw(attempt);
+      if (late) return injectedResult(attempt, late, injector, injected, t0);
+    }
+    throw isNoSpace(e) ? noSpace(paths) : e;
+  }
+}
+
+/** boot.py: the agent and its configuration, read by whichever bootstrap runs. */
+function writeBoot({ pid, paths, dir, owner }: Attempt): void {
   const config = {
     session_dir: paths.targetDir,
     socket: `${paths.targetDir}/agent.sock`,
@@ -166,54 +266,38 @@ async function attachLocked(
     token: crypto.randomUUID(),
     agent_version: AGENT_VERSION,
   };
-  const owner = { uid: paths.uid, gid };
-  let inFlight = false; // a PEP 768 request was taken by a thread that has not started the script yet
-  let injected: NativeResult | null = null;
-  try {
-    dir.createFile(
-      "boot.py",
-      `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`,
-      0o600,
-      owner,
-    );
-    const pep768First = opts.via === "pep768" || (opts.via === undefined && modern);
-    if (pep768First) {
-      try {
-        const r = await attachPep768(pid, interp, paths, dir, owner, deadline, opts);
-        if (r.agent) return result(paths, r.agent, "pep768", t0, false);
-        inFlight = r.inFlight;
-        if (opts.via === "pep768") throw timeoutError(pid, opts.timeoutMs);
-      } catch (e) {
-        if (opts.via === "pep768" || !(e instanceof AttachError)) throw e;
-        opts.onStatus?.(`${e.message}; attaching with ptrace instead`);
-      }
-    }
-    injected = injectNative(
-      pid,
-      bootstrapSource(`${paths.targetDir}/boot.py`, `${paths.targetDir}/boot.started`),
-    );
-    const h = await waitForAgent(paths, deadline);
-    if (h) {
-      return {
-        ...result(paths, h, "ptrace", t0, false),
-        route: injected.route,
-        thread: injected.tid,
-      };
-    }
-    throw timeoutError(pid, opts.timeoutMs, dir.entry("boot.started") !== null);
-  } catch (e) {
-    abandonSession(dir, inFlight);
-    // A bootstrap may have read boot.py just before it was withdrawn: then the agent is complete.
-    const late = injected && hasSocket(paths) ? await hello(paths.socket, 1000, pid) : null;
-    if (late && injected) {
-      return {
-        ...result(paths, late, "ptrace", t0, false),
-        route: injected.route,
-        thread: injected.tid,
-      };
-    }
-    throw isNoSpace(e) ? noSpace(paths) : e;
-  }
+  dir.createFile(
+    "boot.py",
+    `${AGENT_SOURCE}\n\n_peeka_main(${JSON.stringify(config)})\n`,
+    0o600,
+    owner,
+  );
+}
+
+/** The native injector: one thread runs the bootstrap through the trampoline. */
+async function injectPtrace({ pid, interp, paths, dir, deadline }: Attempt): Promise<Injected> {
+  const boot = `${paths.targetDir}/boot.py`, started = `${paths.targetDir}/boot.started`;
+  const { route, tid } = injectNative(pid, interp, bootstrapSource(boot, started));
+  const agent = await waitForAgent(paths, deadline);
+  return { agent, route, thread: tid, began: !agent && dir.entry("boot.started") !== null };
+}
+
+/** A bootstrap may have read boot.py just before it was withdrawn: then the agent is complete. */
+async function lateAgent({ pid, paths }: Attempt): Promise<Hello | null> {
+  return hasSocket(paths) ? await hello(paths.socket, 1000, pid) : null;
+}
+
+function injectedResult(
+  { paths }: Attempt,
+  agent: Hello,
+  injector: Injector,
+  injected: Injected,
+  t0: number,
+): AttachResult {
+  const r = result(paths, agent, injector.name, t0, false);
+  return injected.route === undefined
+    ? r
+    : { ...r, route: injected.route, thread: injected.thread };
 }
 
 /**
@@ -234,23 +318,17 @@ export function withdrawLeftoverRequests(pid: number, interp?: Interpreter): num
 }
 
 /**
- * Signals every thread state; returns the agent's hello once one ran the
- * script, or null (requests withdrawn) when none did within the PEP 768 wait.
+ * Signals every thread state; the agent's hello once one ran the stub, or null (requests
+ * withdrawn) when none did within the PEP 768 wait.
  */
-async function attachPep768(
-  pid: number,
-  interp: Interpreter,
-  paths: SessionPaths,
-  dir: SafeDir,
-  owner: { uid: number; gid: number },
-  deadline: number,
-  opts: AttachOptions,
-): Promise<{ agent: Record<string, unknown> | null; inFlight: boolean }> {
+async function injectPep768(
+  { pid, interp, paths, dir, owner, deadline, opts }: Attempt,
+): Promise<Injected> {
   const target = locateRemoteExec(pid, interp); // checks everything before any write
   const stub = `${paths.targetDir}/pep768.py`;
   dir.createFile(
     "pep768.py",
-    pep768Stub(`${paths.targetDir}/boot.py`, `${stub.slice(0, -3)}.started`),
+    bootstrapSource(`${paths.targetDir}/boot.py`, `${stub.slice(0, -3)}.started`),
     0o600,
     owner,
   );
@@ -266,20 +344,13 @@ async function attachPep768(
           `(all blocked in system calls or in C code)` +
           (opts.via === "pep768" ? "" : "; attaching with ptrace instead"),
       );
-      return { agent: null, inFlight: false };
+      return { agent: null, stubInFlight: false };
     }
     // A thread took the request between our look and the withdrawal: let it run.
   }
   const agent = await waitForAgent(paths, deadline);
   withdrawRemoteExec(target); // the other threads need not run it as well
-  return { agent, inFlight: !started() };
-}
-
-/** The PEP 768 script: marks that it started, then runs the bootstrap; silent if withdrawn. */
-function pep768Stub(boot: string, startedMarker: string): string {
-  const b = JSON.stringify(boot), m = JSON.stringify(startedMarker);
-  return `try:\n import os\n source = open(${b}, 'rb').read()\n` + startedMark(m) +
-    ` exec(compile(source, ${b}, 'exec'), {'__name__': '__peeka_boot__'})\nexcept BaseException:\n pass\n`;
+  return { agent, stubInFlight: !started() };
 }
 
 /**

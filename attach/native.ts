@@ -1,15 +1,20 @@
 // The native injector: makes one thread of a CPython process run a bootstrap
 // string through the C API, using only ptrace and process memory access.
 //
-// Sequence (each step is undone by the kernel if peeka dies before the next):
-//   1. pick a thread from /proc (prefer one blocked in a system call outside
-//      the interpreter), PTRACE_SEIZE + PTRACE_INTERRUPT it;
-//   2. save its registers and its whole XSAVE area;
-//   3. write the trampoline and the bootstrap string into the padding after
-//      a code segment (never executed by the program, identical bytes on every
-//      attach), and a signal frame built from the saved state onto its stack,
-//      below the red zone;
-//   4. one PTRACE_SETREGS points the thread at the trampoline; PTRACE_DETACH.
+// Sequence, one function each in hijack() (each step is undone by the kernel if peeka
+// dies before the next):
+//   1. stopThread: pick a thread from /proc (prefer one blocked in a system call
+//      outside the interpreter), PTRACE_SEIZE + PTRACE_INTERRUPT it;
+//   2. saveState: its registers and its whole XSAVE area;
+//   3. chooseRoute: run the bootstrap on this thread ("direct") or queue it for
+//      the main thread ("pending"), or leave this thread alone;
+//   4. layOutFrame: a signal frame built from the saved state, the function
+//      table and a scratch stack, below the red zone of its stack;
+//   5. write: those, and the trampoline and the bootstrap string into the
+//      padding after a code segment (never executed by the program, identical
+//      bytes on every attach);
+//   6. redirect: one PTRACE_SETREGS points the thread at the trampoline (its
+//      register contract is in trampoline.ts); PTRACE_DETACH.
 // The thread then runs the bootstrap (directly when it is safe, otherwise as a
 // pending call that the main thread runs at its next safe point) and returns
 // to exactly where it was through rt_sigreturn. See trampoline.ts.
@@ -30,7 +35,6 @@ import {
 import { type ElfImage, imageBase, PF_X, PT_LOAD, readElfFile } from "../process/elf.ts";
 import { AttachError } from "../process/errors.ts";
 import {
-  findInterpreter,
   type Interpreter,
   listThreads,
   type Mapping,
@@ -50,10 +54,9 @@ import {
   resumePoint,
   signalFpState,
   TRAMPOLINE,
+  trampolineEntry,
   USER_REGS_SIZE,
 } from "./trampoline.ts";
-
-export { AttachError };
 
 // x86-64 system calls in which a thread waits with the GIL released and no
 // interpreter or libc lock held: running Python on it is safe.
@@ -81,10 +84,20 @@ const SAFE_WAITS = new Set([
 ]);
 const FUTEX = 202;
 
+// How a wait status shows the stop of a thread we interrupted (see ptrace(2), "group-stop").
+const SIGTRAP = 5;
+const SIGSTOP = 19;
+const PTRACE_EVENT_STOP = 128;
+
+const RED_ZONE = 128; // bytes below rsp the interrupted code may still use (System V ABI)
+const SYSCALL_INSN = [0x0f, 0x05];
+
+/** "direct": the thread runs the bootstrap itself; "pending": queued for the main thread. */
+export type Route = "direct" | "pending";
+
 export interface NativeResult {
   tid: number;
-  /** "direct": the thread ran the bootstrap itself; "pending": queued for the main thread. */
-  route: "direct" | "pending";
+  route: Route;
   interpreter: string;
 }
 
@@ -137,46 +150,20 @@ export function checkTarget(pid: number, tracer = true): void {
   }
 }
 
-export function injectNative(pid: number, bootstrap: string): NativeResult {
-  checkTarget(pid);
+/**
+ * Makes one thread of `pid` run `bootstrap`. The target was checked and its interpreter found
+ * by attach(); the mappings are read here, as they are now (thread stacks come and go).
+ */
+export function injectNative(pid: number, interp: Interpreter, bootstrap: string): NativeResult {
+  refuseShadowStacks(pid);
   const maps = readMaps(pid);
-  let interp: Interpreter;
-  try {
-    interp = findInterpreter(pid, maps);
-  } catch (e) {
-    throw new AttachError("NOT_PYTHON", (e as Error).message);
-  }
-  if (/x86_Thread_features:.*shstk/.test(readText(`/proc/${pid}/status`) ?? "")) {
-    throw new AttachError(
-      "UNSUPPORTED",
-      `process ${pid} uses CET shadow stacks; the native injector cannot attach`,
-    );
-  }
-  const table = new BigUint64Array([
-    symbolAddress(interp, "PyGILState_Check"),
-    symbolAddress(interp, "PyGILState_Ensure"),
-    symbolAddress(interp, "PyRun_SimpleString"),
-    symbolAddress(interp, "PyGILState_Release"),
-    symbolAddress(interp, "Py_AddPendingCall"),
-  ]);
-  const payload = new Uint8Array(TRAMPOLINE.length + bootstrap.length + 1 + 8);
-  payload.set(TRAMPOLINE);
-  const codeOffset = TRAMPOLINE.length + 8 - (TRAMPOLINE.length % 8);
-  payload.set(new TextEncoder().encode(bootstrap), codeOffset);
-  const slack = findSlack(pid, maps, interp, codeOffset + bootstrap.length + 1);
+  const payload = preparePayload(interp, bootstrap);
+  const slack = findSlack(pid, maps, interp, payload.bytes.length);
 
   const errors: string[] = [];
   for (const thread of rankThreads(pid)) {
     try {
-      const route = hijack(
-        pid,
-        thread,
-        maps,
-        slack,
-        payload.subarray(0, codeOffset + bootstrap.length + 1),
-        codeOffset,
-        table,
-      );
+      const route = hijack(pid, thread, maps, slack, payload);
       if (route) return { tid: thread.tid, route, interpreter: interp.path };
     } catch (e) {
       if (e instanceof SysError && e.errno === ERRNO.ESRCH) continue; // the thread exited meanwhile
@@ -200,6 +187,41 @@ export function injectNative(pid: number, bootstrap: string): NativeResult {
     "INJECT_FAILED",
     `no thread of process ${pid} could be used: ${errors.join("; ") || "none found"}`,
   );
+}
+
+function refuseShadowStacks(pid: number): void {
+  if (/x86_Thread_features:.*shstk/.test(readText(`/proc/${pid}/status`) ?? "")) {
+    throw new AttachError(
+      "UNSUPPORTED",
+      `process ${pid} uses CET shadow stacks; the native injector cannot attach`,
+    );
+  }
+}
+
+/** What is written into the target: the same for every thread tried. */
+interface Payload {
+  /** The trampoline, padding to 8 bytes, the bootstrap source and its NUL. */
+  bytes: Uint8Array;
+  /** Where the bootstrap source starts in `bytes`. */
+  bootstrapOffset: number;
+  /** The trampoline's function table (see TRAMPOLINE). */
+  table: BigUint64Array;
+}
+
+function preparePayload(interp: Interpreter, bootstrap: string): Payload {
+  const table = new BigUint64Array([
+    symbolAddress(interp, "PyGILState_Check"),
+    symbolAddress(interp, "PyGILState_Ensure"),
+    symbolAddress(interp, "PyRun_SimpleString"),
+    symbolAddress(interp, "PyGILState_Release"),
+    symbolAddress(interp, "Py_AddPendingCall"),
+  ]);
+  const source = new TextEncoder().encode(bootstrap);
+  const bootstrapOffset = TRAMPOLINE.length + 8 - (TRAMPOLINE.length % 8);
+  const bytes = new Uint8Array(bootstrapOffset + source.length + 1);
+  bytes.set(TRAMPOLINE);
+  bytes.set(source, bootstrapOffset);
+  return { bytes, bootstrapOffset, table };
 }
 
 /** Threads in the order to try: blocked in a safe wait (main first), then futex waiters, then the main thread. */
@@ -273,75 +295,141 @@ function hijack(
   thread: ThreadState,
   maps: Mapping[],
   slack: Slack,
-  payload: Uint8Array,
-  codeOffset: number,
-  table: BigUint64Array,
-): "direct" | "pending" | null {
-  const tid = thread.tid;
+  payload: Payload,
+): Route | null {
+  const stopped = stopThread(thread.tid);
+  try {
+    const saved = saveState(thread.tid);
+    const route = chooseRoute(pid, thread, saved.regs);
+    if (!route) return null;
+    const frame = layOutFrame(saved, maps, thread.tid === pid);
+    write(pid, thread.tid, saved, frame, slack, payload);
+    redirect(thread.tid, saved, frame, slack, payload, route);
+    stopped.release();
+    return route;
+  } finally {
+    stopped.release();
+  }
+}
+
+/** A seized thread, stopped; release() lets it go (once), handing back a signal it stopped on. */
+interface StoppedThread {
+  release(): void;
+}
+
+function stopThread(tid: number): StoppedThread {
   ptrace(PTRACE.SEIZE, tid);
-  let signalToDeliver = 0;
+  let handBack = 0;
   let released = false;
-  const release = () => {
-    if (released) return;
-    released = true;
-    try {
-      ptrace(PTRACE.DETACH, tid, 0n, BigInt(signalToDeliver));
-    } catch (e) {
-      if (!(e instanceof SysError && e.errno === ERRNO.ESRCH)) throw e;
-    }
+  const stopped = {
+    release() {
+      if (released) return;
+      released = true;
+      try {
+        ptrace(PTRACE.DETACH, tid, 0n, BigInt(handBack));
+      } catch (e) {
+        if (!(e instanceof SysError && e.errno === ERRNO.ESRCH)) throw e;
+      }
+    },
   };
   try {
     ptrace(PTRACE.INTERRUPT, tid);
     const status = waitThread(tid)!;
-    const sig = stoppedSignal(status);
-    if (!sig) throw new Error(`thread ${tid} exited while being stopped`);
-    // A signal-delivery stop (not our interrupt): hand the signal back on detach.
-    if (!(sig === 5 && ptraceEvent(status) === 128)) {
-      signalToDeliver = sig === 19 || sig === 5 ? 0 : sig;
-    }
-
-    const regs = new BigInt64Array(USER_REGS_SIZE / 8);
-    ptrace(PTRACE.GETREGS, tid, 0n, ptrAddr(regs));
-    const xstate = getXState(tid);
-
-    const inSyscall = regs[REG.orig_rax] >= 0n;
-    const direct = inSyscall && SAFE_WAITS.has(Number(regs[REG.orig_rax]));
-    if (!inSyscall && thread.tid !== pid && thread.syscall !== -1) return null; // it woke up: try another
-    const { rip, restarts } = resumePoint(regs);
-    if (restarts) {
-      const insn = readMemory(pid, rip, 2);
-      if (insn[0] !== 0x0f || insn[1] !== 0x05) return null; // not at a plain `syscall`: leave it alone
-    }
-
-    // Stack layout below the red zone: [fpstate (64-aligned)] [frame] [table] [scratch stack...]
-    const rsp = BigInt.asUintN(64, regs[REG.rsp]);
-    const fp = signalFpState(xstate);
-    const fpAddr = (rsp - 128n - BigInt(fp.length)) & ~63n;
-    const frameAddr = (fpAddr - BigInt(FRAME_SIZE)) & ~15n;
-    const tableAddr = (frameAddr - 64n) & ~15n;
-    const scratch = (tableAddr - 64n) & ~15n;
-    checkStackRoom(maps, rsp, scratch, tid === pid);
-
-    writeMemory(pid, fpAddr, fp);
-    writeMemory(pid, frameAddr, buildFrame(regs, fpAddr));
-    writeMemory(pid, tableAddr, new Uint8Array(table.buffer));
-    pokeCode(pid, tid, slack.address, payload);
-
-    const next = regs.slice();
-    next[REG.rip] = slack.address;
-    next[REG.rsp] = scratch;
-    next[REG.rbx] = tableAddr;
-    next[REG.r12] = frameAddr + 8n;
-    next[REG.r13] = slack.address + BigInt(codeOffset);
-    next[REG.r14] = direct ? 1n : 0n;
-    next[REG.rax] = 0n;
-    next[REG.orig_rax] = -1n; // no restart processing on our entry: the frame carries the restart
-    ptrace(PTRACE.SETREGS, tid, 0n, ptrAddr(next));
-    release();
-    return direct ? "direct" : "pending";
-  } finally {
-    release();
+    if (!stoppedSignal(status)) throw new Error(`thread ${tid} exited while being stopped`);
+    handBack = signalToHandBack(status);
+  } catch (e) {
+    stopped.release();
+    throw e;
   }
+  return stopped;
+}
+
+/** Our interrupt's stop hands nothing back; a signal-delivery stop hands its signal back on detach. */
+function signalToHandBack(status: number): number {
+  const sig = stoppedSignal(status);
+  if (sig === SIGTRAP && ptraceEvent(status) === PTRACE_EVENT_STOP) return 0;
+  return sig === SIGSTOP || sig === SIGTRAP ? 0 : sig;
+}
+
+interface SavedState {
+  regs: BigInt64Array;
+  xstate: Uint8Array;
+}
+
+function saveState(tid: number): SavedState {
+  const regs = new BigInt64Array(USER_REGS_SIZE / 8);
+  ptrace(PTRACE.GETREGS, tid, 0n, ptrAddr(regs));
+  return { regs, xstate: getXState(tid) };
+}
+
+/** Direct when blocked in a safe wait; null when the thread is not where it can be used. */
+function chooseRoute(pid: number, thread: ThreadState, regs: BigInt64Array): Route | null {
+  const inSyscall = regs[REG.orig_rax] >= 0n;
+  const direct = inSyscall && SAFE_WAITS.has(Number(regs[REG.orig_rax]));
+  if (!inSyscall && thread.tid !== pid && thread.syscall !== -1) return null; // it woke up: try another
+  const { rip, restarts } = resumePoint(regs);
+  if (restarts) {
+    const insn = readMemory(pid, rip, 2);
+    if (insn[0] !== SYSCALL_INSN[0] || insn[1] !== SYSCALL_INSN[1]) return null; // not at a plain `syscall`: leave it alone
+  }
+  return direct ? "direct" : "pending";
+}
+
+/** Where things go on the thread's stack, below the red zone. */
+interface FrameLayout {
+  /** The signal frame's fpstate, built from the saved XSAVE area. */
+  fp: Uint8Array;
+  fpAddr: bigint;
+  frameAddr: bigint;
+  tableAddr: bigint;
+  /** Top of the trampoline's own stack. */
+  scratch: bigint;
+}
+
+/** Stack layout below the red zone: [fpstate (64-aligned)] [frame] [table] [scratch stack...] */
+function layOutFrame(saved: SavedState, maps: Mapping[], isMain: boolean): FrameLayout {
+  const rsp = BigInt.asUintN(64, saved.regs[REG.rsp]);
+  const fp = signalFpState(saved.xstate);
+  const fpAddr = (rsp - BigInt(RED_ZONE) - BigInt(fp.length)) & ~63n;
+  const frameAddr = (fpAddr - BigInt(FRAME_SIZE)) & ~15n;
+  const tableAddr = (frameAddr - 64n) & ~15n;
+  const scratch = (tableAddr - 64n) & ~15n;
+  checkStackRoom(maps, rsp, scratch, isMain);
+  return { fp, fpAddr, frameAddr, tableAddr, scratch };
+}
+
+function write(
+  pid: number,
+  tid: number,
+  saved: SavedState,
+  frame: FrameLayout,
+  slack: Slack,
+  payload: Payload,
+): void {
+  writeMemory(pid, frame.fpAddr, frame.fp);
+  writeMemory(pid, frame.frameAddr, buildFrame(saved.regs, frame.fpAddr));
+  writeMemory(pid, frame.tableAddr, new Uint8Array(payload.table.buffer));
+  pokeCode(pid, tid, slack.address, payload.bytes);
+}
+
+/** Points the thread at the trampoline, with the inputs of its register contract. */
+function redirect(
+  tid: number,
+  saved: SavedState,
+  frame: FrameLayout,
+  slack: Slack,
+  payload: Payload,
+  route: Route,
+): void {
+  const entry = trampolineEntry(saved.regs, {
+    code: slack.address,
+    stack: frame.scratch,
+    table: frame.tableAddr,
+    ucontext: frame.frameAddr + 8n,
+    bootstrap: slack.address + BigInt(payload.bootstrapOffset),
+    direct: route === "direct",
+  });
+  ptrace(PTRACE.SETREGS, tid, 0n, ptrAddr(entry));
 }
 
 function ptrAddr(buf: ArrayBufferView): bigint {

@@ -49,6 +49,36 @@ export const TRAMPOLINE = hex(
     "4c89e4 b80f000000 0f05 0f0b",
 );
 
+/** The inputs of the register contract above, as the tracer knows them. */
+export interface TrampolineInputs {
+  /** Where TRAMPOLINE was written (rip). */
+  code: bigint;
+  /** The scratch stack, 16-byte aligned, below everything else (rsp). */
+  stack: bigint;
+  /** The table of 5 function pointers (rbx). */
+  table: bigint;
+  /** The ucontext of the prepared signal frame (r12), 8 bytes past the frame's start. */
+  ucontext: bigint;
+  /** The NUL-terminated bootstrap source (r13). */
+  bootstrap: bigint;
+  /** Blocked in a safe system call: run Python on this thread directly (r14 bit 0). */
+  direct: boolean;
+}
+
+/** The registers that start the trampoline: the saved ones, with the contract's inputs set. */
+export function trampolineEntry(saved: BigInt64Array, input: TrampolineInputs): BigInt64Array {
+  const next = saved.slice();
+  next[REG.rip] = input.code;
+  next[REG.rsp] = input.stack;
+  next[REG.rbx] = input.table;
+  next[REG.r12] = input.ucontext;
+  next[REG.r13] = input.bootstrap;
+  next[REG.r14] = input.direct ? 1n : 0n;
+  next[REG.rax] = 0n;
+  next[REG.orig_rax] = -1n; // no restart processing on our entry: the frame carries the restart
+  return next;
+}
+
 function hex(s: string): Uint8Array {
   const clean = s.replace(/\s+/g, "");
   return new Uint8Array(clean.match(/../g)!.map((b) => parseInt(b, 16)));
