@@ -2,11 +2,13 @@
 //   - attach latency to a ready agent (median of 5) per interpreter and shape
 //   - the CLI's start time for --help
 //   - the agent's resident memory in the target
+//   - round trips of a watch's first use on a fresh agent (loading its code included)
 import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 import { benchWatch } from "./watch.ts";
 import { benchTrace } from "./trace.ts";
 import { benchLook } from "./look.ts";
 import { benchCondition } from "./condition.ts";
+import { firstWatchRoundTrips } from "./first_watch.ts";
 
 const RUNS = Number(Deno.env.get("PEEKA_BENCH_RUNS") ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -94,6 +96,13 @@ console.log(
     "\n'naive' is a decorator that JSON-serialises every call; throughput and latency with --rate 0:",
 );
 for (const py of pythons()) console.log(await benchWatch(py));
+console.log(
+  "\nwatch's first use on a fresh agent — requests (each one round trip) the CLI sends from" +
+    "\nconnecting to the first observation, the snippet's and libraries' loading included:",
+);
+for (const py of pythons()) {
+  console.log(`${py.version.padEnd(7)} ${await firstWatchRoundTrips(py)} round trips`);
+}
 console.log(
   "\ncondition cost — a never-matching condition through the engine's acceptor, the evaluator of" +
     "\nbefore the bounds (old) and now (new), interleaved, median of 9 × 100 000 calls:",
