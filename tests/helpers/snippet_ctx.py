@@ -1,0 +1,81 @@
+# A fake ctx for unit tests of a command's snippet: the snippet's own run(ctx, args) runs in this
+# interpreter on real objects (real logging, real modules); only what the agent would hand it is
+# stood in for: the frames it emits (a list), its cancel event, and the agent (libraries loaded
+# from agent/lib the way the agent loads them, detach hooks, shared state). Not a fake target.
+import os
+import sys
+import threading
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _agent_namespace():
+    """The agent's own module body (its definitions only: nothing starts until _peeka_main)."""
+    path = os.path.join(REPO, "agent", "agent.py")
+    namespace = {"__name__": "__peeka_agent_under_test__"}
+    with open(path) as f:
+        exec(compile(f.read(), path, "exec"), namespace)
+    return namespace
+
+
+CommandError = _agent_namespace()["CommandError"]
+
+
+def _execute(path, namespace):
+    with open(path) as f:
+        exec(compile(f.read(), path, "exec"), namespace)
+    return namespace
+
+
+def load_snippet(command):
+    """commands/<command>/snippet.py, loaded as the agent loads a snippet: its namespace."""
+    path = os.path.join(REPO, "commands", command, "snippet.py")
+    return _execute(path, {"CommandError": CommandError, "__name__": "__peeka_cmd_" + command + "__"})
+
+
+class FakeAgent(object):
+    """The agent as a snippet sees it: lib(), on_detach()/remove_detach(), state."""
+
+    def __init__(self):
+        self.state = {}
+        self.detach_hooks = {}   # key -> fn, newest last
+        self._libs = {}
+
+    def lib(self, name):
+        if name not in self._libs:
+            module = type(sys)("__peeka_lib_" + name + "__")
+            module.CommandError = CommandError
+            _execute(os.path.join(REPO, "agent", "lib", name + ".py"), module.__dict__)
+            self._libs[name] = module
+        return self._libs[name]
+
+    def on_detach(self, key, fn):
+        self.detach_hooks.pop(key, None)  # re-registering makes it the newest
+        self.detach_hooks[key] = fn
+
+    def remove_detach(self, key):
+        return self.detach_hooks.pop(key, None) is not None
+
+    def detach(self):
+        """Runs the hooks as a detach does: newest first."""
+        hooks, self.detach_hooks = list(self.detach_hooks.values()), {}
+        for fn in reversed(hooks):
+            fn()
+
+
+class FakeCtx(object):
+    """One call's ctx: emitted frames are kept in `emitted`; `cancelled` is a real Event."""
+
+    def __init__(self, agent=None, args=None):
+        self.agent = agent or FakeAgent()
+        self.args = args or {}
+        self.id = 1
+        self.libs = {}
+        self.client = {"pid": os.getpid(), "uid": os.getuid()}
+        self.cancelled = threading.Event()
+        self.dropped = 0
+        self.emitted = []
+
+    def emit(self, obj):
+        self.emitted.append(obj)
+        return not self.cancelled.is_set()
