@@ -30,7 +30,7 @@ Deno.test("watch request: defaults", () => {
 });
 
 Deno.test("watch request: every option reaches its field", () => {
-  const built = request({
+  const given = {
     depth: 0,
     times: 5,
     condition: "params[0] > 1",
@@ -40,19 +40,8 @@ Deno.test("watch request: every option reaches its field", () => {
     exception: true,
     finish: true,
     rate: 0,
-  }, "shop.*");
-  deepStrictEqual(built, {
-    pattern: "shop.*",
-    depth: 0,
-    times: 5,
-    condition: "params[0] > 1",
-    strict: true,
-    before: true,
-    success: true,
-    exception: true,
-    finish: true,
-    rate: 0,
-  });
+  };
+  deepStrictEqual(request(given, "shop.*"), { pattern: "shop.*", ...given });
 });
 
 Deno.test("watch request: numbers that make no sense are usage errors, before any connection", () => {
