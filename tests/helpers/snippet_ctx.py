@@ -34,11 +34,12 @@ def load_snippet(command):
 
 
 class FakeAgent(object):
-    """The agent as a snippet sees it: lib(), on_detach()/remove_detach(), state."""
+    """The agent as a snippet sees it: lib(), on_detach()/remove_detach(), state, thread_idents."""
 
     def __init__(self):
         self.state = {}
         self.detach_hooks = {}   # key -> fn, newest last
+        self.thread_idents = set()  # the agent's own threads, which commands leave out
         self._libs = {}
 
     def lib(self, name):
