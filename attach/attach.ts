@@ -227,33 +227,53 @@ async function attachLocked(
     deadline,
     opts,
   };
-  const injectors = INJECTORS.filter((i) => i.available(attempt));
   const tried: [Injector, Injected][] = [];
   try {
     writeBoot(attempt);
-    for (const [n, injector] of injectors.entries()) {
-      const next = injectors[n + 1];
-      let injected: Injected;
-      try {
-        injected = await injector.inject(attempt);
-      } catch (e) {
-        if (!next || !(e instanceof AttachError)) throw e;
-        opts.onStatus?.(`${e.message}; attaching with ${next.name} instead`);
-        continue;
-      }
-      tried.push([injector, injected]);
-      if (injected.agent) return injectedResult(attempt, injected.agent, injector, injected, t0);
-      if (!next) throw timeoutError(pid, opts.timeoutMs, injected.began);
-    }
-    throw timeoutError(pid, opts.timeoutMs);
+    return await injectInOrder(attempt, tried, t0);
   } catch (e) {
-    abandonSession(dir, tried.some(([, injected]) => injected.stubInFlight));
-    for (const [injector, injected] of tried) {
-      const late = await injector.withdraw(attempt);
-      if (late) return injectedResult(attempt, late, injector, injected, t0);
-    }
-    throw isNoSpace(e) ? noSpace(paths) : e;
+    return await giveUp(attempt, tried, t0, e);
   }
+}
+
+/** Tries the available mechanisms in order (each tried one lands in `tried`); the first agent wins. */
+async function injectInOrder(
+  attempt: Attempt,
+  tried: [Injector, Injected][],
+  t0: number,
+): Promise<AttachResult> {
+  const { pid, opts } = attempt;
+  const injectors = INJECTORS.filter((i) => i.available(attempt));
+  for (const [n, injector] of injectors.entries()) {
+    const next = injectors[n + 1];
+    let injected: Injected;
+    try {
+      injected = await injector.inject(attempt);
+    } catch (e) {
+      if (!next || !(e instanceof AttachError)) throw e;
+      opts.onStatus?.(`${e.message}; attaching with ${next.name} instead`);
+      continue;
+    }
+    tried.push([injector, injected]);
+    if (injected.agent) return injectedResult(attempt, injected.agent, injector, injected, t0);
+    if (!next) throw timeoutError(pid, opts.timeoutMs, injected.began);
+  }
+  throw timeoutError(pid, opts.timeoutMs);
+}
+
+/** Withdraws what the attach left, takes an agent that came up anyway, else rethrows `error`. */
+async function giveUp(
+  attempt: Attempt,
+  tried: [Injector, Injected][],
+  t0: number,
+  error: unknown,
+): Promise<AttachResult> {
+  abandonSession(attempt.dir, tried.some(([, injected]) => injected.stubInFlight));
+  for (const [injector, injected] of tried) {
+    const late = await injector.withdraw(attempt);
+    if (late) return injectedResult(attempt, late, injector, injected, t0);
+  }
+  throw isNoSpace(error) ? noSpace(attempt.paths) : error;
 }
 
 /** boot.py: the agent and its configuration, read by whichever bootstrap runs. */
