@@ -1,7 +1,7 @@
 // Agent libraries: Python modules shared by command snippets (instrumentation,
 // conditions, serialisation), embedded in the program and sent to the agent
 // on first use. A snippet reaches them through ctx.agent.lib(name).
-import { sha256, type Source } from "../core/protocol.ts";
+import { sha256, type Source } from "./source.ts";
 import instrument from "./lib/instrument.py" with { type: "text" };
 import condition from "./lib/condition.py" with { type: "text" };
 import serialize from "./lib/serialize.py" with { type: "text" };

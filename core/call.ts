@@ -2,7 +2,8 @@
 // declares are sent on first use (by hash), then the call streams frames and replies.
 // Also Ctrl-C: the first asks the agent to stop, a second one (or silence) exits at once.
 import type { PeekaCommand } from "./command.ts";
-import { type AgentClient, type Frame, sha256 } from "./protocol.ts";
+import type { AgentClient, Frame } from "./protocol.ts";
+import { sha256 } from "../agent/source.ts";
 import { librarySources } from "../agent/libs.ts";
 
 /** How long a call may take to answer (a streaming call: to start). */

@@ -4,12 +4,10 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import {
   type CommandContext,
-  CommandFailure,
   type Options,
   type OptionSpec,
   type PeekaCommand,
   type Registry,
-  UsageError,
 } from "./command.ts";
 import { Output } from "./output.ts";
 import { AgentClient, AgentGoneError, AgentTimeoutError, SessionEndedError } from "./protocol.ts";
@@ -48,10 +46,7 @@ export function describeError(e: unknown, pid?: number): { code: string; message
   ) {
     return { code: "AGENT_GONE", message: agentGoneMessage(pid) };
   }
-  if (e instanceof PeekaError || e instanceof CommandFailure) {
-    return { code: e.code, message: e.message };
-  }
-  if (e instanceof UsageError) return { code: "USAGE", message: e.message };
+  if (e instanceof PeekaError) return { code: e.code, message: e.message };
   if (e instanceof Deno.errors.PermissionDenied) {
     return {
       code: "PERMISSION_DENIED",

@@ -2,6 +2,7 @@
 // command is either an agent command (a Python snippet plus how to build its
 // arguments and render its result) or a local one with its own `run`.
 
+import { PeekaError } from "../process/errors.ts";
 import type { Output } from "./output.ts";
 import type { AgentClient, Frame } from "./protocol.ts";
 
@@ -80,11 +81,11 @@ export function defineCommand(cmd: PeekaCommand): PeekaCommand {
 }
 
 /** A command line that parses but makes no sense (exit status 2, code USAGE). */
-export class UsageError extends Error {}
-
-/** A command's own failure, with the code its JSON error carries. */
-export class CommandFailure extends Error {
-  constructor(readonly code: string, message: string) {
-    super(message);
+export class UsageError extends PeekaError {
+  constructor(message: string) {
+    super("USAGE", message);
   }
 }
+
+/** A command's own failure, with the code its JSON error carries. */
+export class CommandFailure extends PeekaError {}

@@ -4,6 +4,7 @@
 
 export const MAX_FRAME = 16 * 1024 * 1024;
 
+import type { Source } from "../agent/source.ts";
 import { diagnose, type Diagnosis } from "./diagnose.ts";
 import { PeekaError } from "../process/errors.ts";
 
@@ -398,12 +399,6 @@ async function timeoutError(
   );
 }
 
-/** Python source sent to the agent, named by its SHA-256. */
-export interface Source {
-  source: string;
-  hash: string;
-}
-
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await conn.write(data.subarray(off));
@@ -422,9 +417,4 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, message: string)
   } finally {
     clearTimeout(timer);
   }
-}
-
-export async function sha256(text: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -22,10 +22,6 @@ export const LAYERS: readonly (readonly string[])[] = [
  */
 export const PENDING: ReadonlyMap<string, string> = new Map([
   [
-    "agent/libs.ts -> core/protocol.ts",
-    "the library table hashes with core's sha256: the hash belongs below agent/",
-  ],
-  [
     "commands/tui/command.ts -> tui/app.tsx",
     "the tui command belongs in tui/ (registered by mod.ts), not in commands/",
   ],
