@@ -32,6 +32,7 @@ export default defineCommand({
     { flags: "--limit <n>", description: "at most n classes", type: "int", default: 50 },
   ],
   snippet,
+  libs: ["classes"],
   request: (opts, args) => ({ pattern: args[0], detail: Boolean(opts.detail), limit: opts.limit }),
   render(data) {
     const classes = data.classes as ClassInfo[];
