@@ -2,6 +2,7 @@
 // Entry point of the CLI, and the API that command plugins import (`from "peeka"`).
 import { main } from "./core/cli.ts";
 import { builtinCommands } from "./commands/registry.ts";
+import tui from "./tui/command.ts";
 import { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 import { clock, compact, printFrame } from "./core/stream.ts";
 import { loadPlugins, pluginDirs, providePluginApi, withoutPluginDirs } from "./plugins/loader.ts";
@@ -32,7 +33,9 @@ function invokedAs(): string {
 
 if (import.meta.main) {
   providePluginApi(pluginApi);
-  const builtins = builtinCommands.map((c) => ({ ...c, origin: "built-in" }));
+  // The TUI is listed before demo, as it always was; it sits above the commands it uses.
+  const commands = [...builtinCommands.slice(0, -1), tui, ...builtinCommands.slice(-1)];
+  const builtins = commands.map((c) => ({ ...c, origin: "built-in" }));
   const dirs = pluginDirs(Deno.args, (k) => Deno.env.get(k));
   const plugins = await loadPlugins(dirs, new Set(builtins.map((c) => c.name)));
   const registry = {

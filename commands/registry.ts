@@ -1,4 +1,5 @@
-// Every built-in command: one folder each, one line here.
+// Every built-in command: one folder each, one line here. (The TUI, which uses these commands,
+// joins them in mod.ts: it sits above them.)
 import type { PeekaCommand } from "../core/command.ts";
 import attach from "./attach/command.ts";
 import detach from "./detach/command.ts";
@@ -17,7 +18,6 @@ import inspect from "./inspect/command.ts";
 import memory from "./memory/command.ts";
 import top from "./top/command.ts";
 import plugins from "./plugins/command.ts";
-import tui from "./tui/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -36,7 +36,6 @@ export const builtinCommands: PeekaCommand[] = [
   memory,
   top,
   plugins,
-  tui,
   demo,
 ];
 
