@@ -684,7 +684,8 @@ class _Agent(object):
     def _op_hello(self, conn, rid, req):
         with self._lock:
             snippets = dict(self.names)
-        return {"id": rid, "type": "hello", "pid": os.getpid(),
+            libs = dict((name, entry[0]) for name, entry in self.libs.items())
+        return {"id": rid, "type": "hello", "pid": os.getpid(), "libs": libs,
                 "python_version": "%d.%d.%d" % tuple(sys.version_info[:3]),
                 "implementation": sys.implementation.name,
                 "agent_version": self.config.get("agent_version"), "started_at": self.started_at,
@@ -693,6 +694,23 @@ class _Agent(object):
                 "token": self.config.get("token")}
 
     def _op_load(self, conn, rid, req):
+        items = req.get("items")
+        if items is None:
+            return self._load_one(rid, req)
+        if not isinstance(items, list):
+            return _error(rid, "BAD_REQUEST", "load items must be a list")
+        loaded = []
+        for item in items:  # in order: a library before the code that uses it
+            reply = self._load_one(rid, item if isinstance(item, dict) else {})
+            if reply.get("type") == "error":
+                return reply
+            reply.pop("id", None)
+            reply.pop("type", None)
+            loaded.append(reply)
+        return {"id": rid, "type": "loaded", "items": loaded}
+
+    def _load_one(self, rid, req):
+        """One snippet or library (`kind: "lib"`) from a load request."""
         name, digest, source = req.get("name"), req.get("hash"), req.get("source")
         if not (isinstance(name, str) and isinstance(digest, str) and isinstance(source, str)):
             return _error(rid, "BAD_REQUEST", "load needs string fields name, hash and source")
@@ -754,18 +772,12 @@ class _Agent(object):
         command, digest = req.get("command"), req.get("hash")
         if not isinstance(digest, str) or not isinstance(rid, (int, str)):
             return _error(rid, "BAD_REQUEST", "call needs a string hash and an integer or string id")
+        libs = req.get("libs") or {}
         with self._lock:
             run = self.snippets.get(digest)
-        if run is None:
-            return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command)
-        libs = req.get("libs") or {}
-        bound = {}
-        with self._lock:
-            for lib_name, lib_hash in (libs.items() if isinstance(libs, dict) else ()):
-                entry = self.libs.get(lib_name)
-                if entry is None or entry[0] != lib_hash:
-                    return _error(rid, "LIB_MISSING", "library '%s' not loaded" % lib_name, lib=lib_name)
-                bound[lib_name] = entry[1]
+            bound, missing_libs = self._bind_libs(libs if isinstance(libs, dict) else {})
+        if run is None or missing_libs:
+            return self._missing_error(rid, command, run is None, missing_libs)
         args = req.get("args")
         args = {} if args is None else args
         if not isinstance(args, dict):
@@ -780,6 +792,28 @@ class _Agent(object):
             conn.calls.pop(rid, None)
             return _error(rid, "INTERNAL_ERROR", "cannot start call thread: %s" % _describe(e))
         return None
+
+    def _bind_libs(self, wanted):
+        """The loaded modules of the libraries `wanted` (name -> hash), and the names of those
+        not loaded under that hash. Called with the lock held."""
+        bound, missing = {}, []
+        for lib_name, lib_hash in wanted.items():
+            entry = self.libs.get(lib_name)
+            if entry is None or entry[0] != lib_hash:
+                missing.append(lib_name)
+            else:
+                bound[lib_name] = entry[1]
+        return bound, missing
+
+    @staticmethod
+    def _missing_error(rid, command, snippet_missing, missing_libs):
+        """Everything a call lacks, in one error: the client loads it all in one request."""
+        missing = {"snippet": snippet_missing, "libs": missing_libs}
+        if snippet_missing:
+            return _error(rid, "SNIPPET_MISSING", "snippet for '%s' not loaded" % command,
+                          missing=missing)
+        return _error(rid, "LIB_MISSING", "library '%s' not loaded" % missing_libs[0],
+                      lib=missing_libs[0], missing=missing)
 
     def _run_call(self, conn, ctx, run):
         self._bound_libs[_thread.get_ident()] = ctx.libs

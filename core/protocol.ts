@@ -301,6 +301,8 @@ export class AgentClient {
     }
   }
 
+  /** Calls; when the agent lacks the snippet or libraries, loads all of them in one request and
+   * calls again. A second miss (another client replaced the code meanwhile) is an error. */
   private async callWithin(
     command: string,
     snippet: Source,
@@ -310,76 +312,88 @@ export class AgentClient {
     onSessionEnd: (f: Frame) => void,
   ): Promise<Record<string, unknown>> {
     const libs = opts.libs ?? {};
-    const libHashes = Object.fromEntries(
-      Object.entries(libs).map(([name, lib]) => [name, lib.hash]),
+    const request = { command, hash: snippet.hash, args, libs: hashesOf(libs) };
+    const first = await this.callOnce(request, opts, deadline, onSessionEnd);
+    if (!first.missing) return first.data;
+    const items = missingItems(command, snippet, libs, first.missing);
+    await this.request("load", { items }, undefined, deadline);
+    const second = await this.callOnce(request, opts, deadline, onSessionEnd);
+    if (!second.missing) return second.data;
+    throw new AgentError(
+      String(second.missing.code),
+      `the agent did not keep the code for ${command}: ${second.missing.error}`,
+      second.missing,
     );
-    const what = `'${command}'`;
-    const maxAttempts = Object.keys(libs).length + 2;
-    attempts: for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const id = await this.send(
-        "call",
-        { command, hash: snippet.hash, args, libs: libHashes },
-        deadline,
-      );
-      // Once cancelled, the call's end is bounded again: the agent must answer the cancel.
-      const cancel = () => {
-        deadline.restart(this.timeoutMs);
-        this.send("cancel", { target: id }).catch(() => {});
-      };
-      if (opts.signal?.aborted) cancel();
-      else opts.signal?.addEventListener("abort", cancel, { once: true });
-      try {
-        for (;;) {
-          const f = await this.readFrame(deadline, what);
-          if (isSessionEnd(f)) {
-            onSessionEnd(f);
-            deadline.restart(this.timeoutMs); // the agent closes the connection next
-            opts.onFrame?.(f);
-            continue;
-          }
-          if (f.id !== id) continue;
-          if (f.type === "result") return (f.data ?? {}) as Record<string, unknown>;
-          if (f.type !== "error") {
-            if (opts.streaming && !opts.signal?.aborted) deadline.clear(); // started
-            opts.onFrame?.(f);
-            continue;
-          }
-          if (f.code === "SNIPPET_MISSING") {
-            await this.request(
-              "load",
-              {
-                name: command,
-                hash: snippet.hash,
-                source: snippet.source,
-              },
-              undefined,
-              deadline,
-            );
-            continue attempts;
-          }
-          const lib = libs[String(f.lib)];
-          if (f.code === "LIB_MISSING" && lib) {
-            await this.request(
-              "load",
-              {
-                kind: "lib",
-                name: f.lib,
-                hash: lib.hash,
-                source: lib.source,
-              },
-              undefined,
-              deadline,
-            );
-            continue attempts;
-          }
-          throw new AgentError(String(f.code ?? "ERROR"), String(f.error), f);
-        }
-      } finally {
-        opts.signal?.removeEventListener("abort", cancel);
-      }
-    }
-    throw new AgentError("SNIPPET_MISSING", `the agent did not keep the code for ${command}`, {});
   }
+
+  /** One `call` request: its result, or the error frame saying what code the agent lacks. */
+  private async callOnce(
+    request: { command: string } & Record<string, unknown>,
+    opts: CallOptions,
+    deadline: Deadline,
+    onSessionEnd: (f: Frame) => void,
+  ): Promise<{ data: Record<string, unknown>; missing?: undefined } | { missing: Frame }> {
+    const what = `'${request.command}'`;
+    const id = await this.send("call", request, deadline);
+    // Once cancelled, the call's end is bounded again: the agent must answer the cancel.
+    const cancel = () => {
+      deadline.restart(this.timeoutMs);
+      this.send("cancel", { target: id }).catch(() => {});
+    };
+    if (opts.signal?.aborted) cancel();
+    else opts.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      for (;;) {
+        const f = await this.readFrame(deadline, what);
+        if (isSessionEnd(f)) {
+          onSessionEnd(f);
+          deadline.restart(this.timeoutMs); // the agent closes the connection next
+          opts.onFrame?.(f);
+          continue;
+        }
+        if (f.id !== id) continue;
+        if (f.type === "result") return { data: (f.data ?? {}) as Record<string, unknown> };
+        if (f.type !== "error") {
+          if (opts.streaming && !opts.signal?.aborted) deadline.clear(); // started
+          opts.onFrame?.(f);
+          continue;
+        }
+        if (MISSING_CODES.has(String(f.code))) return { missing: f };
+        throw new AgentError(String(f.code ?? "ERROR"), String(f.error), f);
+      }
+    } finally {
+      opts.signal?.removeEventListener("abort", cancel);
+    }
+  }
+}
+
+/** The errors of a call whose code the agent does not have (loaded by the client, once). */
+const MISSING_CODES = new Set(["SNIPPET_MISSING", "LIB_MISSING"]);
+
+function hashesOf(libs: Record<string, Source>): Record<string, string> {
+  return Object.fromEntries(Object.entries(libs).map(([name, lib]) => [name, lib.hash]));
+}
+
+/** The load items for what a call's error says is missing: libraries first (in the order the
+ * command lists them, which puts a library before the ones using it), then the snippet. */
+export function missingItems(
+  command: string,
+  snippet: Source,
+  libs: Record<string, Source>,
+  error: Frame,
+): Record<string, unknown>[] {
+  const missing = error.missing as { snippet?: boolean; libs?: string[] } | undefined;
+  // An agent that does not list what it lacks gets everything (a loaded library is kept as is).
+  const libNames = missing?.libs ?? Object.keys(libs);
+  const snippetMissing = missing?.snippet ?? error.code === "SNIPPET_MISSING";
+  const items: Record<string, unknown>[] = libNames.filter((name) => libs[name]).map((name) => ({
+    kind: "lib",
+    name,
+    hash: libs[name].hash,
+    source: libs[name].source,
+  }));
+  if (snippetMissing) items.push({ name: command, hash: snippet.hash, source: snippet.source });
+  return items;
 }
 
 /** An expired deadline, with why the target's agent did not answer (read from /proc). */
