@@ -5,13 +5,40 @@ import { builtinCommands } from "./commands/registry.ts";
 import tui from "./tui/command.ts";
 import { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 import { clock, compact, printFrame } from "./core/stream.ts";
+import {
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  positive,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+} from "./core/usage.ts";
+import { parseDuration } from "./commands/top/command.ts";
 import { loadPlugins, pluginDirs, providePluginApi, withoutPluginDirs } from "./plugins/loader.ts";
 
 export { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 export { clock, compact, printFrame } from "./core/stream.ts";
+// What an instrumented command (watch, stack, monitor, trace, a plugin's own) shares on the
+// command line: the pattern, -n, --condition, --strict, --rate and their request fields.
+export {
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  positive,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+} from "./core/usage.ts";
+export { parseDuration } from "./commands/top/command.ts";
 export type {
   ArgumentSpec,
   CommandContext,
+  Options,
   OptionSpec,
   PeekaCommand,
   Registry,
@@ -19,7 +46,24 @@ export type {
 export type { Frame } from "./core/protocol.ts";
 
 /** What a plugin's `import { … } from "peeka"` receives: the same functions as the exports above. */
-export const pluginApi = { defineCommand, UsageError, CommandFailure, printFrame, compact, clock };
+export const pluginApi = {
+  defineCommand,
+  UsageError,
+  CommandFailure,
+  printFrame,
+  compact,
+  clock,
+  atLeast,
+  conditionOption,
+  observedRequest,
+  PATTERN_ARGUMENT,
+  positive,
+  rateOption,
+  rateRequest,
+  STRICT_OPTION,
+  timesOption,
+  parseDuration,
+};
 
 /** The name we were invoked as: `peeka-cli` prints JSON lines by default, as the seed's CLI does. */
 function invokedAs(): string {

@@ -164,10 +164,13 @@ export function rewriteImports(source: string, path: string): string {
     const line = source.slice(0, source.indexOf(whole)).split("\n").length;
     if (spec === "peeka" || spec === "peeka/mod.ts") {
       if (isType) return "";
+      const namespace = /^\*\s+as\s+([A-Za-z_$][\w$]*)$/.exec(clause.trim());
+      if (namespace) return `const ${namespace[1]} = globalThis[Symbol.for("peeka.plugin-api")];`;
       const names = /^\{([\s\S]*)\}$/.exec(clause.trim());
       if (!names) {
         throw new Error(
-          `line ${line}: import named things from "peeka", e.g. import { defineCommand } from "peeka"`,
+          `line ${line}: import named things from "peeka", e.g. import { defineCommand } from "peeka", ` +
+            `or all of them: import * as peeka from "peeka"`,
         );
       }
       const parts = names[1].split(",").map((s) => s.trim()).filter((s) =>
