@@ -1,18 +1,25 @@
 // Third-party plugins through the bundled CLI run alone from an empty directory
 // (as a compiled peeka would be): the example plugin against a real target, the
-// listing, a clash with a built-in, and broken plugins that name their file.
+// listing, a clash with a built-in, and broken plugins that name their file; the count example,
+// an instrumented command on the observe library, against a target whose calls the test makes.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { bundleAlone, cli, cliEnv, pythons, REPO, Target } from "./helpers/env.ts";
+import { bundleAlone, cli, cliEnv, pythons, REPO, Target, waitUntil } from "./helpers/env.ts";
+import { APP, restored } from "./helpers/observe.ts";
 
 const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
+
+/** Copies the example plugin `name` into the plugin folder `dir`. */
+function installExample(dir: string, name: string): void {
+  Deno.mkdirSync(`${dir}/${name}`, { recursive: true });
+  for (const f of ["command.ts", "snippet.py"]) {
+    Deno.copyFileSync(`${REPO}/examples/plugins/${name}/${f}`, `${dir}/${name}/${f}`);
+  }
+}
 
 /** A plugin folder with the example plugin and one plugin of every broken kind. */
 function pluginDir(root: string): string {
   const dir = `${root}/plugins`;
-  Deno.mkdirSync(`${dir}/env`, { recursive: true });
-  for (const f of ["command.ts", "snippet.py"]) {
-    Deno.copyFileSync(`${REPO}/examples/plugins/env/${f}`, `${dir}/env/${f}`);
-  }
+  installExample(dir, "env");
   Deno.writeTextFileSync(
     `${dir}/syntax.ts`,
     'import { defineCommand } from "peeka";\nexport default defineCommand({ name: "syntax", summary: "x", snippet: "" ;\n',
@@ -110,6 +117,69 @@ Deno.test("plugins: the example, the listing, a clash and broken plugins, from t
     );
     assertEquals((await run(["detach", "--json"])).code, 0);
     assertEquals([...Deno.readDirSync(empty)].map((e) => e.name), ["peeka.js"]);
+  } finally {
+    await t.stop();
+    Deno.removeSync(work, { recursive: true });
+  }
+});
+
+type CountLine = Record<string, unknown> & { calls: number; data: Record<string, unknown> };
+
+Deno.test("plugins: count, an instrumented plugin, from the bundle alone", async () => {
+  const work = Deno.makeTempDirSync({ prefix: "peeka-plugins-" });
+  const empty = `${work}/empty`;
+  await bundleAlone(work);
+  const plugins = `${work}/plugins`;
+  installExample(plugins, "count");
+  const t = await Target.start(py, "", { script: APP });
+  try {
+    const env = cliEnv({ DENO_DIR: `${work}/deno-dir`, XDG_CONFIG_HOME: `${work}/config` });
+    const run = async (args: string[]) => {
+      const r = await cli([...args, "--plugin-dir", plugins], env, `${empty}/peeka.js`, empty);
+      return { ...r, lines: r.lines as CountLine[] };
+    };
+    const intervals = (lines: CountLine[]) => lines.filter((l) => l.type === "observation");
+    const stopped = (lines: CountLine[]) => lines.find((l) => l.event === "count_stopped")!.data;
+    /** Starts a count and waits until it is installed (listed by reset); `end` is its result. */
+    const counting = async (args: string[]) => {
+      const end = run(["count", "shop.add", ...args, "--json"]);
+      await waitUntil(
+        async () => (await run(["reset", "--list", "--json"])).lines[0].data.total === 1,
+        10000,
+        "the count is installed",
+      );
+      return { end };
+    };
+    assertEquals((await run(["attach", String(t.pid), "--json"])).code, 0);
+
+    // reset ends it, and its intervals add up to the calls made: the stop sends the last one.
+    const all = await counting(["-i", "200ms"]);
+    await t.ask("run add 100");
+    await t.ask("run add 50");
+    assertEquals((await run(["reset", "shop.add", "--json"])).code, 0);
+    const c = await all.end;
+    assertEquals(c.code, 0, c.stderr);
+    const counts = intervals(c.lines).map((o) => o.calls);
+    assert(counts.some((n) => n > 0), JSON.stringify(counts));
+    assertEquals(counts.reduce((a, b) => a + b, 0), 150);
+    assertEquals([stopped(c.lines).calls, stopped(c.lines).reason], [150, "stopped"]);
+
+    // --condition counts only the calls where it is true (x is 90..99 in 10 of them).
+    const some = await counting(["--condition", "x >= 90"]);
+    await t.ask("run add 100");
+    await run(["reset", "shop.add", "--json"]);
+    const matching = intervals((await some.end).lines).map((o) => o.calls);
+    assertEquals(matching.reduce((a, b) => a + b, 0), 10);
+
+    // -n ends it by itself after n intervals.
+    const limited = await run(["count", "shop.add", "-i", "100ms", "-n", "3", "--json"]);
+    assertEquals(limited.code, 0, limited.stderr);
+    assertEquals(intervals(limited.lines).length, 3);
+    assertEquals([stopped(limited.lines).intervals, stopped(limited.lines).reason], [3, "times"]);
+
+    assertEquals((await run(["detach", "--json"])).code, 0);
+    await restored(t);
+    assertEquals(t.errText, "");
   } finally {
     await t.stop();
     Deno.removeSync(work, { recursive: true });
