@@ -5,35 +5,15 @@ import { builtinCommands } from "./commands/registry.ts";
 import tui from "./tui/command.ts";
 import { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 import { clock, compact, printFrame } from "./core/stream.ts";
-import {
-  atLeast,
-  conditionOption,
-  observedRequest,
-  PATTERN_ARGUMENT,
-  positive,
-  rateOption,
-  rateRequest,
-  STRICT_OPTION,
-  timesOption,
-} from "./core/usage.ts";
+import * as usage from "./core/usage.ts";
 import { parseDuration } from "./commands/top/command.ts";
 import { loadPlugins, pluginDirs, providePluginApi, withoutPluginDirs } from "./plugins/loader.ts";
 
 export { CommandFailure, defineCommand, UsageError } from "./core/command.ts";
 export { clock, compact, printFrame } from "./core/stream.ts";
 // What an instrumented command (watch, stack, monitor, trace, a plugin's own) shares on the
-// command line: the pattern, -n, --condition, --strict, --rate and their request fields.
-export {
-  atLeast,
-  conditionOption,
-  observedRequest,
-  PATTERN_ARGUMENT,
-  positive,
-  rateOption,
-  rateRequest,
-  STRICT_OPTION,
-  timesOption,
-} from "./core/usage.ts";
+// command line: the pattern, -n, --condition, --strict, --rate, their request fields and checks.
+export * from "./core/usage.ts";
 export { parseDuration } from "./commands/top/command.ts";
 export type {
   ArgumentSpec,
@@ -53,15 +33,7 @@ export const pluginApi = {
   printFrame,
   compact,
   clock,
-  atLeast,
-  conditionOption,
-  observedRequest,
-  PATTERN_ARGUMENT,
-  positive,
-  rateOption,
-  rateRequest,
-  STRICT_OPTION,
-  timesOption,
+  ...usage,
   parseDuration,
 };
 

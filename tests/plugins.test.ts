@@ -139,6 +139,7 @@ Deno.test("plugins: count, an instrumented plugin, from the bundle alone", async
       return { ...r, lines: r.lines as CountLine[] };
     };
     const intervals = (lines: CountLine[]) => lines.filter((l) => l.type === "observation");
+    const total = (lines: CountLine[]) => intervals(lines).reduce((sum, o) => sum + o.calls, 0);
     const stopped = (lines: CountLine[]) => lines.find((l) => l.event === "count_stopped")!.data;
     /** Starts a count and waits until it is installed (listed by reset); `end` is its result. */
     const counting = async (args: string[]) => {
@@ -161,15 +162,14 @@ Deno.test("plugins: count, an instrumented plugin, from the bundle alone", async
     assertEquals(c.code, 0, c.stderr);
     const counts = intervals(c.lines).map((o) => o.calls);
     assert(counts.some((n) => n > 0), JSON.stringify(counts));
-    assertEquals(counts.reduce((a, b) => a + b, 0), 150);
+    assertEquals(total(c.lines), 150);
     assertEquals([stopped(c.lines).calls, stopped(c.lines).reason], [150, "stopped"]);
 
     // --condition counts only the calls where it is true (x is 90..99 in 10 of them).
     const some = await counting(["--condition", "x >= 90"]);
     await t.ask("run add 100");
     await run(["reset", "shop.add", "--json"]);
-    const matching = intervals((await some.end).lines).map((o) => o.calls);
-    assertEquals(matching.reduce((a, b) => a + b, 0), 10);
+    assertEquals(total((await some.end).lines), 10);
 
     // -n ends it by itself after n intervals.
     const limited = await run(["count", "shop.add", "-i", "100ms", "-n", "3", "--json"]);
