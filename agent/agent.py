@@ -50,6 +50,12 @@ class CommandError(Exception):
         self.code = code
 
 
+# The library every snippet and library may require by name without loading it: what they
+# raise for an expected failure. A module object of our own, never put in sys.modules.
+_ERRORS = type(sys)("__peeka_lib_errors__")
+_ERRORS.CommandError = CommandError
+
+
 class _BadFrame(Exception):
     """The byte stream is broken or over a limit: the client is told `code`, then the
     connection closes."""
@@ -726,11 +732,11 @@ class _Agent(object):
             if known:
                 self.names[name] = digest
         if not known:
+            # CommandError stays a global of snippets: plugins written before `errors` use it
             namespace = {"CommandError": CommandError, "__name__": "__peeka_cmd_" + name + "__"}
-            try:
-                exec(compile(source, "<peeka:" + name + ">", "exec"), namespace)
-            except BaseException as e:  # also SystemExit: a snippet must not end our thread
-                return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
+            failure = self._execute(rid, name, "<peeka:" + name + ">", source, namespace)
+            if failure is not None:
+                return failure
             run = namespace.get("run")
             if not callable(run):
                 return _error(rid, "LOAD_ERROR", "snippet '%s' does not define run(ctx, args)" % name)
@@ -746,14 +752,32 @@ class _Agent(object):
             if self.libs.get(name, (None,))[0] == digest:
                 return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
         module = type(sys)("__peeka_lib_" + name + "__")
-        module.CommandError = CommandError
-        try:
-            exec(compile(source, "<peeka-lib:" + name + ">", "exec"), module.__dict__)
-        except BaseException as e:
-            return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
+        failure = self._execute(rid, name, "<peeka-lib:" + name + ">", source, module.__dict__)
+        if failure is not None:
+            return failure
         with self._lock:
             self.libs[name] = (digest, module)
         return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
+
+    def _execute(self, rid, name, filename, source, namespace):
+        """Runs a snippet's or library's source in `namespace`, then binds the libraries it
+        names in REQUIRES under their names (for its functions: nothing runs them before). The
+        client sends those libraries first. None when it loaded, else the error reply."""
+        try:
+            exec(compile(source, filename, "exec"), namespace)
+        except BaseException as e:  # also SystemExit: loaded code must not end our thread
+            return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
+        requires = namespace.get("REQUIRES", ())
+        if not (isinstance(requires, tuple) and all(isinstance(r, str) for r in requires)):
+            return _error(rid, "LOAD_ERROR", "REQUIRES of '%s' must be a tuple of library names" % name)
+        with self._lock:
+            unknown = [r for r in requires if r != "errors" and r not in self.libs]
+            namespace.update((r, _ERRORS if r == "errors" else self.libs[r][1])
+                             for r in requires if r not in unknown)
+        if unknown:
+            return _error(rid, "LIB_MISSING", "'%s' requires library '%s', which is not loaded" % (
+                name, unknown[0]), lib=unknown[0])
+        return None
 
     def lib(self, name):
         """The loaded library `name` (snippets declare the libs they use; the CLI loads them first).
@@ -763,6 +787,8 @@ class _Agent(object):
         bound = self._bound_libs.get(_thread.get_ident())
         if bound is not None and name in bound:
             return bound[name]
+        if name == "errors":
+            return _ERRORS
         entry = self.libs.get(name)
         if entry is None:
             raise CommandError("library '%s' is not loaded" % name, code="LIB_MISSING")

@@ -1,7 +1,8 @@
 // Agent libraries: Python modules shared by command snippets (instrumentation,
 // conditions, serialisation), embedded in the program and sent to the agent
-// on first use. A snippet reaches them through ctx.agent.lib(name).
-import { sha256, type Source } from "./source.ts";
+// on first use. A snippet reaches them through ctx.agent.lib(name); a library names the ones it
+// uses in REQUIRES.
+import { pythonSource, type Source } from "./source.ts";
 import instrument from "./lib/instrument.py" with { type: "text" };
 import condition from "./lib/condition.py" with { type: "text" };
 import serialize from "./lib/serialize.py" with { type: "text" };
@@ -20,12 +21,24 @@ const LIBS: Record<string, string> = {
   classes,
 };
 
+/** Every library may require this one without sending it: the agent has it (CommandError). */
+const BUILT_IN = "errors";
+
+/** The libraries `names` and those they require, each after the ones it requires (the agent
+ * binds a library's requirements when it loads it, so they must be there first). */
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {
   const out: Record<string, Source> = {};
-  for (const name of names) {
+  const visit = async (name: string, requiredBy: string[]): Promise<void> => {
+    if (name === BUILT_IN || name in out) return;
+    if (requiredBy.includes(name)) {
+      throw new Error(`agent libraries require each other: ${[...requiredBy, name].join(" -> ")}`);
+    }
     const source = LIBS[name];
     if (source === undefined) throw new Error(`unknown agent library '${name}'`);
-    out[name] = { source, hash: await sha256(source) };
-  }
+    const lib = await pythonSource(source);
+    for (const required of lib.requires ?? []) await visit(required, [...requiredBy, name]);
+    out[name] = lib;
+  };
+  for (const name of names) await visit(name, []);
   return out;
 }

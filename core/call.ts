@@ -1,9 +1,9 @@
 // Running a command's snippet in the agent: the snippet and the agent libraries it
-// declares are sent on first use (by hash), then the call streams frames and replies.
+// declares (and those they require) are sent on first use (by hash), then the call streams frames and replies.
 // Also Ctrl-C: the first asks the agent to stop, a second one (or silence) exits at once.
 import type { PeekaCommand } from "./command.ts";
 import type { AgentClient, Frame } from "./protocol.ts";
-import { sha256 } from "../agent/source.ts";
+import { pythonSource } from "../agent/source.ts";
 import { librarySources } from "../agent/libs.ts";
 
 /** How long a call may take to answer (a streaming call: to start). */
@@ -24,10 +24,10 @@ export async function callCommand(
   options: { onFrame?: (f: Frame) => void; signal?: AbortSignal } = {},
 ): Promise<Record<string, unknown>> {
   if (!cmd.snippet) throw new Error(`command ${cmd.name} has no snippet`);
-  const snippet = { source: cmd.snippet, hash: await sha256(cmd.snippet) };
+  const snippet = await pythonSource(cmd.snippet);
   return await agent.call(cmd.name, snippet, request, {
     ...options,
-    libs: await librarySources(cmd.libs ?? []),
+    libs: await librarySources([...(cmd.libs ?? []), ...(snippet.requires ?? [])]),
     streaming: cmd.streaming === true,
     timeoutMs: callTimeoutMs(cmd, request, agent.timeoutMs),
   });

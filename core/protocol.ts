@@ -374,8 +374,8 @@ function hashesOf(libs: Record<string, Source>): Record<string, string> {
   return Object.fromEntries(Object.entries(libs).map(([name, lib]) => [name, lib.hash]));
 }
 
-/** The load items for what a call's error says is missing: libraries first (in the order the
- * command lists them, which puts a library before the ones using it), then the snippet. */
+/** The load items for what a call's error says is missing: libraries first (in the order of
+ * `libs`, which puts a library after the ones it requires), then the snippet. */
 export function missingItems(
   command: string,
   snippet: Source,
@@ -384,16 +384,17 @@ export function missingItems(
 ): Record<string, unknown>[] {
   const missing = error.missing as { snippet?: boolean; libs?: string[] } | undefined;
   // An agent that does not list what it lacks gets everything (a loaded library is kept as is).
-  const libNames = missing?.libs ?? Object.keys(libs);
+  const lacking = new Set(missing?.libs ?? Object.keys(libs));
   const snippetMissing = missing?.snippet ?? error.code === "SNIPPET_MISSING";
-  const items: Record<string, unknown>[] = libNames.filter((name) => libs[name]).map((name) => ({
+  const items = Object.entries(libs).filter(([name]) => lacking.has(name)).map(([name, lib]) => ({
     kind: "lib",
-    name,
-    hash: libs[name].hash,
-    source: libs[name].source,
+    ...loadItem(name, lib),
   }));
-  if (snippetMissing) items.push({ name: command, hash: snippet.hash, source: snippet.source });
-  return items;
+  return snippetMissing ? [...items, loadItem(command, snippet)] : items;
+}
+
+function loadItem(name: string, code: Source): Record<string, unknown> {
+  return { name, hash: code.hash, source: code.source };
 }
 
 /** An expired deadline, with why the target's agent did not answer (read from /proc). */

@@ -7,6 +7,8 @@ import time
 import types
 from fnmatch import fnmatchcase
 
+REQUIRES = ("errors",)
+
 LIMIT_MAX = 10000
 
 
@@ -140,7 +142,7 @@ def search_classes(pattern, limit):
 def class_pattern(args):
     pattern = args.get("pattern")
     if not isinstance(pattern, str) or not pattern.strip():
-        raise CommandError("a class pattern is required, e.g. 'myapp.*Service'", code="BAD_ARGS")
+        raise errors.CommandError("a class pattern is required, e.g. 'myapp.*Service'", code="BAD_ARGS")
     return pattern.strip()
 
 
@@ -148,7 +150,7 @@ def limit_of(args):
     limit = args.get("limit")
     limit = 50 if limit is None else int(limit)
     if not 1 <= limit <= LIMIT_MAX:
-        raise CommandError("--limit must be between 1 and %d" % LIMIT_MAX, code="BAD_ARGS")
+        raise errors.CommandError("--limit must be between 1 and %d" % LIMIT_MAX, code="BAD_ARGS")
     return limit
 
 

@@ -15,6 +15,8 @@
 # no code here.
 import sys
 
+REQUIRES = ("errors",)
+
 
 class ConditionError(Exception):
     """The condition is refused before any call is observed; str() is a one-line reason."""
@@ -1333,7 +1335,7 @@ class Condition(object):
 
 def compile_for_command(source, targets=None, strict=False):
     """compile_condition() for a command snippet: None for no condition; a refusal becomes the
-    agent's CommandError (defined in this module's namespace by the agent) with code BAD_CONDITION.
+    CommandError of the `errors` library it requires, with code BAD_CONDITION.
     targets (instrument's resolved functions): a name that none of them can receive is refused
     now rather than failing on every call."""
     if not source:
@@ -1344,7 +1346,7 @@ def compile_for_command(source, targets=None, strict=False):
             _check_names(cond.names, targets)
         return cond
     except ConditionError as e:
-        raise CommandError("bad condition: %s" % e, code="BAD_CONDITION")  # noqa: F821
+        raise errors.CommandError("bad condition: %s" % e, code="BAD_CONDITION")
 
 
 _CO_VARKEYWORDS = 0x08

@@ -21,6 +21,8 @@ import _thread
 import operator as _operator
 from time import perf_counter_ns as _now_ns, time as _wall
 
+REQUIRES = ("errors",)
+
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 _MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
@@ -980,12 +982,12 @@ def stats():
 
 
 def resolve_for_command(pattern):
-    """resolve() for a command snippet: failures become the agent's CommandError (defined in this
-    module's namespace by the agent when it loads the library), with the code the CLI shows."""
+    """resolve() for a command snippet: failures become the CommandError of the `errors` library
+    it requires, with the code the CLI shows."""
     if not isinstance(pattern, str) or not pattern:
-        raise CommandError("a function pattern is required, e.g. myapp.orders.Order.total",  # noqa: F821
-                           code="BAD_ARGS")
+        raise errors.CommandError("a function pattern is required, e.g. myapp.orders.Order.total",
+                                  code="BAD_ARGS")
     try:
         return resolve(pattern)
     except InstrumentError as e:
-        raise CommandError(str(e), code=e.code)  # noqa: F821
+        raise errors.CommandError(str(e), code=e.code)

@@ -7,6 +7,8 @@ import sys
 import time
 import types
 
+REQUIRES = ("errors",)
+
 _STEP = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+)\s*\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
 MAX_ATTRS = 200
 
@@ -18,19 +20,19 @@ class PathError(Exception):
 def parse(path):
     """(module name, [(kind, key)]) where the module is the longest loaded dotted prefix."""
     if not isinstance(path, str) or not path.strip():
-        raise CommandError("a path is required, e.g. myapp.settings.CACHE", code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("a path is required, e.g. myapp.settings.CACHE", code="BAD_ARGS")
     path = path.strip()
     head = re.match(r"[A-Za-z_][\w.]*", path)
     if head is None:
-        raise CommandError("a path starts with a module name: %r" % path, code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("a path starts with a module name: %r" % path, code="BAD_ARGS")
     dotted = head.group(0).rstrip(".").split(".")
     for i in range(len(dotted), 0, -1):
         name = ".".join(dotted[:i])
         if isinstance(sys.modules.get(name), types.ModuleType):
             rest = "".join("." + p for p in dotted[i:]) + path[head.end():]
             return name, _steps(rest, path)
-    raise CommandError("module '%s' is not loaded in the target (peeka never imports it)"  # noqa: F821
-                       % dotted[0], code="NOT_LOADED")
+    raise errors.CommandError("module '%s' is not loaded in the target (peeka never imports it)"
+                              % dotted[0], code="NOT_LOADED")
 
 
 def _steps(rest, path):
@@ -38,8 +40,8 @@ def _steps(rest, path):
     while pos < len(rest):
         m = _STEP.match(rest, pos)
         if m is None:
-            raise CommandError("cannot read %r in %r: use .name, [0] or ['key'] steps"  # noqa: F821
-                               % (rest[pos:], path), code="BAD_ARGS")
+            raise errors.CommandError("cannot read %r in %r: use .name, [0] or ['key'] steps"
+                                      % (rest[pos:], path), code="BAD_ARGS")
         attr, index, key1, key2 = m.groups()
         if attr is not None:
             steps.append(("attr", attr))
@@ -140,15 +142,15 @@ def run(ctx, args):
     limit = args.get("limit")
     limit = 10 if limit is None else int(limit)
     if not 1 <= depth <= 6 or not 1 <= limit <= 1000:
-        raise CommandError("-x must be 1..6 and --limit 1..1000", code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("-x must be 1..6 and --limit 1..1000", code="BAD_ARGS")
     path = args.get("path")
     module, steps = parse(path)
     try:
         obj = follow(cond, ser, module, steps)
     except PathError as e:
-        raise CommandError(str(e), code="NOT_FOUND")  # noqa: F821
+        raise errors.CommandError(str(e), code="NOT_FOUND")
     if args.get("instances"):
         if not isinstance(obj, type):
-            raise CommandError("%s is a %s, not a class" % (path, type(obj).__name__), code="BAD_ARGS")  # noqa: F821
+            raise errors.CommandError("%s is a %s, not a class" % (path, type(obj).__name__), code="BAD_ARGS")
         return dict(instances(ctx, ser, ctx.agent.lib("heap"), obj, limit, depth), path=path)
     return dict(describe(ser, obj, depth), path=path)

@@ -5,11 +5,13 @@
 import sys
 from fnmatch import fnmatchcase
 
+REQUIRES = ("errors",)
+
 
 def _logging():
     logging = sys.modules.get("logging")
     if logging is None:
-        raise CommandError("logging is not loaded in the target: it has no loggers", code="NOT_LOADED")  # noqa: F821
+        raise errors.CommandError("logging is not loaded in the target: it has no loggers", code="NOT_LOADED")
     return logging
 
 
@@ -52,8 +54,8 @@ def _parse_level(logging, text):
     known = dict((k.upper(), v) for k, v in getattr(logging, "_nameToLevel", {}).items())
     level = known.get(str(text).strip().upper())
     if level is None:
-        raise CommandError("unknown level '%s' (one of: %s, or a number)"  # noqa: F821
-                           % (text, ", ".join(sorted(known, key=lambda k: known[k]))), code="BAD_ARGS")
+        raise errors.CommandError("unknown level '%s' (one of: %s, or a number)"
+                                  % (text, ", ".join(sorted(known, key=lambda k: known[k]))), code="BAD_ARGS")
     return level
 
 
@@ -81,16 +83,16 @@ def run(ctx, args):
     name, level = args.get("name"), args.get("level")
     if not name:
         if level is not None:
-            raise CommandError("--level needs a logger name: peeka logger myapp.db --level DEBUG",  # noqa: F821
-                               code="BAD_ARGS")
+            raise errors.CommandError("--level needs a logger name: peeka logger myapp.db --level DEBUG",
+                                      code="BAD_ARGS")
         pattern = args.get("pattern") or "*"
         items = [describe(logging, n, lg) for n, lg in sorted(loggers.items()) if fnmatchcase(n, pattern)]
         return {"action": "list", "pattern": pattern, "loggers": items, "count": len(items)}
     lg = loggers.get(name)
     if lg is None:
         close = sorted(n for n in loggers if n.startswith(name.split(".")[0]))[:5]
-        raise CommandError("no logger named '%s'%s" % (name, " (similar: %s)" % ", ".join(close) if close else ""),  # noqa: F821
-                           code="NOT_FOUND")
+        raise errors.CommandError("no logger named '%s'%s" % (name, " (similar: %s)" % ", ".join(close) if close else ""),
+                                  code="NOT_FOUND")
     if level is None:
         return dict(describe(logging, name, lg), action="get")
     new = _parse_level(logging, level)

@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+REQUIRES = ("errors",)
+
 
 
 def _proc_status():
@@ -94,11 +96,11 @@ def run(ctx, args):
     limit = args.get("limit")
     limit = 20 if limit is None else int(limit)
     if not 1 <= limit <= 200:
-        raise CommandError("--limit must be 1..200", code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("--limit must be 1..200", code="BAD_ARGS")
     seconds = args.get("trace")
     if seconds is None:
         return overview(ctx, limit)
     seconds, nframe = float(seconds), int(args.get("nframe") or 1)
     if not 0 < seconds <= 3600 or not 1 <= nframe <= 50:
-        raise CommandError("--trace takes 0..3600 seconds and --nframe 1..50", code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("--trace takes 0..3600 seconds and --nframe 1..50", code="BAD_ARGS")
     return trace(ctx, seconds, limit, nframe)

@@ -4,6 +4,8 @@
 import time
 import _thread
 
+REQUIRES = ("errors",)
+
 RESERVOIR = 4096  # durations kept per function and cycle for the p95
 
 
@@ -111,7 +113,7 @@ def monitor_probe_class(observe):
 def run(ctx, args):
     cycle = float(args.get("cycle") or 60)
     if cycle <= 0:
-        raise CommandError("the cycle must be a positive number of seconds", code="BAD_ARGS")
+        raise errors.CommandError("the cycle must be a positive number of seconds", code="BAD_ARGS")
     observe = ctx.agent.lib("observe")
     observation = observe.Observation(ctx, "monitor", args)
     probe = monitor_probe_class(observe)(observation, cycle, int(args.get("times", -1)))

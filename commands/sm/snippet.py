@@ -3,6 +3,8 @@
 from fnmatch import fnmatchcase
 import types
 
+REQUIRES = ("errors",)
+
 
 def run(ctx, args):
     classes = ctx.agent.lib("classes")
@@ -15,8 +17,8 @@ def search_methods(ctx, args):
     method_pattern = args.get("method_pattern") or "*"
     found, _ = lib.search_classes(pattern, lib.LIMIT_MAX)
     if not found:
-        raise CommandError("no loaded class matches '%s' (peeka never imports: is its module loaded? "  # noqa: F821
-                           "try: peeka sc '*%s*')" % (pattern, pattern.rsplit(".", 1)[-1]), code="NOT_FOUND")
+        raise errors.CommandError("no loaded class matches '%s' (peeka never imports: is its module loaded? "
+                                  "try: peeka sc '*%s*')" % (pattern, pattern.rsplit(".", 1)[-1]), code="NOT_FOUND")
     items, total = [], 0
     for cls in found:
         for name, value in sorted(lib.class_dict(cls).items()):

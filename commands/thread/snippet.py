@@ -8,6 +8,8 @@ import re
 import sys
 import time
 
+REQUIRES = ("errors",)
+
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 200
 
@@ -17,7 +19,7 @@ def _int_arg(args, key, default):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CommandError("%s must be an integer, got %r" % (key, value), code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("%s must be an integer, got %r" % (key, value), code="BAD_ARGS")
     return value
 
 
@@ -196,7 +198,7 @@ def run(ctx, args):
         main_ident = idents[0]  # no threading module: a lone thread must be the main one
     if tid is not None:
         if tid not in idents:
-            raise CommandError("no thread with ident %d" % tid, code="THREAD_NOT_FOUND")  # noqa: F821
+            raise errors.CommandError("no thread with ident %d" % tid, code="THREAD_NOT_FOUND")
         idents = [tid]
     threads = [_describe_thread(lib, i, frames[i], objects.get(i), main_ident, depth) for i in idents]
     del frames  # frames pin the target's objects; drop them before replying
@@ -205,7 +207,7 @@ def run(ctx, args):
     if top is not None:
         interval = _int_arg(args, "interval", 200)
         if top < 1 or not 10 <= interval <= 60000:
-            raise CommandError("-n must be at least 1 and --interval 10..60000 ms", code="BAD_ARGS")  # noqa: F821
+            raise errors.CommandError("-n must be at least 1 and --interval 10..60000 ms", code="BAD_ARGS")
         hidden_native = set(getattr(ctx.agent, "thread_native_ids", ()) or ())
         threads, gil = busiest(ctx, threads, hidden_native, top, interval)
         return {"threads": threads, "count": len(threads), "interval_ms": interval, "top": top,

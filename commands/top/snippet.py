@@ -9,6 +9,8 @@ import sys
 import time
 from array import array
 
+REQUIRES = ("errors",)
+
 MAX_STACKS = 20000        # distinct stacks kept for the flame graph; beyond: counted
 MAX_CODES = 50000         # distinct functions kept; beyond: one "(more functions)" entry
 MAX_DEPTH = 128           # frames per sample
@@ -142,7 +144,7 @@ def run(ctx, args):
     refresh = float(args.get("refresh") or 1.0)
     limit = int(args.get("limit") or 20)
     if not 0.001 <= interval <= 10 or (duration is not None and float(duration) <= 0) or not 1 <= limit <= 500:
-        raise CommandError("-i must be 1 ms..10 s, -d positive, --limit 1..500", code="BAD_ARGS")  # noqa: F821
+        raise errors.CommandError("-i must be 1 ms..10 s, -d positive, --limit 1..500", code="BAD_ARGS")
     top_id = "top_%06x" % (id(ctx) & 0xFFFFFF)
     if args.get("sampler") == "remote":
         return _park(ctx, top_id, refresh)

@@ -15,6 +15,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIB = os.path.join(HERE, "..", "..", "agent", "lib")
+sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+from snippet_ctx import ERRORS  # noqa: E402
 VERBOSE = "-v" in sys.argv
 FAILURES = []
 
@@ -42,6 +44,7 @@ def load(name):
         t2 = time.perf_counter()
     finally:
         sys.stdout = real_stdout
+    ns.update((r, ERRORS if r == "errors" else load(r)) for r in ns.get("REQUIRES", ()))  # as the agent
     print("%s: compile %.2f ms, load %.2f ms" % (name, (t1 - t0) * 1e3, (t2 - t1) * 1e3))
     check("%s loads without printing" % name, out.getvalue() == "", repr(out.getvalue()))
     check("%s imports nothing at load" % name, set(sys.modules) == before, set(sys.modules) - before)
@@ -400,12 +403,10 @@ def _refused_name(C, source, varkw=False):
     class Target(object):
         name, code, arg_names = "f", (f if varkw else g).__code__, ("x", "y")
 
-    C.setdefault("CommandError", type("CommandError", (Exception,), {"__init__": lambda s, m, code=None:
-                                                                          Exception.__init__(s, m)}))
     try:
         C["compile_for_command"](source, [Target()])
         return False
-    except C["CommandError"]:
+    except C["errors"].CommandError:
         return True
 
 

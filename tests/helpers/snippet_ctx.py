@@ -18,19 +18,25 @@ def _agent_namespace():
     return namespace
 
 
-CommandError = _agent_namespace()["CommandError"]
+_AGENT = _agent_namespace()
+CommandError = _AGENT["CommandError"]
+ERRORS = _AGENT["_ERRORS"]   # the library `errors` that the agent has built in
 
 
-def _execute(path, namespace):
+def _execute(path, namespace, lib):
+    """Runs the file in `namespace` as the agent does, then binds the libraries it requires."""
     with open(path) as f:
         exec(compile(f.read(), path, "exec"), namespace)
+    for name in namespace.get("REQUIRES", ()):
+        namespace[name] = lib(name)
     return namespace
 
 
-def load_snippet(command):
+def load_snippet(command, agent=None):
     """commands/<command>/snippet.py, loaded as the agent loads a snippet: its namespace."""
     path = os.path.join(REPO, "commands", command, "snippet.py")
-    return _execute(path, {"CommandError": CommandError, "__name__": "__peeka_cmd_" + command + "__"})
+    namespace = {"CommandError": CommandError, "__name__": "__peeka_cmd_" + command + "__"}
+    return _execute(path, namespace, (agent or FakeAgent()).lib)
 
 
 class FakeAgent(object):
@@ -43,10 +49,11 @@ class FakeAgent(object):
         self._libs = {}
 
     def lib(self, name):
+        if name == "errors":
+            return ERRORS
         if name not in self._libs:
             module = type(sys)("__peeka_lib_" + name + "__")
-            module.CommandError = CommandError
-            _execute(os.path.join(REPO, "agent", "lib", name + ".py"), module.__dict__)
+            _execute(os.path.join(REPO, "agent", "lib", name + ".py"), module.__dict__, self.lib)
             self._libs[name] = module
         return self._libs[name]
 
