@@ -768,7 +768,7 @@ class _Agent(object):
         except BaseException as e:  # also SystemExit: loaded code must not end our thread
             return _error(rid, "LOAD_ERROR", _describe(e), traceback=_format_tb())
         requires = namespace.get("REQUIRES", ())
-        if not (isinstance(requires, tuple) and all(isinstance(r, str) for r in requires)):
+        if not (isinstance(requires, (tuple, list)) and all(isinstance(r, str) for r in requires)):
             return _error(rid, "LOAD_ERROR", "REQUIRES of '%s' must be a tuple of library names" % name)
         with self._lock:
             unknown = [r for r in requires if r != "errors" and r not in self.libs]
