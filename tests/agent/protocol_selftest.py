@@ -563,7 +563,10 @@ def test_limits(t, held):
     flood = []
     for _ in range(50):
         s = raw_connect(t.sock)
-        s.sendall(struct.pack(">I", 16 * MIB) + b"{")
+        try:
+            s.sendall(struct.pack(">I", 16 * MIB) + b"{")
+        except OSError:
+            pass  # past the cap the agent may have refused and closed it already: its notice waits
         flood.append((s, time.time()))
     admitted, refused = flood[:free], flood[free:]
     answers = [notice_and_eof(s) for s, _ in refused]
