@@ -261,17 +261,19 @@ Deno.test({
     const script = `
       set -e
       export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+      # the CLI itself runs with no gdb reachable, as everywhere in the suite
+      peeka() { PATH=/nonexistent-no-gdb-here ${DENO} run -A ${REPO}/mod.ts "$@"; }
       mount -t tmpfs -o size=1m tmpfs /tmp
       ${py.path} -u ${REPO}/tests/targets/target.py idle >/dev/null 2>/dev/null &
       target=$!
       for i in $(seq 100); do [ -d /proc/$target/task ] && [ $(ls /proc/$target/task | wc -l) -ge 2 ] && break; sleep 0.05; done
       sleep 0.3
       dd if=/dev/zero of=/tmp/fill bs=4k 2>/dev/null || true
-      echo "FULL $(${DENO} run -A ${REPO}/mod.ts attach $target --json 2>/dev/null | tail -1)"
+      echo "FULL $(peeka attach $target --json 2>/dev/null | tail -1)"
       echo "LEFT $(ls /tmp/peeka-0 2>/dev/null | tr '\\n' ' ')"
       rm -f /tmp/fill
-      echo "AGAIN $(${DENO} run -A ${REPO}/mod.ts attach $target --json 2>/dev/null | tail -1)"
-      echo "DETACH $(${DENO} run -A ${REPO}/mod.ts detach $target --json 2>/dev/null | tail -1)"
+      echo "AGAIN $(peeka attach $target --json 2>/dev/null | tail -1)"
+      echo "DETACH $(peeka detach $target --json 2>/dev/null | tail -1)"
       kill -9 $target
     `;
     const out = await new Deno.Command("/usr/bin/unshare", {
