@@ -45,6 +45,11 @@ Deno.test("the TUI: pick, attach, threads, watch, quit with detach, terminal res
       await sleep(150); // a person's pace: each key is seen by the screen it was meant for
     }
   };
+  // One write to the terminal: tmux's paste turns the newline into the Enter key's "\r".
+  const paste = (text: string) => {
+    tmux("set-buffer", "-b", session, text);
+    tmux("paste-buffer", "-d", "-b", session, "-t", session);
+  };
   try {
     const vars = Object.entries(env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
     tmux(
@@ -67,8 +72,15 @@ Deno.test("the TUI: pick, attach, threads, watch, quit with detach, terminal res
     await keys("Enter");
     await see(/^worker\s+\d+/m); // the threads panel names the worker thread
     assert(screen().includes(`pid ${target.pid}`));
-    await keys("2", "w", "shop.add", "Enter");
+    await keys("2", "w");
+    // Pasted: the name, its Enter and more keys reach the TUI in one write (one input chunk).
+    // The name is submitted (the watch starts) and what follows is keys again: "/" opens the
+    // filter, which gets "#".
+    paste("shop.add\n/#");
     await see(/shop\.add #1 [\d.]+ms args=\[\d+,1\] → \d+/);
+    await see(/^filter: #/m);
+    await keys("Escape");
+    await waitUntil(() => Promise.resolve(!/^filter:/m.test(screen())), 4000, "the filter closed");
     tmux("resize-window", "-t", session, "-x", "100", "-y", "20"); // the layout follows the terminal
     await waitUntil(
       () => {

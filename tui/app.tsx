@@ -1,13 +1,14 @@
 // The interactive terminal UI (Ink + React): pick a Python process, attach, then
 // panels for threads, a live watch stream, monitor statistics and top. Every key
 // is shown in the footer; quitting asks whether to detach and restores the terminal.
-import React, { useEffect, useRef, useState } from "react";
-import { Box, render, Text, useApp, useInput, useStdout } from "ink";
+import React, { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
+import { Box, render, Text, useApp, useInput, useStdin, useStdout } from "ink";
 import { type PythonProcess, pythonProcesses } from "../core/processes.ts";
 import { printableDeep } from "../core/output.ts";
 import { builtinCommand } from "../commands/registry.ts";
 import { type Item, type Stream, TargetSession } from "./target.ts";
 import { requestFor } from "./request.ts";
+import { chunkOf, KeyQueue, typeInto } from "./keys.ts";
 
 // The commands the panels run, reached through the registry (the TUI imports no command).
 const watchCommand = builtinCommand("watch");
@@ -40,7 +41,30 @@ function Footer({ keys }: { keys: Key[] }) {
   );
 }
 
-/** A one-line text field: printable keys edit it, Enter submits, Esc cancels. */
+/** Keys that followed a submitted line in one input chunk, handed on as if typed afterwards. */
+const ReplayKeys = createContext<(keys: string) => void>(() => {});
+
+function KeyReplayProvider({ children }: { children: React.ReactNode }) {
+  const { internal_eventEmitter } = useStdin();
+  const queue = useRef(new KeyQueue());
+  const [commit, setCommit] = useState(0);
+  // Runs after the effects of every component below (children's effects come first), so the
+  // handlers of the current screen are registered when a key is emitted.
+  useEffect(() => {
+    const key = queue.current.next();
+    if (key !== null) internal_eventEmitter.emit("input", key);
+    if (queue.current.pending) setCommit((n) => n + 1);
+  }, [commit]);
+  const push = useCallback((keys: string) => {
+    if (!keys) return;
+    queue.current.push(keys);
+    setCommit((n) => n + 1);
+  }, []);
+  return <ReplayKeys.Provider value={push}>{children}</ReplayKeys.Provider>;
+}
+
+/** A one-line text field: printable keys edit it, Enter submits, Esc cancels. Pasted text may
+ * carry its Enter (and more keys) in the same input: see keys.ts. */
 function Prompt(
   { label, onSubmit, onCancel, onChange }: {
     label: string;
@@ -50,16 +74,19 @@ function Prompt(
   },
 ) {
   const [value, setValue] = useState("");
+  const replayKeys = useContext(ReplayKeys);
   useInput((input, key) => {
-    if (key.return) return onSubmit(value);
     if (key.escape) return onCancel();
-    const next = key.backspace || key.delete
-      ? value.slice(0, -1)
-      : key.ctrl || key.meta
-      ? value
-      : value + input;
-    setValue(next);
-    onChange?.(next);
+    if (key.ctrl || key.meta) return;
+    const typed = typeInto(value, chunkOf(input, key));
+    if (typed.value !== value) {
+      setValue(typed.value);
+      onChange?.(typed.value);
+    }
+    if (typed.submitted) {
+      onSubmit(typed.value);
+      replayKeys(typed.rest);
+    }
   });
   return (
     <Text>
@@ -75,18 +102,26 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
   const [filter, setFilter] = useState("");
   const [index, setIndex] = useState(0);
   const { rows } = useTerminalSize();
-  const shown = all.filter((p) => `${p.pid} ${p.command}`.includes(filter));
+  const replayKeys = useContext(ReplayKeys);
+  const matching = (text: string) => all.filter((p) => `${p.pid} ${p.command}`.includes(text));
+  const shown = matching(filter);
   useInput((input, key) => {
     if (key.upArrow) setIndex((i) => Math.max(0, i - 1));
     else if (key.downArrow) setIndex((i) => Math.min(shown.length - 1, i + 1));
-    else if (key.return && shown[index]) onPick(shown[index]);
     else if (key.escape) setFilter("");
-    else if (key.backspace || key.delete) setFilter((f) => f.slice(0, -1));
     else if (input === "q" && !filter) onQuit();
     else if (input === "r" && !filter) setAll(printableDeep(pythonProcesses()));
-    else if (input && !key.ctrl && !key.meta) {
-      setFilter((f) => f + input);
-      setIndex(0);
+    else if (!key.ctrl && !key.meta) {
+      const typed = typeInto(filter, chunkOf(input, key));
+      if (typed.value !== filter) {
+        setFilter(typed.value);
+        setIndex(0);
+      }
+      if (!typed.submitted) return;
+      // Typed and submitted at once: the choice is the first match of the new filter.
+      const chosen = typed.value === filter ? shown[index] : matching(typed.value)[0];
+      if (chosen) onPick(chosen);
+      replayKeys(typed.rest);
     }
   });
   return (
@@ -489,7 +524,12 @@ function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
 /** Runs the TUI until the user quits; returns the exit status. */
 export async function runTui(opts: { pid?: number } = {}): Promise<number> {
   let outcome: Outcome = { message: "", code: 0 };
-  const app = render(<App pid={opts.pid} done={(o) => (outcome = o)} />, { exitOnCtrlC: true });
+  const app = render(
+    <KeyReplayProvider>
+      <App pid={opts.pid} done={(o) => (outcome = o)} />
+    </KeyReplayProvider>,
+    { exitOnCtrlC: true },
+  );
   await app.waitUntilExit();
   app.cleanup();
   if (outcome.message) console.log(outcome.message);
