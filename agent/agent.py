@@ -10,6 +10,8 @@
 #
 # The agent deliberately never imports `threading`: importing it for the first
 # time from a non-main thread would make that thread threading.main_thread().
+# It never uses a blocking primitive through its module either (see _Real below).
+import _socket
 import _thread
 import atexit
 import json
@@ -17,7 +19,6 @@ import math
 import mmap
 import os
 import select
-import socket
 import stat
 import struct
 import sys
@@ -38,7 +39,7 @@ EXIT_NOTICE_BUDGET = 0.5     # the same at the target's exit: it must not wait o
 MAX_CONNECTIONS = 16         # clients served at once; the next one gets TOO_MANY_CONNECTIONS
 FRAME_BUDGET = 32 * 1024 * 1024   # bytes of incoming frames held at once, all connections
 FRAME_DEADLINE = 10.0        # seconds from a frame's first byte to its last
-_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)   # no SIGPIPE if the target reset it
+_SEND_FLAGS = getattr(_socket, "MSG_NOSIGNAL", 0)   # no SIGPIPE if the target reset it
 _OPS = ("hello", "load", "call", "cancel", "stats", "detach")
 
 
@@ -74,8 +75,8 @@ class _Event(object):
 
     def __init__(self):
         self._flag = False
-        self._mutex = _thread.allocate_lock()
-        self._gate = _thread.allocate_lock()
+        self._mutex = _REAL.allocate_lock()
+        self._gate = _REAL.allocate_lock()
         self._gate.acquire()  # held while unset; set() opens it for waiters
 
     def is_set(self):
@@ -103,6 +104,67 @@ class _Event(object):
         if got:
             self._gate.release()  # pass the open gate on to the next waiter
         return self._flag
+
+
+# gevent's and eventlet's monkey-patching replace module attributes (_thread.start_new_thread,
+# allocate_lock and get_ident, time.sleep, select.poll, socket.socket, os.close) with cooperative
+# versions: an agent reaching them through their modules would run as greenlets of the target's
+# hub, and one greenlet that never yields would starve it. So the agent takes the interpreter's
+# own C functions once, when its source runs (from the patcher's saved originals when the target
+# is already patched), and keeps them: a patch made after the attach replaces module attributes,
+# not these references, and a lock or socket already made stays what it is.
+_BUILTIN = type(len)
+
+
+def _gevent_saved():
+    """{module name: {attribute: original}} kept by gevent's monkey module, if it was imported."""
+    for name in ("gevent.monkey._state", "gevent.monkey"):
+        module = sys.modules.get(name)
+        saved = vars(module).get("saved") if module is not None else None  # no module __getattr__
+        if isinstance(saved, dict):
+            return saved
+    return {}
+
+
+def _original(module, name):
+    """module.name as the interpreter made it (a C function), or the current one if none is found."""
+    current = getattr(module, name, None)
+    if type(current) is _BUILTIN:
+        return current
+    saved = _gevent_saved().get(module.__name__)
+    candidate = saved.get(name) if isinstance(saved, dict) else None
+    patcher = sys.modules.get("eventlet.patcher")
+    if type(candidate) is not _BUILTIN and patcher is not None:
+        try:  # eventlet keeps no originals: it re-imports an unpatched copy of the module
+            candidate = vars(patcher.original(module.__name__)).get(name)
+        except Exception:
+            candidate = None
+    return candidate if type(candidate) is _BUILTIN else current
+
+
+class _Real(object):
+    """The interpreter's own threads, locks, sleep, poll, close and sockets: all the agent uses,
+    and what snippets must use on the agent's threads (ctx.agent.real), where a cooperative one
+    would wait on the target's hub."""
+
+    def __init__(self):
+        self.start_new_thread = _original(_thread, "start_new_thread")
+        self.allocate_lock = _original(_thread, "allocate_lock")
+        self.get_ident = _original(_thread, "get_ident")
+        self.get_native_id = _original(_thread, "get_native_id")
+        self.sleep = _original(time, "sleep")
+        self.poll = _original(select, "poll")
+        self.close = _original(os, "close")
+        # the C type is never patched (socket.socket.accept would wrap in whatever socket.socket is)
+        self.socket = _socket.socket
+        self.timeout = _socket.timeout
+        self.Event = _Event
+        # what could not be had unpatched (hello reports it; nothing with gevent or eventlet)
+        self.still_patched = sorted(k for k, v in vars(self).items()
+                              if callable(v) and not isinstance(v, type) and type(v) is not _BUILTIN)
+
+
+_REAL = _Real()
 
 
 def _safe_str(value):
@@ -196,7 +258,7 @@ def _append_log(session_dir, message):
     except Exception:
         pass
     finally:
-        os.close(fd)
+        _REAL.close(fd)
 
 
 def _private_dir(path):
@@ -234,7 +296,7 @@ def _bind_private(listener, path):
         _quietly(os.chmod, "/proc/self/fd/%d" % fd, 0o600)
         return st.st_ino
     finally:
-        os.close(fd)
+        _REAL.close(fd)
 
 
 def _source_digest(source):
@@ -264,6 +326,55 @@ def _rss_kb():
     return None
 
 
+# ---- what runs the target's work (hello's "concurrency") -----------------------------------
+# Judged from sys.modules, the patchers' own records and the threads' frames: nothing imported,
+# none of the target's code run.
+_PATCHED_AS = {"_thread": "thread", "threading": "thread", "_threading_local": "thread"}
+
+
+def _gevent_patched():
+    """The standard modules gevent patched, by their usual names (socket, thread, time...)."""
+    names = set(_PATCHED_AS.get(name, name) for name in _gevent_saved() if not name.startswith("_gevent"))
+    return sorted(names)
+
+
+def _eventlet_patched():
+    patcher = sys.modules.get("eventlet.patcher")
+    done = vars(patcher).get("already_patched") if patcher is not None else None
+    return sorted(_PATCHED_AS.get(name, name) for name in done) if isinstance(done, dict) else []
+
+
+def _runs_event_loop(frame):
+    """Whether a thread's stack holds asyncio's run_forever, or asyncio.run around a C loop (uvloop)."""
+    while frame is not None:
+        code = frame.f_code
+        if (code.co_name == "run_forever" and code.co_filename.endswith("asyncio/base_events.py")) or (
+                code.co_name == "run" and code.co_filename.endswith("asyncio/runners.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _concurrency(hidden):
+    """model (gevent, eventlet, asyncio or threads), the modules a patcher replaced, and how many
+    threads run an asyncio event loop (`uvloop` when that loop implementation is loaded)."""
+    frames = sys._current_frames()
+    loops = sum(1 for ident, frame in frames.items() if ident not in hidden and _runs_event_loop(frame))
+    del frames  # they pin the target's objects
+    uvloop = "uvloop" in sys.modules
+    gevent, eventlet = _gevent_patched(), _eventlet_patched()
+    if gevent or "gevent.hub" in sys.modules:
+        model, patched = "gevent", gevent
+    elif eventlet or "eventlet.hubs" in sys.modules:
+        model, patched = "eventlet", eventlet
+    else:
+        model, patched = ("asyncio" if loops else "threads"), []
+    report = {"model": model, "patched": patched, "asyncio_loops": loops, "uvloop": uvloop}
+    if _REAL.still_patched:
+        report["agent_cooperative"] = _REAL.still_patched  # could not find the originals of these
+    return report
+
+
 class _Conn(object):
     """One accepted client: owns its socket, serialises sends, tracks its running calls."""
 
@@ -273,10 +384,10 @@ class _Conn(object):
         self.dead = False
         self.calls = {}                      # request id -> _Ctx
         self.charged = 0                     # bytes of the frame being read, in the agent's budget
-        self.poller = select.poll()          # the reader waits here: the socket timeout is the senders'
+        self.poller = _REAL.poll()          # the reader waits here: the socket timeout is the senders'
         self.poller.register(sock.fileno(), select.POLLIN)
-        self._send_lock = _thread.allocate_lock()
-        self._count_lock = _thread.allocate_lock()
+        self._send_lock = _REAL.allocate_lock()
+        self._count_lock = _REAL.allocate_lock()
         self._pending = 0
 
     def send(self, obj, droppable=False):
@@ -326,7 +437,7 @@ class _Conn(object):
         self.dead = True
         for ctx in list(self.calls.values()):
             ctx.cancelled.set()
-        _quietly(self.sock.shutdown, socket.SHUT_RDWR)
+        _quietly(self.sock.shutdown, _socket.SHUT_RDWR)
 
     def close(self):
         self.kill()
@@ -416,6 +527,7 @@ class _Agent(object):
         self.started_at = time.time()
         self.thread_idents = set()
         self.thread_native_ids = set()
+        self.real = _REAL                    # the unpatched primitives, for snippets (see _Real)
         self.stopping = False
         self.allowed_uids = set([0, os.geteuid(), os.getuid()])
         self.snippets = {}                   # hash -> run callable
@@ -431,8 +543,8 @@ class _Agent(object):
         self.in_flight = 0                   # bytes of partly read (or being handled) frames
         self._conns = set()
         self._detach_cbs = {}                # key -> fn, insertion order = registration order
-        self._lock = _thread.allocate_lock()
-        self._ident_lock = _thread.allocate_lock()
+        self._lock = _REAL.allocate_lock()
+        self._ident_lock = _REAL.allocate_lock()
         self._gen = 0                        # bumped to retire the current accept loop
         self._accepting = False
         self._sock_ino = None
@@ -460,7 +572,7 @@ class _Agent(object):
             os.unlink(self.sock_path)  # stale socket from an earlier session (unlink never follows)
         except FileNotFoundError:
             pass
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener = _REAL.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             self._sock_ino = _bind_private(listener, self.sock_path)
             listener.listen(16)
@@ -476,10 +588,10 @@ class _Agent(object):
         # _thread keeps agent threads out of threading.enumerate(); the lock makes sure the
         # ident is recorded before the thread can remove it again.
         with self._ident_lock:
-            self.thread_idents.add(_thread.start_new_thread(self._thread_main, (fn, args)))
+            self.thread_idents.add(_REAL.start_new_thread(self._thread_main, (fn, args)))
 
     def _thread_main(self, fn, args):
-        native = _thread.get_native_id() if hasattr(_thread, "get_native_id") else None
+        native = _REAL.get_native_id()
         self.thread_native_ids.add(native)   # for commands that read /proc/self/task (thread -n)
         try:
             fn(*args)
@@ -488,7 +600,7 @@ class _Agent(object):
         finally:
             self.thread_native_ids.discard(native)
             with self._ident_lock:
-                self.thread_idents.discard(_thread.get_ident())
+                self.thread_idents.discard(_REAL.get_ident())
 
     def log(self, message):
         if self._can_log:
@@ -503,14 +615,14 @@ class _Agent(object):
         try:
             while not self.stopping and gen == self._gen:
                 try:
-                    sock = listener.accept()[0]
-                except socket.timeout:
+                    sock = _REAL.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, listener._accept()[0])
+                except _REAL.timeout:
                     continue
                 except OSError as e:
                     if listener.fileno() < 0:
                         break
                     self.log("accept failed: %s" % _describe(e))
-                    time.sleep(ACCEPT_POLL)  # e.g. EMFILE: do not spin
+                    _REAL.sleep(ACCEPT_POLL)  # e.g. EMFILE: do not spin
                     continue
                 try:
                     self._admit(sock)
@@ -526,7 +638,7 @@ class _Agent(object):
         sock.settimeout(SEND_TIMEOUT)
         try:
             size = struct.calcsize("3i")
-            pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size))
+            pid, uid, gid = struct.unpack("3i", sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, size))
         except Exception:
             pid, uid, gid = -1, -1, -1
         if uid not in self.allowed_uids:
@@ -605,7 +717,7 @@ class _Agent(object):
                 self._wait_readable(conn, deadline, incoming.got, size)
                 try:
                     n = incoming.recv_from(conn.sock)
-                except socket.timeout:
+                except _REAL.timeout:
                     continue  # cannot happen after poll said readable; just poll again
                 except OSError:
                     raise _PeerGone()
@@ -623,7 +735,7 @@ class _Agent(object):
             self._wait_readable(conn, deadline, got, size)
             try:
                 data = conn.sock.recv(limit)
-            except socket.timeout:
+            except _REAL.timeout:
                 continue  # cannot happen after poll said readable; just poll again
             except OSError:
                 raise _PeerGone()  # ECONNRESET etc.: the client is gone
@@ -697,7 +809,7 @@ class _Agent(object):
                 "agent_version": self.config.get("agent_version"), "started_at": self.started_at,
                 "snippets": snippets, "executable": sys.executable,
                 "argv": list(getattr(sys, "argv", None) or []), "uid": os.getuid(),
-                "token": self.config.get("token")}
+                "token": self.config.get("token"), "concurrency": _concurrency(self.thread_idents)}
 
     def _op_load(self, conn, rid, req):
         items = req.get("items")
@@ -784,7 +896,7 @@ class _Agent(object):
         In a call's thread, a library the call declared is the very version whose hash the call
         was checked against: another client loading other code under that name meanwhile
         (its own hash, so its load is accepted) does not reach this call."""
-        bound = self._bound_libs.get(_thread.get_ident())
+        bound = self._bound_libs.get(_REAL.get_ident())
         if bound is not None and name in bound:
             return bound[name]
         if name == "errors":
@@ -842,7 +954,7 @@ class _Agent(object):
                       lib=missing_libs[0], missing=missing)
 
     def _run_call(self, conn, ctx, run):
-        self._bound_libs[_thread.get_ident()] = ctx.libs
+        self._bound_libs[_REAL.get_ident()] = ctx.libs
         try:
             data = run(ctx, ctx.args)
             if data is None:
@@ -855,7 +967,7 @@ class _Agent(object):
         except BaseException as e:
             reply = _error(ctx.id, "SNIPPET_ERROR", _describe(e), traceback=_format_tb())
         finally:
-            self._bound_libs.pop(_thread.get_ident(), None)
+            self._bound_libs.pop(_REAL.get_ident(), None)
         if conn.calls.get(ctx.id) is ctx:  # finished first: a later cancel reports found=false
             conn.calls.pop(ctx.id, None)
         if reply["type"] == "error":

@@ -1,6 +1,8 @@
 # peeka agent library "threads": what a thread is doing and where, judged from its
 # frames without running any of the target's code (shared by thread, top and trace).
+import _thread
 import linecache
+import os
 import re
 import sys
 
@@ -77,3 +79,62 @@ def _find_qualname(module, code):
 
 
 _FUNCTION = type(_find_qualname)
+
+
+# ---- which thread is which -----------------------------------------------------------------
+# Thread names, native ids and the main thread come from real data, never from threading's
+# functions: after gevent's monkey.patch_all() threading.enumerate() and current_thread() speak
+# of greenlets (the main thread's record is re-keyed by the main greenlet's id), and a process
+# that never imported threading has no record at all (we do not import it).
+
+
+def _fields(obj):
+    """An object's instance dict (its fields as stored: no property or __getattr__ runs)."""
+    try:
+        fields = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
+def main_ident(frames):
+    """The ident of the main thread among `frames` (sys._current_frames()): the interpreter's
+    own record (3.13+), else threading's when it names a real thread, else the oldest thread
+    state (the interpreter lists thread states newest first: the main thread's comes last)."""
+    get_main = getattr(_thread, "_get_main_thread_ident", None)
+    if type(get_main) is type(len):  # the C function, not a patched one
+        ident = get_main()
+        if ident in frames:
+            return ident
+    threading = sys.modules.get("threading")
+    main = _fields(threading).get("_main_thread") if threading is not None else None
+    ident = _fields(main).get("_ident") if main is not None else None
+    if ident in frames:
+        return ident
+    return list(frames)[-1] if frames else None
+
+
+def thread_table(frames):
+    """ident -> {name, native_id, daemon, is_main} for every thread of `frames`. Names come from
+    threading's registry of real threads (`_active`, keyed by real idents); the main thread is
+    "MainThread" with the process's id as native id (its tid, in the process's own pid
+    namespace) whatever threading knows; a thread threading never saw has name None."""
+    threading = sys.modules.get("threading")
+    registry = _fields(threading) if threading is not None else {}
+    active = registry.get("_active")
+    active = dict(active) if isinstance(active, dict) else {}  # a copy: threads come and go
+    main = main_ident(frames)
+    table = {}
+    for ident in frames:
+        thread = active.get(ident)
+        if thread is None and ident == main:
+            thread = registry.get("_main_thread")  # gevent keys it by the main greenlet's id
+        fields = _fields(thread) if thread is not None else {}
+        name = fields.get("_name")
+        info = {"name": name if isinstance(name, str) else None, "native_id": fields.get("_native_id"),
+                "daemon": fields.get("_daemonic") if thread is not None else None, "is_main": ident == main}
+        if ident == main:
+            info["name"] = info["name"] or "MainThread"
+            info["native_id"] = info["native_id"] or os.getpid()
+        table[ident] = info
+    return table

@@ -1,6 +1,6 @@
 // attach: inject the agent into a running CPython process.
 import { defineCommand } from "../../core/command.ts";
-import { attach, type Mechanism, MECHANISMS } from "../../attach/attach.ts";
+import { attach, hello, type Mechanism, MECHANISMS } from "../../attach/attach.ts";
 import { rememberSession } from "../../core/session.ts";
 
 export default defineCommand({
@@ -54,15 +54,49 @@ export default defineCommand({
       onStatus: (message) => out.status(message),
     });
     rememberSession(pid);
+    const concurrency = await concurrencyOf(r.socket, pid);
     out.success(
       "attach",
-      { ...r },
-      r.reused
+      { ...r, concurrency },
+      (r.reused
         ? `Already attached to process ${pid} (Python ${r.python_version}); socket ${r.socket}`
         : `Attached to process ${pid} (Python ${r.python_version}) via ${r.mechanism}` +
           (r.route ? ` (${r.route} on thread ${r.thread})` : "") +
-          ` in ${r.elapsed_ms} ms; socket ${r.socket}`,
+          ` in ${r.elapsed_ms} ms; socket ${r.socket}`) + `\n${describeConcurrency(concurrency)}`,
     );
     return 0;
   },
 });
+
+/** What the agent found runs the target's work (its hello's `concurrency`); null if it did not say. */
+interface Concurrency {
+  model: string;
+  patched: string[];
+  asyncio_loops: number;
+  uvloop: boolean;
+  agent_cooperative?: string[];
+}
+
+async function concurrencyOf(socket: string, pid: number): Promise<Concurrency | null> {
+  const h = await hello(socket, 2000, pid);
+  const c = h?.concurrency as Concurrency | undefined;
+  return c && typeof c.model === "string" ? c : null;
+}
+
+/** One line: "Concurrency: gevent, patched: socket, thread, time" / "asyncio (1 event loop, uvloop)". */
+function describeConcurrency(c: Concurrency | null): string {
+  if (!c) return "Concurrency: unknown (the agent did not say)";
+  const loops = c.asyncio_loops === 1 ? "1 event loop" : `${c.asyncio_loops} event loops`;
+  const extra = [
+    ...(c.asyncio_loops > 0 ? [loops] : []),
+    ...(c.uvloop && c.asyncio_loops > 0 ? ["uvloop"] : []),
+  ];
+  let line = `Concurrency: ${c.model}${extra.length ? ` (${extra.join(", ")})` : ""}`;
+  if (c.model === "gevent" || c.model === "eventlet") {
+    line += c.patched.length ? `, patched: ${c.patched.join(", ")}` : ", nothing monkey-patched";
+  }
+  if (c.agent_cooperative?.length) {
+    line += `; the agent could only find patched ${c.agent_cooperative.join(", ")}`;
+  }
+  return line;
+}
