@@ -10,6 +10,8 @@ import observe from "./lib/observe.py" with { type: "text" };
 import threads from "./lib/threads.py" with { type: "text" };
 import heap from "./lib/heap.py" with { type: "text" };
 import classes from "./lib/classes.py" with { type: "text" };
+import aio from "./lib/aio.py" with { type: "text" };
+import greenlets from "./lib/greenlets.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -19,6 +21,8 @@ const LIBS: Record<string, string> = {
   threads,
   heap,
   classes,
+  aio,
+  greenlets,
 };
 
 /** Every library may require this one without sending it: the agent has it (CommandError). */

@@ -5,6 +5,7 @@ import attach from "./attach/command.ts";
 import detach from "./detach/command.ts";
 import ps from "./ps/command.ts";
 import thread from "./thread/command.ts";
+import tasks from "./tasks/command.ts";
 import demo from "./demo/command.ts";
 import watch from "./watch/command.ts";
 import stack from "./stack/command.ts";
@@ -24,6 +25,7 @@ export const builtinCommands: PeekaCommand[] = [
   detach,
   ps,
   thread,
+  tasks,
   watch,
   stack,
   trace,
