@@ -118,7 +118,7 @@ def thread_table(frames):
     """ident -> {name, native_id, daemon, is_main} for every thread of `frames`. Names come from
     threading's registry of real threads (`_active`, keyed by real idents); the main thread is
     "MainThread" with the process's id as native id (its tid, in the process's own pid
-    namespace) whatever threading knows; a thread threading never saw has name None."""
+    namespace) when threading does not know better; a thread threading never saw has name None."""
     threading = sys.modules.get("threading")
     registry = _fields(threading) if threading is not None else {}
     active = registry.get("_active")
@@ -135,6 +135,15 @@ def thread_table(frames):
                 "daemon": fields.get("_daemonic") if thread is not None else None, "is_main": ident == main}
         if ident == main:
             info["name"] = info["name"] or "MainThread"
-            info["native_id"] = info["native_id"] or os.getpid()
+            info["native_id"] = _main_native_id(info["native_id"])
         table[ident] = info
     return table
+
+
+def _main_native_id(recorded):
+    """threading's record when it is a thread of this process, else the pid: the main thread's
+    tid. (A record can be stale: a forked child keeps its parent's when threading's fork hook
+    did not run on the main thread's object, as under gevent in a gunicorn worker.)"""
+    if isinstance(recorded, int) and os.path.exists("/proc/self/task/%d" % recorded):
+        return recorded
+    return os.getpid()
