@@ -165,6 +165,8 @@ class _Real(object):
 
 
 _REAL = _Real()
+# The libraries every snippet and library may require by name without loading them.
+_BUILT_IN_LIBS = {"errors": _ERRORS, "real": _REAL}
 
 
 def _safe_str(value):
@@ -883,8 +885,8 @@ class _Agent(object):
         if not (isinstance(requires, (tuple, list)) and all(isinstance(r, str) for r in requires)):
             return _error(rid, "LOAD_ERROR", "REQUIRES of '%s' must be a tuple of library names" % name)
         with self._lock:
-            unknown = [r for r in requires if r != "errors" and r not in self.libs]
-            namespace.update((r, _ERRORS if r == "errors" else self.libs[r][1])
+            unknown = [r for r in requires if r not in _BUILT_IN_LIBS and r not in self.libs]
+            namespace.update((r, _BUILT_IN_LIBS[r] if r in _BUILT_IN_LIBS else self.libs[r][1])
                              for r in requires if r not in unknown)
         if unknown:
             return _error(rid, "LIB_MISSING", "'%s' requires library '%s', which is not loaded" % (
@@ -899,8 +901,8 @@ class _Agent(object):
         bound = self._bound_libs.get(_REAL.get_ident())
         if bound is not None and name in bound:
             return bound[name]
-        if name == "errors":
-            return _ERRORS
+        if name in _BUILT_IN_LIBS:
+            return _BUILT_IN_LIBS[name]
         entry = self.libs.get(name)
         if entry is None:
             raise CommandError("library '%s' is not loaded" % name, code="LIB_MISSING")
