@@ -119,6 +119,7 @@ console.log(
     " (remote, the default) or by the agent; sc '*' (median of 5):",
 );
 for (const py of pythons()) console.log(await benchLook(py));
+console.log(await (await import("./tasks.ts")).benchTasksAll());
 
 /** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */
 function tenPlugins(): string {

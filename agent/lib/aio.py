@@ -7,7 +7,7 @@ import gc
 import sys
 import time
 
-REQUIRES = ("threads",)
+REQUIRES = ()
 
 _MISSING = object()
 _mro = type.__dict__["__mro__"].__get__

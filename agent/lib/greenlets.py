@@ -100,6 +100,8 @@ class Look(object):
     def _name(self, g):
         if self.parent(g) is None:
             return "main"
+        if self.hub_type is not None and issubclass(type(g), self.hub_type):
+            return "hub"
         name = aio.field(g, "name", trusted=())      # gevent's name property is never run
         return name if type(name) is str else None
 

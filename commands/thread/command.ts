@@ -20,6 +20,7 @@ interface ThreadInfo {
   cpu_ms?: number;
   os_state?: string;
   blocked_on?: { kind: string; object: string; lock_owner?: number; joining?: string };
+  event_loop?: { type: string; class: string; tasks: number };
 }
 
 export default defineCommand({
@@ -48,7 +49,7 @@ export default defineCommand({
     },
   ],
   snippet,
-  libs: ["threads"],
+  libs: ["threads", "aio"],
   request: (opts) => ({
     depth: opts.depth,
     ...(opts.tid !== undefined ? { tid: opts.tid } : {}),
@@ -76,6 +77,13 @@ export default defineCommand({
           t.daemon ?? "?"
         }` + `${t.is_main ? " main" : ""} ${t.state}${cpu}`,
       );
+      const loop = t.event_loop;
+      if (loop) {
+        lines.push(
+          `    runs an ${loop.type} event loop (${loop.class}), ${loop.tasks} pending task(s): ` +
+            "see peeka tasks",
+        );
+      }
       const b = t.blocked_on;
       if (b) {
         lines.push(

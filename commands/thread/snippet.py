@@ -185,6 +185,18 @@ def _gil_holder(rows):
             "running_pct": best["running_pct"]}
 
 
+def _mark_event_loops(ctx, threads, hidden):
+    """A thread running an asyncio event loop gets `event_loop` (its type, class and pending
+    tasks); `peeka tasks` shows them. Only when the target imported asyncio itself."""
+    if "asyncio.events" not in sys.modules:
+        return
+    aio = ctx.agent.lib("aio")
+    loops = aio.loop_summary(aio.Asyncio(), aio.thread_stacks(hidden))
+    for t in threads:
+        if t["ident"] in loops:
+            t["event_loop"] = loops[t["ident"]]
+
+
 def run(ctx, args):
     lib = ctx.agent.lib("threads")
     depth = _int_arg(args, "depth", DEFAULT_DEPTH)
@@ -202,6 +214,7 @@ def run(ctx, args):
         idents = [tid]
     threads = [_describe_thread(lib, i, frames[i], objects.get(i), main_ident, depth) for i in idents]
     del frames  # frames pin the target's objects; drop them before replying
+    _mark_event_loops(ctx, threads, hidden)
     threads.sort(key=lambda t: (not t["is_main"], t["name"], t["ident"]))
     top = _int_arg(args, "top", None)
     if top is not None:
