@@ -20,6 +20,7 @@ _MEMBER = type(type.__dict__["__weakrefoffset__"])
 TRUSTED_C = ("builtins", "_asyncio")
 STACK_LIMIT = 300       # frames walked per thread when looking for loops and running tasks
 CHAIN_LIMIT = 200       # awaitables followed per task
+TIMER_CHUNK = 1000      # timer handles read between two calls of Asyncio.pause
 
 
 def _lookup(t, name):
@@ -44,25 +45,42 @@ def field(obj, name, default=None, trusted=TRUSTED_C):
     a value in the instance's __dict__ or a plain class value. A property or any other
     descriptor that would run code gives `default` instead. (Some C types keep an instance
     dict without a __dict__ descriptor: the generic lookup reads it when no class defines
-    `name`.)"""
+    `name`.) How a type's attribute is read is worked out once per type (tasks are many,
+    their types few)."""
     t = type(obj)
+    key = (id(t), name, trusted)
+    how = _HOW.get(key)
+    if how is None or how[0] is not t:          # the type is kept: its id is not reused meanwhile
+        how = _HOW[key] = (t,) + _how_to_read(t, name, trusted)
+    kind, attr = how[1], how[2]
+    try:
+        if kind is _DESCRIPTOR:
+            return attr.__get__(obj, t)
+        if kind is _GENERIC:                    # no descriptor to run: the instance's own value,
+            return object.__getattribute__(obj, name)   # else the class's (no __getattr__ either)
+    except AttributeError:
+        return default
+    if kind is _INSTANCE:                       # a method on the class: only an instance value counts
+        idict = _instance_dict(obj, t)
+        value = dict.get(idict, name, _MISSING) if idict is not None else _MISSING
+        return default if value is _MISSING else value
+    return default
+
+
+_HOW = {}
+_DESCRIPTOR, _GENERIC, _INSTANCE, _NEVER = "descriptor", "generic", "instance", "never"
+
+
+def _how_to_read(t, name, trusted):
     owner, attr = _lookup(t, name)
     at = type(attr)
     if at is _MEMBER or (at is _GETSET and _tmodule(owner) in trusted):
-        try:
-            return attr.__get__(obj, t)
-        except AttributeError:
-            return default
+        return _DESCRIPTOR, attr
     if attr is not _MISSING and _lookup(at, "__set__")[1] is not _MISSING:
-        return default                      # a data descriptor (property...): it would run code
+        return _NEVER, None                     # a data descriptor (property...): it would run code
     if attr is _MISSING or _lookup(at, "__get__")[1] is _MISSING:
-        try:                                # no descriptor to run: the instance's own value, else
-            return object.__getattribute__(obj, name)   # the class's (no __getattr__ either)
-        except AttributeError:
-            return default
-    idict = _instance_dict(obj, t)          # a method on the class: only an instance value counts
-    value = dict.get(idict, name, _MISSING) if idict is not None else _MISSING
-    return default if value is _MISSING else value
+        return _GENERIC, None
+    return _INSTANCE, None
 
 
 def type_name(obj):
@@ -119,6 +137,7 @@ class Asyncio(object):
         self.gathering = self._global(self.tasks_mod, "_GatheringFuture")
         self.task_group = self._global(mods.get("asyncio.taskgroups"), "TaskGroup")
         self._timers = {}                             # loop id -> {future id: when}
+        self.pause = lambda: None                     # called between chunks of long walks
 
     @staticmethod
     def _global(module, name, default=None):
@@ -168,17 +187,21 @@ class Asyncio(object):
 
     def sleep_timers(self, loop):
         """future id -> when, for the asyncio.sleep() timers in the loop's heap (each wakes
-        its future through futures._set_result_unless_cancelled)."""
+        its future through futures._set_result_unless_cancelled). The heap is copied at once
+        and read in chunks, calling self.pause() between them."""
         key = id(loop)
         if key not in self._timers:
-            timers = {}
             heap = field(loop, "_scheduled")
-            for handle in (list(heap) if type(heap) is list else ()):
-                args = field(handle, "_args")
-                if field(handle, "_callback") is self.set_result and type(args) is tuple and args \
-                        and not field(handle, "_cancelled"):
-                    timers[id(args[0])] = field(handle, "_when")
-            self._timers[key] = timers if type(heap) is list else None
+            handles = list(heap) if type(heap) is list else None
+            timers = {} if handles is not None else None
+            for start in range(0, len(handles or ()), TIMER_CHUNK):
+                for handle in handles[start:start + TIMER_CHUNK]:
+                    args = field(handle, "_args")
+                    if field(handle, "_callback") is self.set_result and type(args) is tuple and args \
+                            and not field(handle, "_cancelled"):
+                        timers[id(args[0])] = field(handle, "_when")
+                self.pause()
+            self._timers[key] = timers
         return self._timers[key]
 
     # -- tasks --------------------------------------------------------------------------------
@@ -314,6 +337,8 @@ class Asyncio(object):
 
     def awaited_by(self, task):
         """3.14+: the futures asyncio itself records as awaiting this one (gather, TaskGroup)."""
+        if sys.version_info < (3, 14):
+            return []
         parents = field(task, "_asyncio_awaited_by")
         if type(parents) in (set, frozenset):
             return [p for p in tuple(parents) if self.is_task(p)]

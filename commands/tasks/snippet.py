@@ -10,7 +10,7 @@ REQUIRES = ("errors",)
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 200
-CHUNK = 250             # tasks described between two releases of the GIL
+CHUNK = 100             # tasks described between two releases of the GIL
 
 
 def _depth(args):
@@ -76,6 +76,7 @@ class _Look(object):
         self.ctx, self.depth, self.clock = ctx, depth, clock
         self.lib, self.threads = ctx.agent.lib("aio"), ctx.agent.lib("threads")
         self.aio = self.lib.Asyncio()
+        self.aio.pause = clock.release
         self.stacks = self.lib.thread_stacks(set(ctx.agent.thread_idents))
         self.names = _thread_names(self.lib)
         self._positions = None
