@@ -77,9 +77,9 @@ class _Look(object):
         self.lib, self.threads = ctx.agent.lib("aio"), ctx.agent.lib("threads")
         self.aio = self.lib.Asyncio()
         self.aio.pause = clock.release
-        self.stacks = self.lib.thread_stacks(set(ctx.agent.thread_idents))
+        self.hidden = set(ctx.agent.thread_idents)
+        self.stacks = self.lib.thread_stacks(self.hidden)
         self.names = _thread_names(self.lib)
-        self._positions = None
         self.loops = {}
 
     def run(self):
@@ -166,18 +166,14 @@ class _Look(object):
         return info
 
     def _running_stack(self, coro):
-        """The frames of the thread that runs this task now, from its coroutine inwards."""
-        if self._positions is None:
-            self._positions = {}
-            for ident, frames in self.stacks.items():
-                for pos, frame in enumerate(frames):
-                    self._positions[id(frame)] = (ident, pos)
-        where = self._positions.get(id(coro.cr_frame))
-        if where is None:
-            return []
-        ident, pos = where
-        inner = self.stacks[ident][:pos + 1][:self.depth]
-        return [self.frame_info(f) for f in reversed(inner)]
+        """The frames of the thread that runs this task now, from its coroutine inwards, read
+        in the same hold of the GIL as the task's state."""
+        target = coro.cr_frame
+        for ident, frames in self.lib.thread_stacks(self.hidden).items():
+            for pos, frame in enumerate(frames):
+                if frame is target:
+                    return [self.frame_info(f) for f in reversed(frames[:pos + 1][:self.depth])]
+        return []
 
 
 def run(ctx, args):
