@@ -902,7 +902,37 @@ def install(targets, probe):
                 raise
             raise InstrumentError("NOT_INSTRUMENTABLE", "cannot instrument: %s: %s" % (type(e).__name__, e))
         _handles.append(handle)
+    if not _warmed:
+        _warm_up()
     return handle
+
+
+class _DryRun(Probe):
+    capture_args = False
+
+
+def _warm_up_call(x):
+    return x
+
+
+def _warm_up():
+    """Calls a function of ours through the engine once, on the installing (agent) thread: the
+    one-time costs of a first call (the callbacks' and the trampoline's code specialized,
+    their caches filled) are paid here, not by the first call a probe times."""
+    _warmed.append(True)
+    try:
+        target = Target("peeka.warm_up", _warm_up_call, _warm_up_call.__code__, "function")
+        handle = install([target], _DryRun())
+        try:
+            for i in range(3):
+                _warm_up_call(i)
+        finally:
+            uninstall(handle)
+    except Exception as e:
+        _note("warming up the engine: %s" % e)
+
+
+_warmed = []        # non-empty once _warm_up() ran
 
 
 def _activate(target):

@@ -57,6 +57,36 @@ def thread_name(ident):
     return getattr(t, "name", None) if t is not None else None
 
 
+_ASYNC_KINDS = ("coroutine", "async_generator")
+
+
+def task_name():
+    """The name of the asyncio task running on this thread now, or None: read from asyncio's
+    own tables, never importing asyncio, and running no code of the target (a loop class with
+    its own __hash__ or __eq__, a Task class with its own get_name: None)."""
+    tasks, events = sys.modules.get("asyncio.tasks"), sys.modules.get("asyncio.events")
+    if tasks is None or events is None:
+        return None
+    try:
+        get_loop = vars(events).get("_get_running_loop")
+        loop = get_loop() if get_loop is not None else None
+        if loop is None or type(loop).__hash__ is not object.__hash__ or type(loop).__eq__ is not object.__eq__:
+            return None
+        accelerated = sys.modules.get("_asyncio")
+        current = vars(accelerated).get("current_task") if accelerated is not None else None
+        if current is not None:      # 3.12+ (3.14+: the only table is the thread state)
+            task = current(loop)
+        else:
+            task = vars(tasks).get("_current_tasks", {}).get(loop)
+        if task is None:
+            return None
+        stdlib = [getattr(vars(tasks).get(k), "get_name", None) for k in ("_CTask", "_PyTask")]
+        get_name = getattr(type(task), "get_name", None)
+        return get_name(task) if get_name is not None and get_name in stdlib else None
+    except Exception:
+        return None
+
+
 def reads_exit(cond):
     """Whether a compiled condition reads what only the end of a call knows (cost, result,
     exception): such a condition is decided at exit, any other at entry."""
@@ -315,7 +345,7 @@ class CallProbe(StreamingProbe):
 
     def observation(self, call, location, result, exc, duration_ns):
         ser, depth = self.ser, self.depth
-        return {
+        obs = {
             "type": "observation",
             "watch_id": self.watch_id,
             "timestamp": call.wall_time,
@@ -331,6 +361,9 @@ class CallProbe(StreamingProbe):
             "count": None,  # numbered when queued
             "thread": {"id": call.thread_id, "name": thread_name(call.thread_id)},
         }
+        if call.target.kind in _ASYNC_KINDS:
+            obs["task"] = task_name()   # on the call's own thread, in its task
+        return obs
 
 
 def _positions(target):

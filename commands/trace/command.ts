@@ -21,6 +21,10 @@ export interface TraceNode {
   count: number;
   total_ms: number;
   self_ms: number;
+  /** time suspended at awaits (coroutines, async generator steps), inside total_ms */
+  awaiting_ms?: number;
+  min_ms?: number;
+  max_ms?: number;
   raised: number;
   slowest: boolean;
   children: TraceNode[];
@@ -28,10 +32,19 @@ export interface TraceNode {
 
 const ms = (n: unknown) => `${Number(n).toFixed(Number(n) < 10 ? 3 : 1)}ms`;
 
+/** " (own 1.2ms)", " (own 0.1ms, awaiting 50.3ms)", " (awaiting 50.3ms)" or "". */
+function ownAndAwaiting(own: unknown, awaiting: unknown, showOwn: boolean): string {
+  const parts = [
+    ...(showOwn ? [`own ${ms(own)}`] : []),
+    ...(Number(awaiting) > 0 ? [`awaiting ${ms(awaiting)}`] : []),
+  ];
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
 function nodeLabel(n: TraceNode): string {
   return `[${ms(n.total_ms)}] ${n.function}()` +
     (n.count > 1 ? ` ×${n.count}` : "") +
-    (n.children.length ? ` (own ${ms(n.self_ms)})` : "") +
+    ownAndAwaiting(n.self_ms, n.awaiting_ms, n.children.length > 0) +
     (n.raised ? ` !raised${n.raised > 1 ? " ×" + n.raised : ""}` : "") +
     (n.slowest ? "  ← slowest" : "");
 }
@@ -42,8 +55,10 @@ export function renderTree(o: Record<string, unknown>): string {
   const exc = o.exception as { type: string; message: string } | null;
   const lines = [
     `${clock(o.timestamp)} ${o.func_name} #${o.count} thread=${thread.name ?? "?"}` +
+    (o.task ? ` task=${o.task}` : "") +
     (exc ? ` raised ${exc.type}: ${exc.message}` : ""),
-    `\`---[${ms(o.duration_ms)}] ${o.func_name}() (own ${ms(o.self_time_ms)})`,
+    `\`---[${ms(o.duration_ms)}] ${o.func_name}()` +
+    ownAndAwaiting(o.self_time_ms, o.awaiting_ms, true),
   ];
   const walk = (nodes: TraceNode[], indent: string) => {
     nodes.forEach((n, i) => {
@@ -65,7 +80,8 @@ export default defineCommand({
   description:
     "For each traced call: every function it calls (to --depth levels), aggregated per caller " +
     "(a call repeated in a loop is one node with its count), with total and own time. " +
-    "Only the thread inside a traced call is profiled, and only while it is.",
+    "Only the thread inside a traced call is profiled, and only while it is. " +
+    "An awaited coroutine is one call, its time suspended shown apart (awaiting).",
   arguments: [PATTERN_ARGUMENT],
   options: [
     {

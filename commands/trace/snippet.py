@@ -7,15 +7,31 @@
 # ends. Other threads, and this thread outside the call, run without it. A thread
 # that already has a profile function (cProfile before 3.12, a profiler of the
 # user's) is left alone: that call is not traced, and the skip is counted.
+#
+# Async code. The profile function hears a coroutine frame 'return' each time it suspends
+# at an await and 'call' each time the event loop resumes it. A node's frame that suspends
+# is set aside (Tree.suspended) and put back when that very frame resumes: an awaited
+# coroutine is one call, timed from its start to its completion, and the time it spent
+# suspended is its `awaiting`. Own time is running time: total minus awaiting minus the
+# running time of the children. An async generator's call is one step (from __anext__ until
+# it hands out a value or ends); the awaits inside a step are its awaiting. While the root
+# is suspended its stack is empty, and what the loop runs meanwhile (other tasks) is ignored.
+# Coroutines the root hands to other tasks (create_task, gather) run in those tasks: they are
+# not in the tree, the time the root waits for them is its awaiting.
 import os
 import sys
 import time
+import types
 import _thread
 
 MAX_ACTIVE = 16           # calls traced at once (one per thread); more are skipped and counted
+MAX_SUSPENDED = 4096      # node frames set aside at an await per tree; beyond: closed at once
 _now = time.perf_counter_ns
 _OPAQUE, _TRANSPARENT = "opaque", "transparent"   # frames that are not nodes (see TraceProbe.kind)
 _INLINED = frozenset(("<listcomp>", "<dictcomp>", "<setcomp>"))
+_CODE = types.CodeType
+_AWAITS = 0x80 | 0x100 | 0x200   # CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
+_SUSPENDED, _RETURNED, _RAISED = "suspended", "returned", "raised"   # how a frame left (Tree.how_left)
 
 
 def _normal_exits():
@@ -27,14 +43,44 @@ def _normal_exits():
     return frozenset(opcode.opmap[n] for n in names if n in opcode.opmap)
 
 
-class Node(object):
-    __slots__ = ("name", "file", "line", "count", "total_ns", "min_ns", "max_ns", "raised", "children")
+class _Opcodes(object):
+    """What f_lasti points at when a frame leaves, per version (see Tree.how_left)."""
 
-    def __init__(self, name, file, line):
+    def __init__(self):
+        import opcode
+        op = opcode.opmap.get
+        self.normal_exits = _normal_exits()
+        self.returns = frozenset(x for x in (op("RETURN_VALUE"), op("RETURN_CONST")) if x is not None)
+        # 3.11+: an await leaves at YIELD_VALUE (3.13: at the RESUME after it). 3.8-3.10: f_lasti is
+        # moved back just before YIELD_FROM (to run it again on resume); at YIELD_FROM itself it
+        # is an exception thrown in (a cancellation). YIELD_VALUE: a bare yield (types.coroutine).
+        self.yields = frozenset(x for x in (op("YIELD_VALUE"), op("RESUME")) if x is not None)
+        self.yield_from = op("YIELD_FROM")
+
+
+class Node(object):
+    __slots__ = ("name", "file", "line", "count", "total_ns", "min_ns", "max_ns", "raised", "children",
+                 "awaiting_ns", "resumable")
+
+    def __init__(self, name, file, line, resumable=False):
         self.name, self.file, self.line = name, file, line
-        self.count = self.total_ns = self.raised = self.max_ns = 0
+        self.count = self.total_ns = self.raised = self.max_ns = self.awaiting_ns = 0
         self.min_ns = 1 << 62
         self.children = {}
+        self.resumable = resumable  # a coroutine or async generator: it may leave at an await
+
+    def close(self, d, raised):
+        """One call of this node ended after d ns."""
+        self.total_ns += d
+        if d < self.min_ns:
+            self.min_ns = d
+        if d > self.max_ns:
+            self.max_ns = d
+        self.raised += bool(raised)
+
+    def running_ns(self):
+        """Total time minus the time spent suspended at awaits."""
+        return self.total_ns - self.awaiting_ns
 
 
 class Tree(object):
@@ -48,6 +94,8 @@ class Tree(object):
         self.probe, self.root = probe, root
         self.root_frame, self.root_code = root_frame, root_code
         self.stack = [(root_frame, root, 0, None, 0)] if root_frame is not None else []
+        self.suspended = {}         # frame -> (its stack entry, when it suspended): nodes at an await
+        self.root_left = None       # when the root's frame last left: a suspension, unless its end
         self.nodes, self.cut, self.done = 1, 0, False
         self.tid = _thread.get_ident()
         self.hook = self._make_hook()
@@ -55,7 +103,7 @@ class Tree(object):
     def _make_hook(self):
         """The profile function. A closure over locals: it runs twice per call under the root,
         so every lookup saved counts (the common paths are written out inline)."""
-        tree, stack, probe = self, self.stack, self.probe
+        tree, stack, suspended, probe = self, self.stack, self.suspended, self.probe
         kinds, classify, max_depth, skip_c, now = probe.kinds, probe.kind, probe.depth, probe.skip_builtin, _now
 
         def hook(frame, event, arg):
@@ -66,8 +114,15 @@ class Tree(object):
                     sys.setprofile(None)
                 return
             if event == "call":
+                if suspended:
+                    held = suspended.pop(frame, None)
+                    if held is not None:    # a node's coroutine resumed: the same call goes on
+                        entry, since = held
+                        entry[3].awaiting_ns += t - since
+                        stack.append(entry)
+                        return
                 if not stack:
-                    tree.wait_for_root(frame)
+                    tree.wait_for_root(frame, t)
                     return
                 _, parent, _, _, depth = stack[-1]
                 if parent is None:
@@ -87,19 +142,34 @@ class Tree(object):
                         node.count += 1
                         stack.append((frame, node, t, node, depth + 1))
             elif event == "return":
-                if stack and stack[-1][0] is frame:
-                    _, _, start, node, _ = stack.pop()
-                    if node is not None:
-                        d = t - start
-                        node.total_ns += d
-                        if d < node.min_ns:
-                            node.min_ns = d
-                        if d > node.max_ns:
-                            node.max_ns = d
-                        if arg is None and tree.unwinding(frame):
-                            node.raised += 1
-                else:
+                if not stack:
+                    return          # the root is suspended: another task's frame
+                entry = stack[-1]
+                if entry[0] is not frame:
                     tree.pop(frame, t, arg is None and tree.unwinding(frame))
+                    return
+                stack.pop()
+                _, _, start, node, _ = entry
+                if node is None:
+                    if frame is tree.root_frame:
+                        tree.root_left = t
+                    return
+                if node.resumable:
+                    how = tree.how_left(frame, arg)
+                    if how is _SUSPENDED:
+                        tree.suspend(entry, t)
+                        return
+                    raised = how is _RAISED
+                else:
+                    raised = arg is None and tree.unwinding(frame)
+                d = t - start
+                node.total_ns += d
+                if d < node.min_ns:
+                    node.min_ns = d
+                if d > node.max_ns:
+                    node.max_ns = d
+                if raised:
+                    node.raised += 1
             elif skip_c:
                 return              # C functions: their time stays in their caller's own time
             elif event == "c_call":
@@ -118,28 +188,63 @@ class Tree(object):
                 tree.pop(arg, t, event == "c_exception")
         return hook
 
-    def wait_for_root(self, frame):
+    def wait_for_root(self, frame, t):
         """Before the root's own frame starts (3.8-3.11: the engine's trampoline runs first), or
         while a coroutine root is suspended, events are ignored until the root frame runs."""
         if frame is self.root_frame or (self.root_frame is None and frame.f_code is self.root_code):
+            if self.root_left is not None:  # resumed: it was suspended since it left
+                self.root.awaiting_ns += t - self.root_left
+                self.root_left = None
             self.root_frame = frame
             self.stack.append((frame, self.root, 0, None, 0))
 
+    def how_left(self, frame, arg):
+        """A coroutine's or async generator's frame left: _SUSPENDED at an await, _RETURNED (an
+        async generator's step also ends when it hands out a value, wrapped by CPython), or
+        _RAISED."""
+        if arg is not None and type(arg).__name__ == "async_generator_wrapped_value":
+            return _RETURNED
+        ops, i = self.code_ops(frame), frame.f_lasti
+        op = ops[i] if 0 <= i < len(ops) else None
+        codes = self.probe.opcodes
+        after = codes.yield_from is not None and i + 2 < len(ops) and ops[i + 2] == codes.yield_from
+        if op in codes.yields or (after and op != codes.yield_from):
+            return _SUSPENDED
+        return _RETURNED if op in codes.returns or arg is not None else _RAISED
+
+    def suspend(self, entry, t):
+        """A node's frame suspended at an await: set aside until that frame resumes."""
+        if len(self.suspended) < MAX_SUSPENDED:
+            self.suspended[entry[0]] = (entry, t)
+        else:
+            entry[3].close(t - entry[2], False)
+
+    def close_suspended(self):
+        """The root ended: a node still suspended (abandoned, or a frame whose end looked like
+        an await) is closed as of the moment it left."""
+        for entry, since in self.suspended.values():
+            entry[3].close(since - entry[2], False)
+        self.suspended.clear()
+
     def unwinding(self, frame):
         """A 'return' event with None: a real return, or an exception leaving the frame?"""
+        ops, i = self.code_ops(frame), frame.f_lasti
+        return 0 <= i < len(ops) and ops[i] not in self.probe.opcodes.normal_exits
+
+    def code_ops(self, frame):
         code = frame.f_code
         ops = self.probe.code_bytes.get(code)
         if ops is None:
             ops = self.probe.code_bytes[code] = code.co_code   # a new copy per read on 3.12+
-        i = frame.f_lasti
-        return 0 <= i < len(ops) and ops[i] not in self.probe.normal_exits
+        return ops
 
     def new_child(self, parent, key, kind):
         if self.nodes >= self.probe.max_nodes:
             self.cut += 1
             return None
         name, file, line = kind if kind is not None else self.probe.c_name(key)
-        node = parent.children[key] = Node(name, file, line)
+        resumable = type(key) is _CODE and bool(key.co_flags & _AWAITS)
+        node = parent.children[key] = Node(name, file, line, resumable)
         self.nodes += 1
         return node
 
@@ -154,10 +259,7 @@ class Tree(object):
             return
         _, _, start, node, _ = stack.pop()
         if node is not None:
-            d = t - start
-            node.total_ns += d
-            node.min_ns, node.max_ns = min(node.min_ns, d), max(node.max_ns, d)
-            node.raised += bool(raised)
+            node.close(t - start, raised)
 
 
 class TraceProbe(object):
@@ -180,20 +282,29 @@ class TraceProbe(object):
         # after the call; any other is checked before tracing starts.
         self.cond_names_at_exit = lib("observe").reads_exit(cond)
         self.active = True
-        self.normal_exits = _normal_exits()
+        self.opcodes = _Opcodes()
         self.stdlib = self._stdlib_dirs()
         self.kinds = {}             # code -> (name, file, line) or _OPAQUE / _TRANSPARENT
         self.code_bytes = {}        # code -> co_code, for unwinding()
         self.trees = {}             # thread id -> Tree in progress
         self.busy_skipped = 0
+        self.overlap_skipped = 0    # calls that began on a thread while its traced call was suspended
+        self.task_name = lib("observe").task_name
+        self.warm_up()
+        self.classify_callees(observation.targets)
 
     # -- engine callbacks (target threads) ---------------------------------
     def admit(self):
         if self.reached():
             return False
         # Several threads may each be inside a call we trace (one tree each); a nested call of
-        # the root on a thread that is already traced is part of that tree.
-        if _thread.get_ident() in self.trees:
+        # the root on a thread that is already traced is part of that tree. On an event loop,
+        # one call is traced at a time: a call another task begins while ours is suspended
+        # (its stack is empty then) is skipped and counted.
+        tree = self.trees.get(_thread.get_ident())
+        if tree is not None:
+            if not tree.stack:
+                self.overlap_skipped += 1
             return False
         if self.cond is None and not self.take_token():
             return False
@@ -238,6 +349,37 @@ class TraceProbe(object):
             return
         if self.room():
             self.publish(self.observation(call, tree, result, exc, duration_ns))
+
+    def warm_up(self):
+        """A dry run of the profile function on this (the agent's) thread, over two functions
+        of ours named like a user's: the one-time costs of a first profiled call are paid here,
+        not by the first traced call of the target. They are: mapping files to loaded modules
+        (a scan of sys.modules, ~1 ms in a big app), and on 3.12+ CPython instrumenting each
+        of our functions the first time it runs under a profile function (the hook, naming a
+        code, making a node: ~10 us each). Nothing is kept: the probe is not installed yet."""
+        if sys.getprofile() is not None:
+            return
+        namespace = {}
+        exec(compile(_WARM_UP_SOURCE, "peeka-trace-warm-up.py", "exec"), namespace)
+        root = namespace["root"]
+        tree = Tree(self, Node("warm-up", None, None), None, root.__code__)
+        sys.setprofile(tree.hook)
+        try:
+            root()
+        finally:
+            sys.setprofile(None)
+        self.kinds.clear()
+        self.code_bytes.clear()
+
+    def classify_callees(self, targets):
+        """The functions a root calls by a global name are classified now, so that its first
+        call does not pay for naming them (the module's dict is read: no code of the target runs)."""
+        for target in targets:
+            scope = target.func.__globals__
+            for name in target.code.co_names:
+                value = dict.get(scope, name)    # never a subclass's get or __missing__
+                if type(value) is types.FunctionType:
+                    self.kind(value.__code__)
 
     # -- what a frame is --------------------------------------------------------
     def kind(self, code):
@@ -287,25 +429,28 @@ class TraceProbe(object):
 
     # -- the observation ---------------------------------------------------------
     def observation(self, call, tree, result, exc, duration_ns):
+        tree.close_suspended()
         root = tree.root
         root.total_ns = duration_ns
         root.min_ns = root.max_ns = duration_ns
         root.raised = 1 if exc is not None else 0
         shown = [0]
         children = self.render_children(root, shown)
-        self_ns = duration_ns - sum(c.total_ns for c in root.children.values())
-        return {
+        obs = {
             "type": "observation", "watch_id": self.watch_id, "timestamp": call.wall_time,
             "location": "AtExit" if exc is None else "AtExceptionExit",
             "func_name": call.name, "file": root.file, "line": root.line,
             "args": self.ser.to_json(list(call.args), depth=2), "kwargs": self.ser.to_json(call.kwargs, depth=2),
             "success": exc is None, "exception": self.ser.exception_info(exc) if exc is not None else None,
             "duration_ms": _ms(duration_ns), "total_duration_ms": _ms(duration_ns),
-            "self_time_ms": _ms(max(0, self_ns)), "count": None,
+            "self_time_ms": _ms(_own_ns(root)), "awaiting_ms": _ms(root.awaiting_ns), "count": None,
             "call_tree": children, "node_count": tree.nodes, "nodes_shown": shown[0] + 1,
             "nodes_cut": tree.cut, "depth": self.depth,
             "thread": {"id": tree.tid, "name": self.thread_name(tree.tid)},
         }
+        if call.target.kind in ("coroutine", "async_generator"):
+            obs["task"] = self.task_name()
+        return obs
 
     def render_children(self, node, shown):
         """Children in the order they were first called, pruned below --min-duration; the
@@ -317,8 +462,7 @@ class TraceProbe(object):
             shown[0] += 1
             grand = self.render_children(n, shown)
             out.append({"function": n.name, "filename": n.file, "lineno": n.line, "count": n.count,
-                        "total_ms": _ms(n.total_ns), "self_ms": _ms(max(0, n.total_ns - sum(
-                            c.total_ns for c in n.children.values()))),
+                        "total_ms": _ms(n.total_ns), "self_ms": _ms(_own_ns(n)), "awaiting_ms": _ms(n.awaiting_ns),
                         "min_ms": _ms(n.min_ns), "max_ms": _ms(n.max_ns), "raised": n.raised,
                         "slowest": n is slowest, "children": grand})
         return out
@@ -326,7 +470,8 @@ class TraceProbe(object):
     # -- what Observation asks ------------------------------------------------------
     def drops(self):
         return {"rate_dropped": self.rate_dropped, "queue_dropped": self.queue_dropped,
-                "busy_skipped": self.busy_skipped, "condition_errors": self.condition_errors,
+                "busy_skipped": self.busy_skipped, "overlap_skipped": self.overlap_skipped,
+                "condition_errors": self.condition_errors,
                 "condition_error": self.condition_error}
 
     def started_data(self, observation):
@@ -346,6 +491,21 @@ class TraceProbe(object):
 
 def _ms(ns):
     return None if ns is None else round(ns / 1e6, 6)
+
+
+def _own_ns(node):
+    """Running time not spent in the children: total minus awaiting minus what the children ran."""
+    return max(0, node.running_ns() - sum(c.running_ns() for c in node.children.values()))
+
+
+_WARM_UP_SOURCE = """
+def leaf(x):
+    return x + 1
+
+
+def root():
+    return leaf(1) + leaf(2)
+"""
 
 
 def run(ctx, args):

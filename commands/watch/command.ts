@@ -23,7 +23,7 @@ export function renderObservation(o: Record<string, unknown>): string {
   const thread = (o.thread ?? {}) as { name?: string };
   const head = `${clock(o.timestamp)} ${o.func_name} #${o.count} ${o.location}` +
     (o.location === "AtEnter" ? "" : ` ${Number(o.duration_ms).toFixed(3)}ms`) +
-    ` thread=${thread.name ?? "?"}`;
+    ` thread=${thread.name ?? "?"}` + (o.task ? ` task=${o.task}` : "");
   const lines = [head, `    args: ${compact(o.args)}  kwargs: ${compact(o.kwargs)}`];
   if (o.location === "AtExit") lines.push(`    result: ${compact(o.result)}`);
   const exc = o.exception as ExceptionInfo | null;

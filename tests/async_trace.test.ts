@@ -1,0 +1,144 @@
+// trace and watch of async code against a real asyncio target (stdlib only) on every interpreter:
+// an awaited child is one call with its wall time and its awaiting apart, the caller's own time
+// excludes it, the loop's other tasks stay out of the tree, watch names the task; and the first
+// traced call is not charged for the setup. One target per interpreter, shared by the steps.
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { cli, cliEnv, pythons, REPO, StreamingCli, Target } from "./helpers/env.ts";
+import { type Obs, observe, restored } from "./helpers/observe.ts";
+import { renderTree, type TraceNode } from "../commands/trace/command.ts";
+
+const SHOP = `${REPO}/tests/targets/async_shop.py`;
+const SLEEP_MS = 50; // async_shop.SLEEP
+const TICK_MS = 10; // async_shop.TICK
+
+export type AsyncTree = Obs & {
+  call_tree: TraceNode[];
+  self_time_ms: number;
+  awaiting_ms: number;
+  task?: string;
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Every function name in a tree. */
+export function allNames(nodes: TraceNode[]): string[] {
+  return nodes.flatMap((n) => [n.function, ...allNames(n.children)]);
+}
+
+/** The endpoint's tree: its child once, with the sleep it awaited, and its own time small. */
+export function assertAwaitedChild(o: AsyncTree, sleepMs: number) {
+  const show = JSON.stringify(o);
+  assertEquals(o.call_tree.length, 1, show);
+  const [child] = o.call_tree;
+  assert(child.function.endsWith(".fetch_rate"), show);
+  assertEquals(child.count, 1, "the awaited child is one call, not one per resume: " + show);
+  assert(child.total_ms >= sleepMs - 1, "its wall time covers its sleep: " + show);
+  assert(Number(child.awaiting_ms) >= sleepMs - 1, "its sleep is awaiting: " + show);
+  assert(o.awaiting_ms >= sleepMs - 1, "the root awaited as long: " + show);
+  assert(o.duration_ms >= child.total_ms, show);
+  assert(o.self_time_ms < sleepMs / 2, "the endpoint's own time leaves out the await: " + show);
+}
+
+for (const py of pythons()) {
+  Deno.test(`${py.version}: trace and watch of async code`, async (t) => {
+    const target = await Target.start(py, "", { script: SHOP });
+    const env = cliEnv();
+    const run = (scenario: string, n = 1) =>
+      target.ask(`run ${scenario} ${n}`) as unknown as Promise<unknown[]>;
+    const trace = async (args: string[], scenario: string, n = 1) => {
+      let reply: unknown[] = [];
+      const { obs, cli: c } = await observe(env, ["trace", ...args], async () => {
+        reply = await run(scenario, n);
+      });
+      const stopped = c.lines.find((l) => l.event === "trace_stopped") as {
+        data: Record<string, number>;
+      };
+      return { trees: obs as AsyncTree[], reply, summary: stopped.data };
+    };
+    try {
+      assertEquals((await cli(["attach", String(target.pid), "--json"], env)).code, 0);
+      const untraced = await run("checkout");
+
+      // First, on a fresh agent: the setup a trace needs is done before its first call.
+      await t.step("the first traced call is no slower than the next ones", async () => {
+        const { trees } = await trace(["async_shop.quick", "-n", "10", "--rate", "0"], "quick", 10);
+        assertEquals(trees.length, 10);
+        const [first, ...rest] = trees.map((o) => o.duration_ms);
+        assertEquals(trees[0].call_tree.map((n) => n.function.split(".").pop()), ["helper"]);
+        assert(
+          first <= 10 * median(rest),
+          `first ${first} ms vs ${median(rest)} ms for the next ones: ${
+            trees.map((o) => o.duration_ms)
+          }`,
+        );
+        await restored(target);
+      });
+
+      await t.step("an awaited child: once, its wall time, its awaiting apart", async () => {
+        const { trees: [o], reply } = await trace(["async_shop.endpoint", "-n", "1"], "checkout");
+        assertAwaitedChild(o, SLEEP_MS);
+        assertEquals(o.task, "checkout-0");
+        const names = allNames(o.call_tree);
+        assert(
+          !names.some((n) => /\.(crunch|busy|checkout|<genexpr>)$/.test(n)),
+          "another task's frames are not in the tree: " + names,
+        );
+        assertEquals(reply, untraced, "the target's results are unchanged");
+        assertEquals(reply, [[15, true]]);
+        const text = renderTree(o).split("\n");
+        assert(/ task=checkout-0/.test(text[0]), text.join("\n"));
+        assert(/\(own [\d.]+ms, awaiting [\d.]+ms\)$/.test(text[1]), text.join("\n"));
+        assert(
+          /^ {4}`---\[.*\] .*fetch_rate\(\) \(awaiting [\d.]+ms\)$/.test(text[2]),
+          text.join("\n"),
+        );
+        await restored(target);
+      });
+
+      await t.step("an async generator: one call per step, its awaits apart", async () => {
+        const { trees: [o], reply } = await trace(["async_shop.consume", "-n", "1"], "stream");
+        assertEquals(reply, [5]);
+        const show = JSON.stringify(o);
+        assertEquals(o.call_tree.length, 1, show);
+        const [steps] = o.call_tree;
+        assert(steps.function.endsWith(".ticks"), show);
+        assertEquals(steps.count, 4, "three values and the step that ends it: " + show);
+        assert(Number(steps.awaiting_ms) >= 3 * TICK_MS - 1, show);
+        assert(Number(steps.max_ms) >= TICK_MS - 1, show);
+        assert(o.self_time_ms < 3 * TICK_MS / 2, show);
+        await restored(target);
+      });
+
+      await t.step(
+        "another task's call while ours is suspended is counted, not traced",
+        async () => {
+          const { trees, reply, summary } = await trace(
+            ["async_shop.endpoint", "-n", "1"],
+            "checkout_pair",
+          );
+          assertEquals(reply, [[15, 30, true]]);
+          assertEquals(trees.length, 1);
+          assertAwaitedChild(trees[0], SLEEP_MS);
+          assertEquals([summary.calls, summary.overlap_skipped], [2, 1], JSON.stringify(summary));
+          await restored(target);
+        },
+      );
+
+      await t.step("watch of a coroutine names the task it runs in", async () => {
+        const c = new StreamingCli(["watch", "async_shop.fetch_rate", "-n", "2"], env);
+        await c.waitFor((l) => l.event === "watch_started");
+        await run("checkout");
+        assertEquals(await c.done, 0);
+        const obs = c.observations() as (Obs & { task: string })[];
+        assertEquals(obs.map((o) => o.task).sort(), ["checkout-0", "rival"], JSON.stringify(obs));
+        assert(obs.every((o) => o.duration_ms >= SLEEP_MS - 1), JSON.stringify(obs));
+        await restored(target);
+      });
+
+      assertEquals((await cli(["detach", "--json"], env)).code, 0);
+      assertEquals(target.errText, "");
+    } finally {
+      await target.stop();
+    }
+  });
+}
