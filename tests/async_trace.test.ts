@@ -4,6 +4,7 @@
 // traced call is not charged for the setup. One target per interpreter, shared by the steps.
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, StreamingCli, Target } from "./helpers/env.ts";
+import { FRAMEWORK_TARGETS, frameworkPython } from "./helpers/frameworks.ts";
 import { type Obs, observe, restored } from "./helpers/observe.ts";
 import { renderTree, type TraceNode } from "../commands/trace/command.ts";
 
@@ -11,22 +12,35 @@ const SHOP = `${REPO}/tests/targets/async_shop.py`;
 const SLEEP_MS = 50; // async_shop.SLEEP
 const TICK_MS = 10; // async_shop.TICK
 
-export type AsyncTree = Obs & {
+type AsyncTree = Obs & {
   call_tree: TraceNode[];
   self_time_ms: number;
   awaiting_ms: number;
   task?: string;
 };
 
+/** GET over HTTP/1.0 (the server closes the connection): the JSON body. */
+async function httpGet(port: number, path: string): Promise<unknown> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.0\r\nHost: localhost\r\n\r\n`));
+    const text = await new Response(conn.readable).text();
+    return JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+  } catch (e) {
+    conn.close();
+    throw e;
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Every function name in a tree. */
-export function allNames(nodes: TraceNode[]): string[] {
+function allNames(nodes: TraceNode[]): string[] {
   return nodes.flatMap((n) => [n.function, ...allNames(n.children)]);
 }
 
 /** The endpoint's tree: its child once, with the sleep it awaited, and its own time small. */
-export function assertAwaitedChild(o: AsyncTree, sleepMs: number) {
+function assertAwaitedChild(o: AsyncTree, sleepMs: number) {
   const show = JSON.stringify(o);
   assertEquals(o.call_tree.length, 1, show);
   const [child] = o.call_tree;
@@ -133,6 +147,62 @@ for (const py of pythons()) {
         assertEquals(obs.map((o) => o.task).sort(), ["checkout-0", "rival"], JSON.stringify(obs));
         assert(obs.every((o) => o.duration_ms >= SLEEP_MS - 1), JSON.stringify(obs));
         await restored(target);
+      });
+
+      assertEquals((await cli(["detach", "--json"], env)).code, 0);
+      assertEquals(target.errText, "");
+    } finally {
+      await target.stop();
+    }
+  });
+}
+
+for (const py of pythons()) {
+  Deno.test(`${py.version}: trace and watch of a FastAPI endpoint under uvicorn`, async (t) => {
+    const fw = frameworkPython(py);
+    const target = await Target.start(fw.python, "", {
+      script: `${FRAMEWORK_TARGETS}/fastapi_shop.py`,
+      env: fw.env,
+    });
+    const env = cliEnv();
+    const get = (path: string) => httpGet(target.port, path);
+    // The quote and, on the same loop meanwhile, requests that keep it busy.
+    const requests = () =>
+      Promise.all([get("/quote/EUR?amount=10"), ...[1, 2, 3, 4].map(() => get("/crunch"))]);
+    try {
+      assertEquals((await cli(["attach", String(target.pid), "--json"], env)).code, 0);
+      const untraced = await requests();
+
+      await t.step("the endpoint's awaited child: once, with its sleep as awaiting", async () => {
+        let replies: unknown[] = [];
+        const { obs: [o] } = await observe(
+          env,
+          ["trace", "fastapi_shop.quote", "-n", "1"],
+          async () => {
+            replies = await requests();
+          },
+        );
+        const tree = o as AsyncTree;
+        assertAwaitedChild(tree, SLEEP_MS);
+        assert(typeof tree.task === "string" && tree.task.length > 0, JSON.stringify(tree));
+        const names = allNames(tree.call_tree);
+        assert(
+          !names.some((n) => /crunch/.test(n)),
+          "other requests are not in the tree: " + names,
+        );
+        assertEquals(replies, untraced, "the answers are unchanged");
+        assertEquals(replies[0], { cur: "EUR", total: 15 });
+      });
+
+      await t.step("watch of the child names the request's task", async () => {
+        const { obs: [o] } = await observe(
+          env,
+          ["watch", "fastapi_shop.fetch_rate", "-n", "1"],
+          requests,
+        );
+        const task = (o as Obs & { task?: string }).task;
+        assert(typeof task === "string" && task.length > 0, JSON.stringify(o));
+        assert(o.duration_ms >= SLEEP_MS - 1, JSON.stringify(o));
       });
 
       assertEquals((await cli(["detach", "--json"], env)).code, 0);

@@ -1,0 +1,60 @@
+# A FastAPI app under uvicorn (both from the framework environment) for trace and watch of
+# async code: GET /quote/<cur>?amount=N awaits fetch_rate, which awaits asyncio.sleep(SLEEP);
+# GET /crunch does CPU work in small steps between awaits (other requests on the same loop).
+# Prints "ready <pid> <port>" once uvicorn serves.
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+SLEEP = 0.05
+RATES = {"EUR": 1.5, "GBP": 2.0}
+LISTENER = socket.socket()
+LISTENER.bind(("127.0.0.1", 0))
+LISTENER.listen(64)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    print("ready %d %d" % (os.getpid(), LISTENER.getsockname()[1]), flush=True)
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+async def fetch_rate(cur):
+    await asyncio.sleep(SLEEP)
+    return RATES[cur]
+
+
+def crunch(n):
+    return sum(i * i for i in range(n))
+
+
+@app.get("/quote/{cur}")
+async def quote(cur: str, amount: float = 10.0):
+    rate = await fetch_rate(cur)
+    return {"cur": cur, "total": round(amount * rate, 2)}
+
+
+@app.get("/crunch")
+async def crunch_steps(steps: int = 20):
+    total = 0
+    for _ in range(steps):
+        total += crunch(3000)
+        await asyncio.sleep(0)
+    return {"total": total}
+
+
+def main():
+    config = uvicorn.Config(app, loop="asyncio", log_level="warning", lifespan="on")
+    uvicorn.Server(config).run(sockets=[LISTENER])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
