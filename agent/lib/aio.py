@@ -298,8 +298,8 @@ class Asyncio(object):
         """What the innermost await of a pending task waits for."""
         if fut is None and type(last) is tuple and last[1].endswith("__sleep0"):
             return {"kind": "sleep", "remaining_s": 0.0}
-        if fut is None:
-            return None
+        if fut is None:                 # a pending task waiting for nothing: its next step is due
+            return {"kind": "ready"}
         if self.is_task(fut):
             return {"kind": "task", "task": hex_id(fut), "name": self.task_name(fut)}
         if self.gathering is not None and issubclass(type(fut), self.gathering):

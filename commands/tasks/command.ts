@@ -95,6 +95,8 @@ function awaitingText(a: Awaiting): string {
         : `asyncio.sleep, ${a.remaining_s.toFixed(3)} s left`;
     case "task":
       return `task ${a.name ?? a.task}`;
+    case "ready":
+      return "nothing: its next step is due";
     case "gather":
     case "taskgroup":
       return `${a.kind} of ${a.tasks?.length ?? 0} task(s)`;

@@ -36,18 +36,6 @@ def _stack(lib, frame, depth):
     return frames
 
 
-def _thread_objects():
-    """ident -> threading.Thread, plus the main ident, if the target uses threading."""
-    threading = sys.modules.get("threading")
-    if threading is None:
-        return {}, None
-    try:
-        objects = dict((t.ident, t) for t in threading.enumerate())
-        return objects, threading.main_thread().ident
-    except Exception:
-        return {}, None
-
-
 def _blocked_on(frame):
     """What a thread waits for when it waits inside threading or queue (Event.wait,
     Condition.wait, `with lock`, Thread.join, Queue.get, Semaphore.acquire): the call the
@@ -84,10 +72,12 @@ def _short_repr(obj):
     return text[:120]
 
 
-def _describe_thread(lib, ident, frame, thread, main_ident, depth):
+def _describe_thread(lib, ident, frame, known, depth):
+    """One thread: `known` is its row of threads.thread_table (names and ids as stored, never
+    through threading's methods, which would run the target's code)."""
     stack = _stack(lib, frame, depth)
-    info = {"ident": ident, "native_id": None, "name": "<unknown>", "daemon": None,
-            "alive": True, "is_main": ident == main_ident, "stack": stack,
+    info = {"ident": ident, "native_id": known["native_id"], "name": known["name"] or "<unknown>",
+            "daemon": known["daemon"], "alive": True, "is_main": known["is_main"], "stack": stack,
             "state": lib.state_of(stack[-1]["function"], stack[-1]["code"]) if stack else "UNKNOWN"}
     try:
         blocked = _blocked_on(frame)
@@ -97,14 +87,6 @@ def _describe_thread(lib, ident, frame, thread, main_ident, depth):
         info["blocked_on"] = blocked
         if info["state"] == "RUNNABLE":
             info["state"] = "WAITING"   # e.g. `with lock:` shows as a call of __enter__
-    if thread is not None:
-        info["name"] = str(getattr(thread, "name", "<unknown>"))
-        info["native_id"] = getattr(thread, "native_id", None)
-        info["daemon"] = bool(getattr(thread, "daemon", False))
-        try:
-            info["alive"] = bool(thread.is_alive())
-        except Exception:
-            pass
     return info
 
 
@@ -204,15 +186,13 @@ def run(ctx, args):
     tid = _int_arg(args, "tid", None)
     hidden = set(ctx.agent.thread_idents)
     frames = sys._current_frames()
-    objects, main_ident = _thread_objects()
+    table = lib.thread_table(frames)
     idents = [i for i in frames if i not in hidden]
-    if main_ident is None and len(idents) == 1:
-        main_ident = idents[0]  # no threading module: a lone thread must be the main one
     if tid is not None:
         if tid not in idents:
             raise errors.CommandError("no thread with ident %d" % tid, code="THREAD_NOT_FOUND")
         idents = [tid]
-    threads = [_describe_thread(lib, i, frames[i], objects.get(i), main_ident, depth) for i in idents]
+    threads = [_describe_thread(lib, i, frames[i], table[i], depth) for i in idents]
     del frames  # frames pin the target's objects; drop them before replying
     _mark_event_loops(ctx, threads, hidden)
     threads.sort(key=lambda t: (not t["is_main"], t["name"], t["ident"]))

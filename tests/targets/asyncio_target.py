@@ -151,6 +151,7 @@ def control(srv):
             words = conn.recv(64).decode().split()
             if words and words[0] == "many":
                 in_loop(loops["side"], lambda: start_many(int(words[1])))
+                in_loop(loops["side"], lambda: None)  # after the new tasks' first steps (FIFO)
                 reply = {"ok": True}
             else:
                 reply = {"results": list(results), "main": in_loop(loops["main"], lambda: pending_names(loops["main"])),
