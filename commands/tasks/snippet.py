@@ -193,6 +193,8 @@ def run(ctx, args):
         result["notes"] += found["notes"]
     if not result["asyncio"] and not result["gevent"]:
         result["message"] = "no asyncio in this process (nothing imported it), and no gevent"
+    elif result["count"] == 0 and not result["loops"]:
+        result["message"] = "asyncio is imported, but no event loop runs and no task exists"
     result["dropped"] = ctx.dropped
     result.update(clock.summary())
     return result
