@@ -135,35 +135,39 @@ class _Look(object):
         if state == "done":
             info["stack"] = []
             return info
-        links, end = a.chain(coro)
+        links, _ = a.chain(coro)
         group = a.group_children(links)
         awaits = list(group)
         if state == "running":
             info["stack"] = self._running_stack(coro)
         else:
-            frames = [self.frame_info(f, q, k) for k, q, f in links if f is not None and q != "Future.__await__"]
-            info["stack"] = frames[-self.depth:]
-            if len(frames) > self.depth:
-                info["frames_left_out"] = len(frames) - self.depth
-            if type(coro) is not aio.CORO:
-                info["note"] = "a coroutine of type %s: its frames cannot be read" % aio.type_name(coro)
-            waiter = aio.field(task, "_fut_waiter")
-            if waiter is None and end is not None and not links:
-                waiter = end
-            awaiting = a.awaiting(task, loop, links[-1] if links else None, waiter)
-            if group and awaiting is not None and awaiting["kind"] == "future":
-                awaiting = {"kind": "taskgroup", "tasks": [aio.hex_id(t) for t in group]}
-            if awaiting is not None:
-                info["awaiting"] = awaiting
-                if awaiting["kind"] == "task":
-                    awaits.append(waiter)
-                elif awaiting["kind"] == "gather":
-                    awaits.extend(a.gather_children(waiter))
+            awaits.extend(self._suspended(info, task, coro, loop, links, group))
         info["awaits"] = sorted(set(aio.hex_id(t) for t in awaits))
         parents = a.awaited_by(task)
         if parents:
             info["awaited_by"] = sorted(aio.hex_id(p) for p in parents)
         return info
+
+    def _suspended(self, info, task, coro, loop, links, group):
+        """A suspended task's chain (innermost `depth` frames) and what it awaits, into `info`;
+        returns the tasks it awaits through an awaited task or a gather."""
+        a, aio = self.aio, self.lib
+        frames = [self.frame_info(f, q, k) for k, q, f in links if f is not None and q != "Future.__await__"]
+        info["stack"] = frames[-self.depth:]
+        if len(frames) > self.depth:
+            info["frames_left_out"] = len(frames) - self.depth
+        if type(coro) is not aio.CORO:
+            info["note"] = "a coroutine of type %s: its frames cannot be read" % aio.type_name(coro)
+        waiter = aio.field(task, "_fut_waiter")
+        awaiting = a.awaiting(task, loop, links[-1] if links else None, waiter)
+        if group and awaiting["kind"] == "future":
+            awaiting = {"kind": "taskgroup", "tasks": [aio.hex_id(t) for t in group]}
+        info["awaiting"] = awaiting
+        if awaiting["kind"] == "task":
+            return [waiter]
+        if awaiting["kind"] == "gather":
+            return a.gather_children(waiter)
+        return []
 
     def _running_stack(self, coro):
         """The frames of the thread that runs this task now, from its coroutine inwards, read
