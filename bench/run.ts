@@ -120,6 +120,7 @@ console.log(
 );
 for (const py of pythons()) console.log(await benchLook(py));
 console.log(await (await import("./tasks.ts")).benchTasksAll());
+console.log(await (await import("./async.ts")).benchAsyncAll());
 
 /** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */
 function tenPlugins(): string {

@@ -64,27 +64,49 @@ def task_name():
     """The name of the asyncio task running on this thread now, or None: read from asyncio's
     own tables, never importing asyncio, and running no code of the target (a loop class with
     its own __hash__ or __eq__, a Task class with its own get_name: None)."""
+    try:
+        tables = _task_tables[0] if _task_tables else _find_task_tables()
+        if tables is None:
+            return None
+        running_loop, current_task, current_tasks, stdlib_get_name = tables
+        loop = running_loop()
+        if loop is None:
+            return None
+        plain = _plain_loop_types.get(type(loop))
+        if plain is None:
+            plain = _plain_loop_types[type(loop)] = (type(loop).__hash__ is object.__hash__
+                                                     and type(loop).__eq__ is object.__eq__)
+        if not plain:
+            return None     # looking the loop up would run its class's __hash__ or __eq__
+        task = current_task(loop) if current_task is not None else current_tasks.get(loop)
+        get_name = _stdlib_get_name.get(type(task))
+        if get_name is None and task is not None:
+            found = getattr(type(task), "get_name", None)
+            get_name = _stdlib_get_name[type(task)] = found if found in stdlib_get_name else False
+        return get_name(task) if get_name else None
+    except Exception:
+        return None
+
+
+_task_tables = []        # once asyncio is loaded: what task_name() reads
+_plain_loop_types = {}   # loop class -> whether it keeps object's __hash__ and __eq__
+_stdlib_get_name = {}    # task class -> asyncio's own get_name, or False (a class of the target's)
+
+
+def _find_task_tables():
+    """(running loop getter, current_task(loop) or None, the current-tasks dict, the stdlib Task
+    classes' get_name), or None while asyncio is not loaded. 3.12+ has a C current_task (3.14+:
+    the only table is the thread state); before, the dict of the task running per loop."""
     tasks, events = sys.modules.get("asyncio.tasks"), sys.modules.get("asyncio.events")
     if tasks is None or events is None:
         return None
-    try:
-        get_loop = vars(events).get("_get_running_loop")
-        loop = get_loop() if get_loop is not None else None
-        if loop is None or type(loop).__hash__ is not object.__hash__ or type(loop).__eq__ is not object.__eq__:
-            return None
-        accelerated = sys.modules.get("_asyncio")
-        current = vars(accelerated).get("current_task") if accelerated is not None else None
-        if current is not None:      # 3.12+ (3.14+: the only table is the thread state)
-            task = current(loop)
-        else:
-            task = vars(tasks).get("_current_tasks", {}).get(loop)
-        if task is None:
-            return None
-        stdlib = [getattr(vars(tasks).get(k), "get_name", None) for k in ("_CTask", "_PyTask")]
-        get_name = getattr(type(task), "get_name", None)
-        return get_name(task) if get_name is not None and get_name in stdlib else None
-    except Exception:
-        return None
+    accelerated = sys.modules.get("_asyncio")
+    current_task = vars(accelerated).get("current_task") if accelerated is not None else None
+    stdlib_get_name = tuple(getattr(vars(tasks).get(k), "get_name", None) for k in ("_CTask", "_PyTask"))
+    tables = (vars(events)["_get_running_loop"], current_task, vars(tasks).get("_current_tasks", {}),
+              stdlib_get_name)
+    _task_tables.append(tables)
+    return tables
 
 
 def reads_exit(cond):

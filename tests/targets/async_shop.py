@@ -2,6 +2,8 @@
 # thread runs an event loop that serves commands on a TCP socket (asyncio.start_server):
 #   run <scenario> <n>   runs a scenario n times in the loop, replies with the results
 #   introspect           identities of the functions instrumented, tool ids, profile function
+#   time <kind> <n>      ns per call of add() (kind plain) or of awaiting add_async() (kind
+#                        coroutine) over n calls, in the loop (bench/async.ts)
 # While the endpoint awaits its slow child, other tasks of the same loop keep the thread busy
 # (crunch) and one calls the very same child (the rival): none of that is the endpoint's call.
 # Like a big application it has thousands of modules loaded (FILLER_MODULES), so that work
@@ -10,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 SLEEP = 0.05           # what fetch_rate awaits (s)
 TICK = 0.01            # what each step of ticks() awaits (s)
@@ -62,6 +65,25 @@ def quick(x):
     return helper(x) + 1
 
 
+def add(x, y):
+    return x + y
+
+
+async def add_async(x, y):
+    return x + y
+
+
+async def time_calls(kind, n):
+    t0 = time.perf_counter_ns()
+    if kind == "coroutine":
+        for i in range(n):
+            await add_async(i, 1)
+    else:
+        for i in range(n):
+            add(i, 1)
+    return (time.perf_counter_ns() - t0) / n
+
+
 async def checkout(i, pair=False):
     """The endpoint in a task named checkout-<i>, while three busy tasks and a rival run."""
     loop = asyncio.get_running_loop()
@@ -111,6 +133,8 @@ async def serve(reader, writer):
             reply = await scenario(words[1], int(words[2]))
         elif words[0] == "introspect":
             reply = introspect()
+        elif words[0] == "time":
+            reply = await time_calls(words[1], int(words[2]))
         else:
             reply = {"error": "unknown"}
         writer.write((json.dumps(reply) + "\n").encode())
