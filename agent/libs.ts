@@ -12,6 +12,8 @@ import heap from "./lib/heap.py" with { type: "text" };
 import classes from "./lib/classes.py" with { type: "text" };
 import aio from "./lib/aio.py" with { type: "text" };
 import greenlets from "./lib/greenlets.py" with { type: "text" };
+import reflect from "./lib/reflect.py" with { type: "text" };
+import names from "./lib/names.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -21,6 +23,8 @@ const LIBS: Record<string, string> = {
   threads,
   heap,
   classes,
+  reflect,
+  names,
   aio,
   greenlets,
 };

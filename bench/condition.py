@@ -2,14 +2,21 @@
 through Condition.acceptor (the engine's hot path), interleaved, median of rounds.
 Usage: git show <rev>:agent/lib/condition.py > /tmp/old.py
        pythonX.Y bench/condition.py /tmp/old.py agent/lib/condition.py [rounds]"""
+import os
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
+from snippet_ctx import FakeAgent  # noqa: E402
+
 
 def load(path):
+    """The file as the agent loads a library: executed, then the libraries it requires bound."""
     ns = {"__name__": "__peeka_lib_condition__"}
     with open(path) as f:
         exec(compile(f.read(), "<peeka-lib:condition>", "exec"), ns)
+    agent = FakeAgent()
+    ns.update((name, agent.lib(name)) for name in ns.get("REQUIRES", ()))
     return ns
 
 

@@ -1,13 +1,12 @@
 # peeka agent library "classes": the classes and methods already loaded in the
 # target, for sc and sm. Nothing is imported and no code of the target runs: only
 # module and class __dict__s are read (never getattr on a class, which a metaclass
-# could intercept).
-import sys
+# could intercept): the modules come from `names`, the type slots from `reflect`.
 import time
 import types
 from fnmatch import fnmatchcase
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect", "names")
 
 LIMIT_MAX = 10000
 
@@ -15,9 +14,7 @@ LIMIT_MAX = 10000
 def loaded_classes():
     """Every class defined in a loaded module (nested classes too), each once."""
     seen, out = set(), []
-    for modname, module in list(sys.modules.items()):
-        if not isinstance(module, types.ModuleType):
-            continue
+    for _, module in names.loaded_modules():
         try:
             items = list(vars(module).values())
         except Exception:
@@ -32,32 +29,21 @@ def _collect(cls, seen, out, depth):
     seen.add(id(cls))
     out.append(cls)
     if depth < 5:
-        for value in list(class_dict(cls).values()):
+        # a C type its module never used has no dict yet on 3.8-3.11 (e.g. _socket.socket)
+        for value in list((reflect.type_dict(cls) or {}).values()):
             if isinstance(value, type) and id(value) not in seen and _own_name(value).startswith(_own_name(cls) + "."):
                 _collect(value, seen, out, depth + 1)
 
 
-def class_dict(cls):
-    d = type.__dict__["__dict__"].__get__(cls)
-    return d
-
-
 def _own_name(cls):
-    qual = class_dict(cls).get("__qualname__") or type.__dict__["__qualname__"].__get__(cls)
+    qual = reflect.type_dict(cls).get("__qualname__") or reflect.type_name(cls)
     return qual if isinstance(qual, str) else cls.__name__
 
 
-def full_name(cls):
-    module = type.__dict__["__module__"].__get__(cls)   # also right for C types (from tp_name)
-    qual = type.__dict__["__qualname__"].__get__(cls)
-    return "%s.%s" % (module, qual) if isinstance(module, str) else qual
-
-
 def class_matches(cls, pattern):
-    name = full_name(cls)
-    if fnmatchcase(name, pattern):
+    if fnmatchcase(names.full_name(cls), pattern):
         return True
-    return "." not in pattern and fnmatchcase(type.__dict__["__qualname__"].__get__(cls), pattern)
+    return "." not in pattern and fnmatchcase(reflect.type_name(cls), pattern)
 
 
 def code_of(value):
@@ -135,7 +121,8 @@ def first_line(doc):
 
 
 def search_classes(pattern, limit):
-    found = sorted((c for c in loaded_classes() if class_matches(c, pattern)), key=full_name)
+    found = sorted((c for c in loaded_classes() if class_matches(c, pattern)),
+                   key=names.full_name)
     return found[:limit], len(found)
 
 

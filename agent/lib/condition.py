@@ -15,7 +15,7 @@
 # no code here.
 import sys
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect")
 
 
 class ConditionError(Exception):
@@ -59,9 +59,6 @@ _ENCODINGS = frozenset(("utf-8", "utf8", "ascii", "latin-1", "latin1"))
 _ERRORS = frozenset(("strict", "replace", "ignore"))
 
 _MISSING = object()
-_type_mro = type.__dict__["__mro__"].__get__          # type slots read directly: a metaclass
-_type_dict = type.__dict__["__dict__"].__get__        # may shadow these attributes
-_tn = type.__dict__["__qualname__"].__get__
 
 
 def _refuse(message):
@@ -124,76 +121,11 @@ _STRICT_CONTAINERS = (tuple, list, dict, set, frozenset)
 _KEY_IDS = frozenset((id(str), id(int)))
 
 
-def _lookup(t, name):
-    """`name` as found on type t or its bases, without running any descriptor."""
-    for k in _type_mro(t):
-        d = _type_dict(k)
-        if name in d:
-            return d[name]
-    return _MISSING
-
-
-def _instance_dict(o, t):
-    d = _lookup(t, "__dict__")
-    if type(d) is _GETSET or type(d) is _MEMBER:
-        d = d.__get__(o, t)
-        if type(d) is dict:
-            return d
-    return None
-
-
-def _is_enum_field(at, name):
-    """Enum's `name` and `value`: a types.DynamicClassAttribute (enum.property) whose getter
-    returns the member's _name_/_value_, read here from the instance dict without calling it."""
-    if name not in ("name", "value"):
-        return False
-    for k in _type_mro(at):
-        if _tn(k) == "DynamicClassAttribute" and _type_dict(k).get("__module__") == "types":
-            return True
-    return False
-
-
-def _static_attr(o, t, name, strict=False):
-    """o.name the way Python finds it, minus __getattr__/__getattribute__ and code-run descriptors.
-    Strict: no property getter and no C-level attribute of a non-builtin type either."""
-    attr, idict = _lookup(t, name), _instance_dict(o, t)
-    if strict and idict is not None:
+def _strict_instance_dict(o, t):
+    """Strict mode: an attribute read searches the instance dict, whose keys must be builtins."""
+    idict = reflect.instance_dict(o, t)
+    if idict is not None:
         _string_keys(idict, MAX_ATTRIBUTES)
-    own = idict is not None and name in idict
-    if attr is _MISSING:
-        if own:
-            return idict[name]
-        _refuse("%s object has no attribute '%s'" % (_tn(t), name))
-    at = type(attr)
-    if issubclass(at, property):                       # reading a property runs its getter
-        fget = property.__dict__["fget"].__get__(attr)
-        if fget is None:
-            _refuse("attribute '%s' of %s cannot be read" % (name, _tn(t)))
-        if strict:
-            _refuse("strict mode: '%s' of %s is a property (its getter is the target's code)" % (name, _tn(t)))
-        return fget(o)
-    if at is _MEMBER:                                  # __slots__: a plain read
-        return attr.__get__(o, t)
-    if at is _GETSET:                                  # C-level fields
-        if strict:
-            _refuse("strict mode: '%s' of %s is computed by C code of its type" % (name, _tn(t)))
-        return attr.__get__(o, t)
-    get = _lookup(at, "__get__")
-    if get is _MISSING:                                # a plain value on the class
-        return idict[name] if own else attr
-    if own and _lookup(at, "__set__") is _MISSING and _lookup(at, "__delete__") is _MISSING:
-        return idict[name]
-    if type(get) is _WRAPPER and not strict:           # C descriptors: namedtuple fields, functions...
-        return get(attr, o, t)
-    if _tn(at) == "_tuplegetter" and _type_dict(at).get("__module__") == "collections":
-        return get(attr, o, t)                         # a namedtuple field: tuple item, no code
-    if idict is not None and _is_enum_field(at, name):
-        value = idict.get("_%s_" % name, _MISSING)
-        if value is not _MISSING:
-            return value
-    if own:                                            # e.g. an ORM attribute already loaded
-        return idict[name]
-    _refuse("attribute '%s' of %s is computed by the target's code" % (name, _tn(t)))
 
 
 def _string_keys(d, limit):
@@ -208,23 +140,10 @@ def _string_keys(d, limit):
             _strict_value(k, limit)
 
 
-def read_attribute(o, name):
-    """obj.name for tools that show objects (inspect): the value as a condition would read it
-    (no __getattr__, no descriptor that runs code other than a property's getter), but code
-    objects (functions, classes) are returned too. Classes are looked up in their own MRO.
-    Raises ConditionEvalError saying why it cannot be read."""
-    if isinstance(o, type):
-        value = _lookup(o, name)
-        if value is _MISSING:
-            _refuse("class %s has no attribute '%s'" % (_tn(o), name))
-        return value
-    return _static_attr(o, type(o), name)
-
-
 def _replace(base):
     def replace(s, old, new, count=-1):
         if issubclass(type(old), _TEXTS) and issubclass(type(new), _TEXTS):
-            grow = _base(type(new)).__len__(new) - _base(type(old)).__len__(old)
+            grow = _builtin_len(new) - _builtin_len(old)
             n = base.count(s, old)
             if grow > 0 and (n if count < 0 else min(n, count)) * grow > MAX_ITEMS:
                 _over("replace() would add more than %d characters" % MAX_ITEMS)
@@ -242,7 +161,7 @@ for _t, _names, _props in ((str, _STR_METHODS, ()), (bytes, _STR_METHODS, ()), (
                            (_NONE, (), ())):
     _BUILTINS[id(_t)] = _t
     _METHODS[id(_t)] = dict((n, _replace(_t) if n == "replace" else getattr(_t, n)) for n in _names if hasattr(_t, n))
-    _PROPS[id(_t)] = dict((n, _lookup(_t, n).__get__) for n in _props)
+    _PROPS[id(_t)] = dict((n, getattr(_t, n).__get__) for n in _props)  # builtins: no code runs
 del _t, _names, _props
 _STR_SCANS = dict((n, m) for n, m in _METHODS[id(str)].items() if n not in _BUILDING)
 _METHOD_NAMES = frozenset(n for table in _METHODS.values() for n in table)
@@ -254,12 +173,9 @@ _VIEW_IDS = frozenset(id(t) for t in _VIEWS)         # by id: `t in (...)` would
 _STRICT_IDS = frozenset(id(t) for t in _STRICT_SCALARS + _STRICT_CONTAINERS + (range, bytearray) + _VIEWS)
 
 
-def _base(t):
-    """The builtin type t is or derives from, or None."""
-    for k in _type_mro(t):
-        if id(k) in _BUILTINS:
-            return k
-    return None
+def _builtin_len(x):
+    """len(x) through the builtin type x derives from (a subclass's __len__ is the target's code)."""
+    return reflect.builtin_base(type(x), _BUILTINS).__len__(x)
 
 
 def _is_namespace(d):
@@ -268,7 +184,7 @@ def _is_namespace(d):
         return True
     name = dict.get(d, "__name__")
     module = sys.modules.get(name) if type(name) is str else None
-    return module is not None and _instance_dict(module, type(module)) is d
+    return module is not None and reflect.instance_dict(module, type(module)) is d
 
 
 def _reachable(value, what):
@@ -277,7 +193,7 @@ def _reachable(value, what):
     if t is int or t is str or t is float or t is bool or t is _NONE or t is tuple or t is list:
         return value
     if id(t) in _CODE_IDS or issubclass(t, _SUBCLASSABLE_CODE):
-        _refuse("%s is a %s: a condition never uses the target's code" % (what, _tn(t)))
+        _refuse("%s is a %s: a condition never uses the target's code" % (what, reflect.type_name(t)))
     if issubclass(t, dict) and _is_namespace(value):
         _refuse("%s is a module's namespace: a condition reads only the call's data" % what)
     return value
@@ -304,7 +220,7 @@ def _steps(x, cap, strict, shift=6):
             continue
         if t is int:                                   # compared at C speed, whatever its size
             continue
-        base = t if id(t) in _BUILTINS else _base(t)
+        base = t if id(t) in _BUILTINS else reflect.builtin_base(t, _BUILTINS)
         if strict and base is not t and id(t) not in _VIEW_IDS:
             _not_builtin(t)
         if base is str or base is bytes or base is bytearray:
@@ -370,7 +286,7 @@ def _flat_kinds(items):
 
 
 def _not_builtin(t):
-    _refuse("strict mode: %s is not a builtin type (its methods would be the target's code)" % _tn(t))
+    _refuse("strict mode: %s is not a builtin type (its methods would be the target's code)" % reflect.type_name(t))
 
 
 def _strict_value(x, cap):
@@ -440,7 +356,7 @@ def _g_cmp(a, b, cap, op):
 
 def _length(x):
     """len() of a text or container of a builtin type (its own C len, never a subclass's), else 0."""
-    base = _base(type(x))
+    base = reflect.builtin_base(type(x), _BUILTINS)
     if base is None or base is int or base is float or base is bool or base is complex or base is _NONE:
         return 0
     return base.__len__(x)
@@ -480,9 +396,10 @@ def _write(x, left, parts, depth, strict, as_repr=True):
     """Appends repr(x) (str(x) at the top when not as_repr) to parts; left[0] is the characters
     still allowed."""
     t = type(x)
-    base = t if id(t) in _BUILTINS else _base(t)
-    own_repr = base is t or base is not None and _lookup(t, "__repr__") is _lookup(base, "__repr__") and (
-        as_repr or _lookup(t, "__str__") is _lookup(base, "__str__"))
+    base = t if id(t) in _BUILTINS else reflect.builtin_base(t, _BUILTINS)
+    lookup = reflect.lookup
+    own_repr = base is t or base is not None and lookup(t, "__repr__") is lookup(base, "__repr__") and (
+        as_repr or lookup(t, "__str__") is lookup(base, "__str__"))
     if own_repr and base in _CONTAINERS:
         if depth > MAX_TEXT_DEPTH:
             _over("str() of values nested more than %d deep in a condition" % MAX_TEXT_DEPTH)
@@ -493,7 +410,8 @@ def _write(x, left, parts, depth, strict, as_repr=True):
         _not_builtin(t)
     if base in _CONTAINERS or issubclass(t, _VIEWS):   # a type's own repr walks the elements
         if _steps(x, left[0], strict, 0) > left[0]:
-            _too_long("str() of a %s: longer than the %d characters a condition may make" % (_tn(t), left[1]))
+            _too_long("str() of a %s: longer than the %d characters a condition may make"
+                      % (reflect.type_name(t), left[1]))
     if base is str or base is bytes or base is bytearray:
         if base.__len__(x) * (1 if base is str else 4) > left[0]:   # a byte may become \xNN
             _too_long("text longer than the %d characters a condition may make" % left[1])
@@ -501,7 +419,7 @@ def _write(x, left, parts, depth, strict, as_repr=True):
         _over("an int with more than %d digits cannot be made text in a condition" % MAX_DIGITS)
     text = repr(x) if as_repr else str(x)
     if type(text) is not str:
-        _refuse("str() of %s did not give a str" % _tn(t))
+        _refuse("str() of %s did not give a str" % reflect.type_name(t))
     left[0] -= len(text)
     if left[0] < 0:
         _too_long("text longer than the %d characters a condition may make" % left[1])
@@ -521,7 +439,7 @@ def _flat_text_bound(base, x, n):
         if len(kinds) > 1:
             return -1
         printable = all(map(str.isprintable, base.__iter__(x)))
-        return sum(map(len, base.__iter__(x))) * (2 if printable else 10) + 4 * n + 16 + len(_tn(base))
+        return sum(map(len, base.__iter__(x))) * (2 if printable else 10) + 4 * n + 16 + len(reflect.type_name(base))
     if _ID_INT in kinds:
         if not kinds <= frozenset((_ID_INT, _ID_BOOL)):
             return -1                                  # ints mixed with floats: sizes unknown here
@@ -531,7 +449,7 @@ def _flat_text_bound(base, x, n):
         width = max(7, bits * 31 // 100 + 4) if _ID_BOOL in kinds else bits * 31 // 100 + 4
     else:
         width = 26                                     # a float's repr has at most 24 characters
-    return width * n + 16 + len(_tn(base))
+    return width * n + 16 + len(reflect.type_name(base))
 
 
 _ITEM_COST = 8   # of the text budget, per element written here (bounds this loop's time)
@@ -541,13 +459,13 @@ def _write_container(x, t, base, left, parts, depth, strict):
     n = base.__len__(x)
     if left[0] < _ITEM_COST * n + 2:                   # ", " between items at the least
         _too_long("str() of a %s with %d items: longer than the %d characters a condition may make"
-                  % (_tn(t), n, left[1]))
+                  % (reflect.type_name(t), n, left[1]))
     if n > 8 and base is not dict and 0 <= _flat_text_bound(base, x, n) <= left[0]:
         return _append(parts, left, base.__repr__(x))  # plain scalars: the builtin, at C speed
     if base is set or base is frozenset:
         if n == 0:
-            return _append(parts, left, "%s()" % _tn(t))
-        opening, closing = ("%s({" % _tn(t), "})") if t is not set else _OPEN[id(set)]
+            return _append(parts, left, "%s()" % reflect.type_name(t))
+        opening, closing = ("%s({" % reflect.type_name(t), "})") if t is not set else _OPEN[id(set)]
     else:
         opening, closing = _OPEN[id(base)]
     _append(parts, left, opening)
@@ -584,32 +502,37 @@ def _too_long(message):
 # ---- guards the rewritten expression calls ------------------------------------------------------
 # Each guard that walks or builds a value gets `cap`, its share of BUDGET. _guards(strict) makes
 # the two sets: the default one, and the strict one that refuses any value of a non-builtin type.
+# They are made on first use (_scope): `reflect` is bound only once this library is loaded, and
+# its functions are held in the closure so that an attribute read does not look them up again.
 def _guards(strict):
     val = _s_val if strict else _g_val
     top = _s_top if strict else (lambda x: x)
+    builtin_base, static_attribute = reflect.builtin_base, reflect.static_attribute
 
     def g_attr(o, name):
         t = type(o)
-        base = t if id(t) in _PROPS else _base(t)
+        base = t if id(t) in _PROPS else builtin_base(t, _BUILTINS)
         if base is not None:
             if name in _PROPS[id(base)]:
                 return _PROPS[id(base)][name](o)
             if name in _METHODS[id(base)]:
-                _refuse("'%s' is a method of %s: call it" % (name, _tn(base)))
+                _refuse("'%s' is a method of %s: call it" % (name, reflect.type_name(base)))
             if base is t:
-                _refuse("%s has no attribute '%s' that a condition may read" % (_tn(t), name))
+                _refuse("%s has no attribute '%s' that a condition may read" % (reflect.type_name(t), name))
         if id(t) in _INTERNAL_IDS or issubclass(t, _MODULE):
-            _refuse("attributes of a %s are not readable in a condition" % _tn(t))
-        return _reachable(_static_attr(o, t, name, strict), name)
+            _refuse("attributes of a %s are not readable in a condition" % reflect.type_name(t))
+        if strict:
+            _strict_instance_dict(o, t)
+        return _reachable(static_attribute(o, t, name, strict, ConditionEvalError), name)
 
     def g_call(o, name, cap, *args, **kwargs):
         t = type(o)
         if t is str and not strict and name in _STR_SCANS and (len(o) >> 4) <= cap:
             return _STR_SCANS[name](o, *args, **kwargs)   # the commonest: startswith() & co.
-        base = t if id(t) in _BUILTINS else _base(t)
+        base = t if id(t) in _BUILTINS else builtin_base(t, _BUILTINS)
         method = _METHODS[id(base)].get(name) if base is not None else None
         if method is None:
-            _refuse("%s.%s() cannot be called in a condition" % (_tn(t), name))
+            _refuse("%s.%s() cannot be called in a condition" % (reflect.type_name(t), name))
         if strict:
             for a in args + tuple(kwargs.values()):
                 _strict_value(a, cap)
@@ -643,7 +566,7 @@ def _guards(strict):
             if tv is int or tv is str or tv is float or tv is bool or tv is _NONE:
                 return value
             return _reachable(value, "an item")
-        base = t if id(t) in _BUILTINS else _base(t)
+        base = t if id(t) in _BUILTINS else builtin_base(t, _BUILTINS)
         if base is dict:                                # not d[key]: a subclass's __missing__ may insert
             val(key, cap)
             if strict:
@@ -653,7 +576,7 @@ def _guards(strict):
                 raise KeyError(key)
             return _reachable(value, "an item")
         if base is None or not issubclass(base, _TEXTS + (list, tuple, range)):
-            _refuse("%s object cannot be subscripted in a condition" % _tn(t))
+            _refuse("%s object cannot be subscripted in a condition" % reflect.type_name(t))
         kt = type(key)
         if kt is slice:
             if len(range(*slice.indices(key, base.__len__(o)))) > cap:
@@ -673,7 +596,7 @@ def _guards(strict):
         t = type(box)
         if strict:                                      # a subclass's own __contains__ would run
             _s_top(box)
-        base = t if id(t) in _BUILTINS else _base(t)
+        base = t if id(t) in _BUILTINS else builtin_base(t, _BUILTINS)
         if base is str or base is bytes or base is bytearray:
             if (base.__len__(box) >> 4) > cap:
                 _over("'in' over a text longer than %d characters in a condition" % (cap << 4))
@@ -691,10 +614,10 @@ def _guards(strict):
         elif base is range:
             if type(item) is not int and type(item) is not bool and len(box) > cap:
                 _over("'in' would iterate a range of more than %d items" % cap)
-        elif strict or _lookup(t, "__contains__") is _MISSING:
+        elif strict or reflect.lookup(t, "__contains__") is reflect.MISSING:
             if strict:
                 _not_builtin(t)
-            _refuse("'in' would iterate %s; give it a str, list, tuple, set or dict" % _tn(t))
+            _refuse("'in' would iterate %s; give it a str, list, tuple, set or dict" % reflect.type_name(t))
         return item in box
 
     def g_pow(a, b, cap):
@@ -715,7 +638,7 @@ def _guards(strict):
         top(a), top(b)
         seq, n = (a, b) if issubclass(ta, _TEXTS + (list, tuple)) else (b, a)
         if issubclass(type(seq), _TEXTS + (list, tuple)) and issubclass(type(n), int):
-            if n > 1 and _base(type(seq)).__len__(seq) * n > cap:
+            if n > 1 and _builtin_len(seq) * n > cap:
                 _over("repetition too large in a condition (at most %d items)" % cap)
         elif issubclass(ta, int) and issubclass(tb, int) and int.bit_length(a) + int.bit_length(b) > MAX_INT_BITS:
             _over("product too large in a condition (at most %d bits)" % MAX_INT_BITS)
@@ -751,12 +674,12 @@ def _guards(strict):
             if issubclass(t, int) and not issubclass(t, bool):
                 return "<int with more than %d digits>" % MAX_DIGITS
             if issubclass(t, _CONTAINERS):
-                return "<%s with %d items>" % (_tn(t), _length(x))
-            return "<%s too long to show>" % _tn(t)
+                return "<%s with %d items>" % (reflect.type_name(t), _length(x))
+            return "<%s too long to show>" % reflect.type_name(t)
 
     def f_int(x=0, *rest):
         top(x), [top(r) for r in rest]
-        if issubclass(type(x), _TEXTS) and _base(type(x)).__len__(x) > MAX_DIGITS:
+        if issubclass(type(x), _TEXTS) and _builtin_len(x) > MAX_DIGITS:
             _over("int() of a string longer than %d characters is not allowed" % MAX_DIGITS)
         return int(x, *rest)
 
@@ -769,9 +692,9 @@ def _guards(strict):
     def f_len(x):
         t = type(x)
         if not (t is tuple or t is list or t is dict or t is str):
-            impl = _lookup(t, "__len__")
-            if impl is not _MISSING and type(impl) is not _WRAPPER and type(impl) is not _METHOD_DESC:
-                _refuse("len() of %s would run its own __len__" % _tn(t))
+            impl = reflect.lookup(t, "__len__")
+            if impl is not reflect.MISSING and type(impl) is not _WRAPPER and type(impl) is not _METHOD_DESC:
+                _refuse("len() of %s would run its own __len__" % reflect.type_name(t))
         return len(x)
 
     def minmax(fn):
@@ -781,10 +704,10 @@ def _guards(strict):
                     val(a, cap)
                 return fn(*args)
             x, t = args[0], type(args[0])
-            base = _base(t)                             # never iterate a user iterable (or generator)
+            base = builtin_base(t, _BUILTINS)     # never iterate a user iterable (or generator)
             if base is None or not issubclass(base, _CONTAINERS + _TEXTS):
                 _refuse("%s() of %s would iterate it; give it a str, list, tuple, set or dict"
-                        % (fn.__name__, _tn(t)))
+                        % (fn.__name__, reflect.type_name(t)))
             val(x, cap) if base not in _TEXTS else _g_val(x, cap)
             return fn(x if base is t else dict.keys(x) if base is dict else base.__iter__(x))
         return guarded
@@ -803,7 +726,7 @@ def _guards(strict):
             "_f_len": f_len, "_f_str": f_str, "_f_int": f_int, "_f_float": f_float,
             "_f_bool": lambda x=False: bool(top(x)), "_f_abs": lambda x: abs(top(x)),
             "_f_min": minmax(min), "_f_max": minmax(max), "_f_round": f_round,
-            "_f_repr_short": f_repr_short, "_f_type_name": lambda x: _tn(type(x))}
+            "_f_repr_short": f_repr_short, "_f_type_name": lambda x: reflect.type_name(type(x))}
 
 
 def _decode(cap, x, encoding="utf-8", errors="strict"):
@@ -821,7 +744,7 @@ def _decode(cap, x, encoding="utf-8", errors="strict"):
 
 def _replace_within(base, s, cap, old, new, count=-1):
     if issubclass(type(old), _TEXTS) and issubclass(type(new), _TEXTS):
-        grow = _base(type(new)).__len__(new) - _base(type(old)).__len__(old)
+        grow = _builtin_len(new) - _builtin_len(old)
         n = base.count(s, old)
         if grow > 0 and (n if count < 0 else min(n, count)) * grow > cap:
             _over("replace() would add more than %d characters" % cap)
@@ -832,8 +755,17 @@ def _cut(s, limit):
     return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
-_GLOBALS = _guards(False)
-_STRICT_GLOBALS = _guards(True)
+_SCOPES = {}     # strict -> the guards' globals, made on first use
+
+
+def _scope(strict):
+    """The guards of the default or the strict mode (two threads may both make them: either does)."""
+    scope = _SCOPES.get(strict)
+    if scope is None:
+        scope = _SCOPES[strict] = _guards(strict)
+    return scope
+
+
 _FOLD = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "FloorDiv": lambda a, b: a // b,
          "USub": lambda a: -a, "UAdd": lambda a: +a, "Invert": lambda a: ~a, "Not": lambda a: not a,
          "Tuple": lambda *v: v, "List": lambda *v: list(v)}
@@ -882,7 +814,7 @@ class _Compiler(object):
         # parameters only); needs_tuple says the condition uses params/args as a whole.
         self.local_names, self.needs_tuple = local_names, False
         self.strict, self.share = strict, share
-        self.scope = _STRICT_GLOBALS if strict else _GLOBALS
+        self.scope = _scope(strict)
         self.consts = {}               # id(original node) -> value: constant bombs are refused now
         self.guards = 0                # guards given a share of the budget
 
@@ -1219,7 +1151,7 @@ def _describe(e):
         raise
     except BaseException:          # even SystemExit from a hostile __str__ must not leak
         text = ""
-    return _cut("%s: %s" % (_tn(type(e)), text) if text else _tn(type(e)), 200)
+    return _cut("%s: %s" % (reflect.type_name(type(e)), text) if text else reflect.type_name(type(e)), 200)
 
 
 class Condition(object):

@@ -7,33 +7,20 @@
 # types are compared by identity or issubclass, never hashed.
 import sys
 
+REQUIRES = ("reflect",)
+
 
 def _cut(s, limit):
     return s if len(s) <= limit else s[:max(limit - 3, 0)] + "..."
 
 
-_type_mro = type.__dict__["__mro__"].__get__          # type slots read directly: a metaclass
-_type_dict = type.__dict__["__dict__"].__get__        # may shadow these attributes
-_type_module = type.__dict__["__module__"].__get__
-_tn = type.__dict__["__qualname__"].__get__
-_GETSET = type(type.__dict__["__dict__"])
-_MEMBER = type(type.__dict__["__weakrefoffset__"])
-_FUNCTIONS = (type(_cut), type(len), type(_cut.__get__(0)), type(object().__str__))
 # Shown by their repr: classes, functions, modules, exceptions (their message is in the repr).
-_AS_TEXT = (type, type(sys), BaseException, type(str.join), type(object.__init__)) + _FUNCTIONS
+_AS_TEXT = (type, type(sys), BaseException, type(str.join), type(object.__init__), type(_cut), type(len),
+            type(_cut.__get__(0)), type(object().__str__))
 _BUILTINS = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float, bool)
+_BUILTIN_IDS = dict((id(b), b) for b in _BUILTINS)
 _INF = float("inf")
 _INT_BITS = 14284           # about 4300 decimal digits: 3.8-3.10 would convert any size, slowly
-
-
-def _base(t):
-    if not issubclass(t, _BUILTINS):
-        return None
-    for k in _type_mro(t):
-        for b in _BUILTINS:
-            if k is b:
-                return b
-    return None
 
 
 def _big_int(o):
@@ -42,18 +29,8 @@ def _big_int(o):
 
 
 def qualified_name(obj):
-    """'module.QualName' of a class or function ('QualName' for builtins); of its class otherwise."""
-    try:
-        t = type(obj)
-        if issubclass(t, _FUNCTIONS):
-            module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-        else:
-            t = obj if issubclass(t, type) else t
-            module, name = _type_module(t), _tn(t)
-        name = name if type(name) is str else "?"
-        return name if type(module) is not str or module == "builtins" else module + "." + name
-    except Exception:
-        return "?"
+    """reflect.qualified_name, as snippets that use serialize have called it."""
+    return reflect.qualified_name(obj)
 
 
 def safe_repr(obj, limit=200, _path=()):
@@ -70,7 +47,7 @@ def safe_repr(obj, limit=200, _path=()):
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        return "<%s object (repr failed: %s)>" % (_tn(type(obj)), _tn(type(e)))
+        return "<%s object (repr failed: %s)>" % (reflect.type_name(type(obj)), reflect.type_name(type(e)))
 
 
 def _container_repr(o, t, limit, path):
@@ -125,7 +102,7 @@ class _Walker(object):
             self.budget -= 5
             return o
         exact = t is str or t is int or t is float or t is list or t is tuple or t is dict
-        base = t if exact else _base(t)
+        base = t if exact else reflect.builtin_base(t, _BUILTIN_IDS) if issubclass(t, _BUILTINS) else None
         if base is str:
             return self.text(o if t is str else str.__str__(o))
         if base is int:
@@ -157,12 +134,12 @@ class _Walker(object):
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # e.g. changed by another thread while read
-            return self.text("<unserialisable %s: %s>" % (_tn(t), _tn(type(e))))
+            return self.text("<unserialisable %s: %s>" % (reflect.type_name(t), reflect.type_name(type(e))))
         finally:
             self.active.discard(id(o))
 
     def sequence(self, o, base, level):
-        items = _first(base.__iter__(o), self.max_items)
+        items = reflect.first_items(base.__iter__(o), self.max_items)
         self.budget -= 2
         out = []
         for item in items:
@@ -177,7 +154,7 @@ class _Walker(object):
         return {"__set__": out} if base is set or base is frozenset else out
 
     def mapping(self, o, level):
-        pairs = _first(dict.items(o), self.max_items)   # a snapshot first: keys' __repr__ may run
+        pairs = reflect.first_items(dict.items(o), self.max_items)   # a snapshot first: keys' __repr__ may run
         self.budget -= 2
         out = {}
         for key, value in pairs:
@@ -192,61 +169,16 @@ class _Walker(object):
         return out
 
     def instance(self, o, t, level):
-        attrs = _public_attrs(o, t)
+        attrs = reflect.stored_attributes(o, t, 10, True)
         if attrs is None:
             return self.text(safe_repr(o))
-        name = qualified_name(t)
+        name = reflect.qualified_name(t)
         self.budget -= len(name) + 30
         out = {}
         for key, value in attrs:
             self.budget -= len(key) + 4
             out[key] = self.value(value, level + 1)
         return {"__class__": name, "__attrs__": out}
-
-
-def instance_attributes(o, limit=50, public=False):
-    """Up to `limit` (name, value) of an object's instance __dict__ and __slots__ (with
-    `public`, only names not starting with _), read without running the target's code;
-    None when it has neither."""
-    return _public_attrs(o, type(o), limit, public)
-
-
-def _public_attrs(o, t, limit=10, public=True):
-    """Up to `limit` (name, value) of the instance __dict__ and __slots__; None when it has neither."""
-    found, has = [], False
-    for k in _type_mro(t):
-        d = _type_dict(k)
-        desc = d.get("__dict__")
-        if not has and (type(desc) is _GETSET or type(desc) is _MEMBER):
-            inst = desc.__get__(o, t)
-            if issubclass(type(inst), dict):
-                has = True
-                found.extend(_first(dict.items(inst), limit, public=public))
-        slots = d.get("__slots__")
-        if slots is not None:
-            has = True
-            slots = (slots,) if type(slots) is str else slots if type(slots) in (tuple, list, dict) else ()
-            for name in slots:
-                member = d.get(name) if type(name) is str and not (public and name.startswith("_")) else None
-                if type(member) is _MEMBER and len(found) < limit:
-                    try:
-                        found.append((name, member.__get__(o, t)))
-                    except AttributeError:
-                        pass        # slot never set
-    if has and not found and any(k is not object and "__repr__" in _type_dict(k) for k in _type_mro(t)):
-        return None                 # nothing public, but a repr of its own says more (e.g. enums)
-    return found[:limit] if has else None
-
-
-def _first(items, n, public=False):
-    """The first n items of a builtin iterator (with `public`: (name, value) pairs, no _names)."""
-    out = []
-    for item in items:
-        if len(out) >= n:
-            break
-        if not public or (type(item[0]) is str and not item[0].startswith("_")):
-            out.append(item)
-    return out
 
 
 def to_json(obj, depth=2, max_str=1000, max_items=20, max_bytes=65536):
@@ -264,7 +196,7 @@ def to_json(obj, depth=2, max_str=1000, max_items=20, max_bytes=65536):
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        return "<unserialisable: %s>" % _tn(type(e))
+        return "<unserialisable: %s>" % reflect.type_name(type(e))
 
 
 def _all_plain(items):
@@ -282,7 +214,7 @@ def exception_info(exc, limit=20):
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        message = "<str() failed: %s>" % _tn(type(e))
+        message = "<str() failed: %s>" % reflect.type_name(type(e))
     if type(message) is not str:
         message = safe_repr(message)
     frames = []
@@ -295,4 +227,4 @@ def exception_info(exc, limit=20):
                    "function": tb.tb_frame.f_code.co_name} for tb in frames[-limit:]] if limit > 0 else []
     except Exception:
         frames = []
-    return {"type": qualified_name(type(exc)), "message": _cut(message, 1000), "traceback": frames}
+    return {"type": reflect.qualified_name(type(exc)), "message": _cut(message, 1000), "traceback": frames}

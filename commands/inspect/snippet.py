@@ -7,7 +7,7 @@ import sys
 import time
 import types
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect", "names")
 
 _STEP = re.compile(r"\.([A-Za-z_]\w*)|\[\s*(-?\d+)\s*\]|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]")
 MAX_ATTRS = 200
@@ -26,13 +26,12 @@ def parse(path):
     if head is None:
         raise errors.CommandError("a path starts with a module name: %r" % path, code="BAD_ARGS")
     dotted = head.group(0).rstrip(".").split(".")
-    for i in range(len(dotted), 0, -1):
-        name = ".".join(dotted[:i])
-        if isinstance(sys.modules.get(name), types.ModuleType):
-            rest = "".join("." + p for p in dotted[i:]) + path[head.end():]
-            return name, _steps(rest, path)
-    raise errors.CommandError("module '%s' is not loaded in the target (peeka never imports it)"
-                              % dotted[0], code="NOT_LOADED")
+    loaded = names.longest_loaded(dotted)
+    if loaded is None:
+        raise errors.CommandError(names.NOT_LOADED % dotted[0], code="NOT_LOADED")
+    name, used = loaded
+    rest = "".join("." + p for p in dotted[used:]) + path[head.end():]
+    return name, _steps(rest, path)
 
 
 def _steps(rest, path):
@@ -53,7 +52,7 @@ def _steps(rest, path):
     return steps
 
 
-def follow(cond, ser, module, steps):
+def follow(ser, module, steps):
     obj, where = sys.modules[module], module
     for kind, key in steps:
         if kind == "attr":
@@ -64,8 +63,8 @@ def follow(cond, ser, module, steps):
                 obj = d[key]
             else:
                 try:
-                    obj = cond.read_attribute(obj, key)
-                except cond.ConditionEvalError as e:
+                    obj = reflect.read_attribute(obj, key)
+                except reflect.Unreadable as e:
                     raise PathError("%s: %s" % (where, e))
                 except Exception as e:  # a property's getter raised
                     raise PathError("reading %s.%s raised %s: %s" % (where, key, type(e).__name__,
@@ -90,7 +89,7 @@ def _item(obj, key, where):
 
 def describe(ser, obj, depth):
     t = type(obj)
-    info = {"type": ser.qualified_name(t), "id": id(obj), "repr": ser.safe_repr(obj, 300)}
+    info = {"type": reflect.qualified_name(t), "id": id(obj), "repr": ser.safe_repr(obj, 300)}
     try:
         info["size"] = sys.getsizeof(obj)
     except Exception:
@@ -109,12 +108,12 @@ def _attributes(ser, obj):
     if isinstance(obj, types.ModuleType):
         pairs = [(k, v) for k, v in list(vars(obj).items()) if not k.startswith("__")]
     elif isinstance(obj, type):
-        pairs = [(k, v) for k, v in list(type.__dict__["__dict__"].__get__(obj).items()) if not k.startswith("__")]
+        pairs = [(k, v) for k, v in list(reflect.type_dict(obj).items()) if not k.startswith("__")]
     else:
-        pairs = ser.instance_attributes(obj, MAX_ATTRS)
+        pairs = reflect.stored_attributes(obj, type(obj), MAX_ATTRS, False)
         if pairs is None:
             return None
-    return [{"name": k, "type": ser.qualified_name(type(v)), "repr": ser.safe_repr(v, 120)}
+    return [{"name": k, "type": reflect.qualified_name(type(v)), "repr": ser.safe_repr(v, 120)}
             for k, v in pairs[:MAX_ATTRS]]
 
 
@@ -125,19 +124,19 @@ def instances(ctx, ser, heap, cls, limit, depth):
     count, found, scanned = 0, [], 0
     for chunk in heap.tracked_objects(ctx.cancelled):
         for o in chunk:
-            if cls in type.__dict__["__mro__"].__get__(type(o)):
+            if cls in reflect.type_mro(type(o)):
                 count += 1
                 if len(found) < limit:
                     found.append(o)
         scanned += len(chunk)
     items = [dict(describe(ser, o, depth), index=n) for n, o in enumerate(found)]
-    return {"class": ser.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
+    return {"class": reflect.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
             "instances": items, "objects_scanned": scanned,
             "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 def run(ctx, args):
-    ser, cond = ctx.agent.lib("serialize"), ctx.agent.lib("condition")
+    ser = ctx.agent.lib("serialize")
     depth = int(args.get("depth") or 2)
     limit = args.get("limit")
     limit = 10 if limit is None else int(limit)
@@ -146,7 +145,7 @@ def run(ctx, args):
     path = args.get("path")
     module, steps = parse(path)
     try:
-        obj = follow(cond, ser, module, steps)
+        obj = follow(ser, module, steps)
     except PathError as e:
         raise errors.CommandError(str(e), code="NOT_FOUND")
     if args.get("instances"):

@@ -3,6 +3,8 @@
 import sys
 import types
 
+REQUIRES = ("reflect", "names")
+
 
 def run(ctx, args):
     return ctx.agent.lib("classes").timed(search, ctx, args)
@@ -14,7 +16,7 @@ def search(ctx, args):
     found, total = lib.search_classes(pattern, limit)
     items = []
     for cls in found:
-        item = {"name": lib.full_name(cls)}
+        item = {"name": names.full_name(cls)}
         if detail:
             item.update(describe_class(lib, cls))
         items.append(item)
@@ -23,22 +25,22 @@ def search(ctx, args):
 
 def location(lib, cls):
     """(file, line) of a class: __firstlineno__ on 3.13+, else the first method's line."""
-    module = sys.modules.get(type.__dict__["__module__"].__get__(cls) or "")
+    module = sys.modules.get(reflect.type_module(cls) or "")
     file = getattr(module, "__file__", None) if isinstance(module, types.ModuleType) else None
-    line = lib.class_dict(cls).get("__firstlineno__")
+    line = reflect.type_dict(cls).get("__firstlineno__")
     if not isinstance(line, int):
-        lines = [c.co_firstlineno for c in (lib.code_of(v) for v in lib.class_dict(cls).values()) if c is not None]
+        lines = [c.co_firstlineno for c in (lib.code_of(v) for v in reflect.type_dict(cls).values()) if c is not None]
         line = min(lines) if lines else None
     return file, line
 
 
 def describe_class(lib, cls):
     file, line = location(lib, cls)
-    attrs = lib.class_dict(cls)
-    mro = [lib.full_name(c) for c in type.__dict__["__mro__"].__get__(cls)]
+    attrs = reflect.type_dict(cls)
+    mro = [names.full_name(c) for c in reflect.type_mro(cls)]
     methods = sorted(n for n, v in attrs.items() if lib.kind_of(v) is not None)
     init = attrs.get("__init__")
-    return {"module": type.__dict__["__module__"].__get__(cls), "file": file, "line": line,
-            "bases": [lib.full_name(b) for b in type.__dict__["__bases__"].__get__(cls)], "mro": mro,
+    return {"module": reflect.type_module(cls), "file": file, "line": line,
+            "bases": [names.full_name(b) for b in reflect.type_bases(cls)], "mro": mro,
             "methods": methods, "signature": lib.signature(init) if isinstance(init, types.FunctionType) else None,
             "doc": lib.first_line(attrs.get("__doc__"))}

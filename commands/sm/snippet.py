@@ -3,7 +3,7 @@
 from fnmatch import fnmatchcase
 import types
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect", "names")
 
 
 def run(ctx, args):
@@ -21,7 +21,7 @@ def search_methods(ctx, args):
                                   "try: peeka sc '*%s*')" % (pattern, pattern.rsplit(".", 1)[-1]), code="NOT_FOUND")
     items, total = [], 0
     for cls in found:
-        for name, value in sorted(lib.class_dict(cls).items()):
+        for name, value in sorted(reflect.type_dict(cls).items()):
             kind = lib.kind_of(value)
             if kind is None or not fnmatchcase(name, method_pattern):
                 continue
@@ -36,7 +36,7 @@ def search_methods(ctx, args):
 
 def describe_method(lib, cls, name, value, kind, detail):
     fn = lib.function_of(value)
-    owner = lib.full_name(cls)
+    owner = names.full_name(cls)
     item = {"name": "%s.%s" % (owner, name), "class": owner, "method": name, "kind": kind,
             "signature": lib.signature(fn) if isinstance(fn, types.FunctionType) else None}
     if detail:

@@ -19,7 +19,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LIB = os.path.join(HERE, "..", "..", "agent", "lib", "condition.py")
+sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+from snippet_ctx import FakeAgent  # noqa: E402
 MARKS = []
 SEEN = set()           # the marks the default mode left: shows what the fuzz reached
 FAILURES = []
@@ -41,10 +42,8 @@ def fail(label, detail=""):
 
 
 def load():
-    ns = {"__name__": "__peeka_lib_condition__", "CommandError": Exception}
-    with open(LIB) as f:
-        exec(compile(f.read(), "<peeka-lib:condition>", "exec"), ns)
-    return ns
+    """agent/lib/condition.py as the agent loads it, the libraries it requires bound."""
+    return FakeAgent().lib("condition").__dict__
 
 
 def marking(name, value):

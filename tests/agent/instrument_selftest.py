@@ -25,7 +25,8 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENGINE = os.path.join(HERE, "..", "..", "agent", "lib", "instrument.py")
+sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+from snippet_ctx import FakeAgent  # noqa: E402
 VERBOSE = "-v" in sys.argv
 KNOWN = ["~/.pyenv/versions/3.8.18/bin/python3.8", "~/.pyenv/versions/3.9.18/bin/python3.9",
          "~/.pyenv/versions/3.10.13/bin/python3.10", "~/.pyenv/versions/3.11.7/bin/python3.11",
@@ -322,10 +323,8 @@ def child():
 
 
 def load_engine():
-    ns = {"__name__": "__peeka_lib_instrument__"}
-    with open(ENGINE) as f:
-        exec(compile(f.read(), "<peeka-lib:instrument>", "exec"), ns)
-    return ns
+    """A fresh copy of the engine, loaded as the agent loads it (the libraries it requires bound)."""
+    return FakeAgent().lib("instrument").__dict__
 
 
 class Engine(object):
@@ -369,7 +368,7 @@ def run_checks(m):
                      ("add", "small", "fail", "fib", "fetch", "countdown", "agen", "posonly", "differential",
                       "handled", "through", "greet", "times3"))
 
-    for group in (check_errors, check_functions, check_descriptors,
+    for group in (check_errors, check_names_library, check_functions, check_descriptors,
                   check_async_and_generators, check_reachability, check_behaviour, check_main_and_misc,
                   check_other_tools, check_exceptions_more, check_restore_and_engines):
         try:
@@ -410,6 +409,27 @@ def check_errors(inst, m):
     code, msg = error_code(inst, "peeka_st_mod.Calc")
     check("a class is refused with a hint", code == "NOT_INSTRUMENTABLE" and "Calc.__init__" in msg, msg)
     check("errors carry a one-line message", "\n" not in msg and len(msg) < 200, msg)
+
+
+def check_names_library(inst, m):
+    """The names library resolves as the engine does, refusals included (the engine's resolve
+    is meant to be names.resolve with the engine's error class and its original code)."""
+    names = FakeAgent().lib("names")
+    for pattern in ("peeka_st_mod.add", "peeka_st_mod.greet", "peeka_st_mod.Calc.*", "peeka_st_mod.Calc.twice",
+                    "peeka_st_mod.Calc.make", "instrument_selftest.main_target", "", "add", "peeka_st_mod.*",
+                    "peeka_never_loaded_zz.f", "peeka_st_pkg.sub.f", "peeka_st_mod.ad", "builtins.len",
+                    "os.path", "peeka_st_mod.Calc", "peeka_st_mod.Calc.factor"):
+        check("names.resolve is the engine's for %r" % pattern,
+              _resolution(names.resolve, pattern, inst.InstrumentError, inst._original_code)
+              == _resolution(inst.resolve, pattern), pattern)
+
+
+def _resolution(resolve, pattern, *how):
+    """What resolve() gives for the pattern, comparable: the functions found or the refusal."""
+    try:
+        return [(f.name, f.func, f.binding, f.code) for f in resolve(pattern, *how)]
+    except Exception as e:
+        return type(e).__name__, getattr(e, "code", None), str(e)
 
 
 def check_functions(inst, m):
