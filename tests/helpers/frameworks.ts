@@ -4,7 +4,8 @@
 import { type Python, REPO } from "./env.ts";
 
 const HOME = Deno.env.get("HOME") ?? "/root";
-export const FRAMEWORKS_ROOT = Deno.env.get("PEEKA_FRAMEWORKS") ?? `${HOME}/.cache/peeka-frameworks`;
+export const FRAMEWORKS_ROOT = Deno.env.get("PEEKA_FRAMEWORKS") ??
+  `${HOME}/.cache/peeka-frameworks`;
 
 /** How to start a framework process on one interpreter: the program and its environment. */
 export interface FrameworkPython {
