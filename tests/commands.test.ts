@@ -1,4 +1,4 @@
-// ps and demo against real processes.
+// ps against real processes (demo: tests/demo.test.ts).
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, Target } from "./helpers/env.ts";
 
@@ -33,28 +33,4 @@ Deno.test("ps lists Python processes with version, command line and attached sta
   } finally {
     await t.stop();
   }
-});
-
-Deno.test("demo runs the whole flow on its sample service and leaves nothing behind", async () => {
-  const bin = py.path.slice(0, py.path.lastIndexOf("/"));
-  const r = await cli(["demo", "--python", py.path, "--json"], cliEnv({ PATH: bin }));
-  assertEquals(r.code, 0, r.stderr);
-  const types = r.lines.map((l) => `${l.type}:${l.command ?? ""}`);
-  assert(
-    types.includes("success:attach") && types.includes("result:thread") &&
-      types.includes("success:detach"),
-    types.join(),
-  );
-  const threads =
-    (r.lines.find((l) => l.command === "thread") as { data: { threads: { name: string }[] } }).data
-      .threads;
-  assertEquals(threads.map((x) => x.name).sort(), ["MainThread", "order-worker"]);
-  const pid = Number(/pid=(\d+)/.exec(String(r.lines[0].message))![1]);
-  let alive = true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-  } catch {
-    alive = false;
-  }
-  assertEquals(alive, false, "the sample service was stopped");
 });

@@ -1,6 +1,16 @@
-# peeka's demo service: a tiny order service with a worker thread.
-# The main thread waits in accept() like a web server; a worker computes totals.
+# peeka's demo service: a tiny shop, saved as shop.py and run as `import shop; shop.main()`
+# (so its functions are shop.*). The main thread serves checkout requests
+# (waiting in accept() like a web server); a worker thread books orders; a client thread sends a
+# request every 100 ms. Each request's handler calls a slow child (a pretend carrier's rate).
+#
+# It stops cleanly (atexit runs: an agent still inside removes its files, the service its folder)
+# on SIGTERM, or when its stdin closes: peeka demo holds the other end, so a demo that dies
+# leaves nothing behind.
+# Ctrl-C is left to peeka demo, which detaches first.
+import atexit
 import os
+import shutil
+import signal
 import socket
 import sys
 import threading
@@ -13,35 +23,80 @@ class OrderBook:
 
     def add(self, item, qty, price):
         self.orders.append((item, qty, price))
+        if len(self.orders) > 100:
+            del self.orders[:50]
         return self.total()
 
     def total(self):
-        return round(sum(q * p for _, q, p in self.orders), 2)
+        amount = 0.0
+        for _, qty, price in list(self.orders):
+            amount += qty * price
+        return round(amount, 2)
 
 
-def worker(book, stop):
+def book_orders(book):
     n = 0
-    while not stop.is_set():
+    while True:
         n += 1
         book.add("widget-%d" % (n % 7), n % 3 + 1, 9.99)
-        if len(book.orders) > 100:
-            del book.orders[:50]
         time.sleep(0.05)
 
 
-def serve(port):
+def quote_shipping(subtotal):
+    """The slow child: asks a (pretend) carrier for its rate."""
+    time.sleep(0.03)
+    return 0.0 if subtotal > 500 else 4.99
+
+
+def checkout(book):
+    subtotal = book.total()
+    return subtotal, quote_shipping(subtotal)
+
+
+def handle_request(conn, book):
+    conn.recv(64)
+    subtotal, shipping = checkout(book)
+    conn.sendall(b"subtotal=%.2f shipping=%.2f\n" % (subtotal, shipping))
+
+
+def send_requests(port):
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as conn:
+                conn.sendall(b"GET /checkout\n")
+                conn.recv(64)
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def stop_when_stdin_closes():
+    while sys.stdin.buffer.read(1024):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(folder=None):
+    """Serves until SIGTERM or the end of stdin; then removes `folder` (peeka demo's copy)."""
+    if folder:
+        atexit.register(shutil.rmtree, folder, True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    book = OrderBook()
     srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
-    srv.listen()
-    print("ready pid=%d port=%d" % (os.getpid(), srv.getsockname()[1]), flush=True)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    port = srv.getsockname()[1]
+    for target, args, name in [(book_orders, (book,), "order-worker"),
+                               (send_requests, (port,), "client"),
+                               (stop_when_stdin_closes, (), "stdin-watch")]:
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    print("ready pid=%d port=%d" % (os.getpid(), port), flush=True)
     while True:
         conn, _ = srv.accept()
-        conn.close()
+        with conn:
+            handle_request(conn, book)
 
 
 if __name__ == "__main__":
-    book = OrderBook()
-    stop = threading.Event()
-    threading.Thread(target=worker, args=(book, stop), name="order-worker", daemon=True).start()
-    serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    main()
