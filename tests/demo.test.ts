@@ -4,6 +4,7 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cliEnv, pythons, sessionDirOf, StreamingCli, waitUntil } from "./helpers/env.ts";
 import { startTime } from "../process/procfs.ts";
+import { existsSync } from "node:fs";
 
 const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
 
@@ -56,15 +57,6 @@ async function nothingLeft(pid: number, folder?: string): Promise<void> {
   await waitUntil(() => gone(pid), 5000, `the demo service ${pid} ended`);
   assertEquals(sessionDirOf(pid), null, "no agent files remain");
   if (folder) assert(!existsSync(folder), `${folder} was removed`);
-}
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The service's folder, named in the demo's first line. */
