@@ -87,7 +87,7 @@ export class DemoService {
         "DEMO_SERVICE_FAILED",
         ready === "timeout"
           ? `the demo service (${python}) was not ready within ${READY_TIMEOUT_MS / 1000} s`
-          : `the demo service (${python}) exited before it was ready; its error is above`,
+          : `the demo service (${python}) exited before it was ready (what it printed, if anything, is above)`,
       );
     }
     return service;
