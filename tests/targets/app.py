@@ -5,12 +5,12 @@
 import asyncio
 import json
 import os
-import socket
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import command_loop  # noqa: E402
 import shop  # noqa: E402
 
 RELEASE = threading.Event()
@@ -205,23 +205,15 @@ def worker():
 def main():
     if os.environ.get("PEEKA_APP_WORKER") == "1":
         threading.Thread(target=worker, name="worker", daemon=True).start()
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
-    while True:
-        conn, _ = srv.accept()
-        try:
-            words = conn.recv(256).decode().split()
-            if words[0] == "run":
-                reply = scenario(words[1], int(words[2]))
-            elif words[0] == "introspect":
-                reply = introspect()
-            else:
-                reply = {"error": "unknown"}
-            conn.sendall((json.dumps(reply) + "\n").encode())
-        finally:
-            conn.close()
+    for command, reply in command_loop.commands(backlog=16, size=256):
+        words = command.decode().split()
+        if words[0] == "run":
+            answer = scenario(words[1], int(words[2]))
+        elif words[0] == "introspect":
+            answer = introspect()
+        else:
+            answer = {"error": "unknown"}
+        reply((json.dumps(answer) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@
 # between ticks (a condition holding the GIL shows there), and the main thread serves commands
 # on a TCP socket:  report (JSON: calls, max_gap_ms, marks)  |  reset (forget the longest gap).
 import json
-import os
-import socket
 import sys
 import threading
 import time
+
+import command_loop
 
 SECRET = "s3cret"
 STATE = {"calls": 0, "max_gap_ms": 0.0, "marks": 0}
@@ -69,19 +69,10 @@ def heartbeat():
 
 
 def serve():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
-    while True:
-        conn, _ = srv.accept()
-        try:
-            cmd = conn.recv(64).strip()
-            if cmd == b"reset":
-                STATE["max_gap_ms"] = 0.0
-            conn.sendall((json.dumps(STATE) + "\n").encode())
-        finally:
-            conn.close()
+    for cmd, reply in command_loop.commands():
+        if cmd.strip() == b"reset":
+            STATE["max_gap_ms"] = 0.0
+        reply((json.dumps(STATE) + "\n").encode())
 
 
 if __name__ == "__main__":

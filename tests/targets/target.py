@@ -14,10 +14,11 @@
 #           interpreter's files may not be readable by that user).
 import json
 import os
-import socket
 import sys
 import threading
 import time
+
+import command_loop
 
 
 def chunk_value(i):
@@ -70,22 +71,14 @@ def spin():
 
 
 def serve(shape):
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    print("ready %d %d" % (os.getpid(), srv.getsockname()[1]), flush=True)
-    while True:
-        conn, _ = srv.accept()
-        try:
-            cmd = conn.recv(64).strip()
-            if cmd.startswith(b"stuck") and shape == "stuck":
-                seconds = float(cmd.split()[1]) if len(cmd.split()) > 1 else 2.5
-                threading.Thread(target=calibrated_c_call, args=(seconds,), name="c-call").start()
-                conn.sendall(b"ok\n")
-            else:
-                conn.sendall((json.dumps(report()) + "\n").encode())
-        finally:
-            conn.close()
+    for cmd, reply in command_loop.commands():
+        cmd = cmd.strip()
+        if cmd.startswith(b"stuck") and shape == "stuck":
+            seconds = float(cmd.split()[1]) if len(cmd.split()) > 1 else 2.5
+            threading.Thread(target=calibrated_c_call, args=(seconds,), name="c-call").start()
+            reply(b"ok\n")
+        else:
+            reply((json.dumps(report()) + "\n").encode())
 
 
 def busy(limit):
