@@ -5,24 +5,14 @@
 // the agent with the injector's exact string inside real target processes and
 // check every reply (see their docstrings); the fuzz of the frame reader runs a
 // couple of seconds with a fresh seed each time, printed so a failure replays.
-import { assert } from "./helpers/assert.ts";
 import { pythons, REPO } from "./helpers/env.ts";
-
-async function runScript(python: string, script: string): Promise<void> {
-  const out = await new Deno.Command(python, {
-    args: [`${REPO}/tests/agent/${script}`],
-    cwd: "/tmp",
-    env: { PEEKA_SELFTEST_PYTHON: python },
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assert(out.code === 0 && /PASSED: 0 failure/.test(text), text.slice(-3000));
-}
+import { selfTest } from "./helpers/selftest.ts";
 
 for (const py of pythons()) {
   Deno.test(`${py.version}: agent protocol self-test`, async () => {
-    await runScript(py.path, "protocol_selftest.py");
+    await selfTest(py.path, [`${REPO}/tests/agent/protocol_selftest.py`]);
   });
   Deno.test(`${py.version}: agent frame reader fuzz`, async () => {
-    await runScript(py.path, "frame_fuzz.py");
+    await selfTest(py.path, [`${REPO}/tests/agent/frame_fuzz.py`]);
   });
 }

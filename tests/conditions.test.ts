@@ -5,6 +5,7 @@
 // refuse as usage errors.
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, sleep, Target } from "./helpers/env.ts";
+import { selfTest } from "./helpers/selftest.ts";
 import { AgentClient } from "../core/protocol.ts";
 import { callCommand } from "../core/call.ts";
 import { sessionPaths } from "../core/session.ts";
@@ -164,11 +165,6 @@ for (const py of pythons()) {
   });
 
   Deno.test(`${py.version}: condition evaluator fuzz (strict runs no target code)`, async () => {
-    const out = await new Deno.Command(py.path, {
-      args: [`${REPO}/tests/agent/condition_fuzz.py`, "--seconds", "1.5"],
-      cwd: "/tmp",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert(out.code === 0 && /PASSED/.test(text), text.slice(-3000));
+    await selfTest(py.path, [`${REPO}/tests/agent/condition_fuzz.py`, "--seconds", "1.5"]);
   });
 }
