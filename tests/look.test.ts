@@ -1,6 +1,6 @@
 // Looking around a process (sc, sm, logger) against a real target on every interpreter.
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { cli, cliEnv, pythons, StreamingCli, Target } from "./helpers/env.ts";
+import { cli, cliEnv, pythons, REPO, StreamingCli, Target } from "./helpers/env.ts";
 import { APP } from "./helpers/observe.ts";
 
 for (const py of pythons()) {
@@ -287,6 +287,38 @@ for (const py of pythons()) {
           );
         },
       );
+      assertEquals(target.errText, "");
+    } finally {
+      await target.stop();
+    }
+  });
+}
+
+// A plain script or batch job never imports threading: its one thread is still the main thread,
+// named as threading would name it, with the process's id as native id; and nothing of peeka's
+// imports threading into it.
+for (const py of pythons()) {
+  Deno.test(`${py.version}: thread: the main thread of a process without threading`, async () => {
+    const target = await Target.start(py, "", { script: `${REPO}/tests/targets/plain.py` });
+    const env = cliEnv();
+    const pid = String(target.pid);
+    try {
+      const attached = await cli(["attach", pid, "--json"], env);
+      assertEquals(attached.code, 0, attached.stderr);
+      const concurrency = (attached.lines.at(-1)!.data as Record<string, unknown>).concurrency;
+      assertEquals(concurrency, { model: "threads", patched: [], asyncio_loops: 0, uvloop: false });
+      const r = await cli(["thread", "--pid", pid, "--json"], env);
+      assertEquals(r.code, 0, r.stderr);
+      const threads = (r.lines[0].data as Record<string, unknown>).threads as Record<
+        string,
+        unknown
+      >[];
+      assertEquals(
+        threads.map((t) => [t.name, t.native_id, t.is_main]),
+        [["MainThread", target.pid, true]],
+      );
+      Deno.kill(target.pid, "SIGUSR1");
+      await target.waitFor((l) => l === "threading-loaded False");
       assertEquals(target.errText, "");
     } finally {
       await target.stop();
