@@ -346,9 +346,12 @@ def _eventlet_patched():
     return sorted(_PATCHED_AS.get(name, name) for name in done) if isinstance(done, dict) else []
 
 
-def _runs_event_loop(frame):
-    """Whether a thread's stack holds asyncio's run_forever, or asyncio.run around a C loop (uvloop)."""
-    while frame is not None:
+def _runs_event_loop(frame, depth=1000):
+    """Whether a thread's stack holds asyncio's run_forever, or asyncio.run around a C loop (uvloop).
+    Gives up after `depth` frames: a runaway recursion must not hold the GIL long (its loop, at the
+    bottom, is then not counted)."""
+    while frame is not None and depth > 0:
+        depth -= 1
         code = frame.f_code
         if (code.co_name == "run_forever" and code.co_filename.endswith("asyncio/base_events.py")) or (
                 code.co_name == "run" and code.co_filename.endswith("asyncio/runners.py")):

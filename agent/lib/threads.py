@@ -6,8 +6,6 @@ import os
 import re
 import sys
 
-REQUIRES = ("reflect",)
-
 # The innermost Python function, or the call its current line makes into C.
 _TIMED_NAME = re.compile(r"sleep")
 _TIMED_CALL = re.compile(r"\bsleep\(")
@@ -88,7 +86,17 @@ _FUNCTION = type(_find_qualname)
 # functions: after gevent's monkey.patch_all() threading.enumerate() and current_thread() speak
 # of greenlets (the main thread's record is re-keyed by the main greenlet's id), and a process
 # that never imported threading has no record at all (we do not import it). Records are read as
-# stored (reflect.fields): no property or __getattr__ of theirs runs.
+# stored: no property or __getattr__ of theirs runs.
+
+
+def _fields(obj):
+    """An object's instance dict as stored ({} if none). Not reflect.fields: this library stays
+    free of requirements (the protocol self-test and others load it alone)."""
+    try:
+        fields = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return {}
+    return fields if type(fields) is dict else {}
 
 
 def main_ident(frames):
@@ -101,8 +109,8 @@ def main_ident(frames):
         if ident in frames:
             return ident
     threading = sys.modules.get("threading")
-    main = reflect.fields(threading).get("_main_thread") if threading is not None else None
-    ident = reflect.fields(main).get("_ident") if main is not None else None
+    main = _fields(threading).get("_main_thread") if threading is not None else None
+    ident = _fields(main).get("_ident") if main is not None else None
     if ident in frames:
         return ident
     return list(frames)[-1] if frames else None
@@ -114,7 +122,7 @@ def thread_table(frames):
     "MainThread" with the process's id as native id (its tid, in the process's own pid
     namespace) when threading does not know better; a thread threading never saw has name None."""
     threading = sys.modules.get("threading")
-    registry = reflect.fields(threading) if threading is not None else {}
+    registry = _fields(threading) if threading is not None else {}
     active = registry.get("_active")
     active = dict(active) if isinstance(active, dict) else {}  # a copy: threads come and go
     main = main_ident(frames)
@@ -123,7 +131,7 @@ def thread_table(frames):
         thread = active.get(ident)
         if thread is None and ident == main:
             thread = registry.get("_main_thread")  # gevent keys it by the main greenlet's id
-        fields = reflect.fields(thread) if thread is not None else {}
+        fields = _fields(thread) if thread is not None else {}
         name = fields.get("_name")
         info = {"name": name if isinstance(name, str) else None, "native_id": fields.get("_native_id"),
                 "daemon": fields.get("_daemonic") if thread is not None else None, "is_main": ident == main}

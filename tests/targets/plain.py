@@ -5,6 +5,11 @@ import signal
 import sys
 import time
 
+if "threading" in sys.modules and not sys.flags.no_site and sys.argv[1:] != ["asyncio"]:
+    # some site setups import threading at startup (pyenv's 3.11 here, through a .pth file): run
+    # again without site, so that this is a process that never imported threading
+    os.execv(sys.executable, [sys.executable, "-S", "-u"] + sys.argv)
+
 
 def report(signum, frame):
     print("threading-loaded", "threading" in sys.modules, flush=True)
