@@ -77,10 +77,20 @@ interface Concurrency {
   agent_cooperative?: string[];
 }
 
+/** The agent's answer, kept only in the shape described (it is the target user's data). */
 async function concurrencyOf(socket: string, pid: number): Promise<Concurrency | null> {
   const h = await hello(socket, 2000, pid);
-  const c = h?.concurrency as Concurrency | undefined;
-  return c && typeof c.model === "string" ? c : null;
+  const c = h?.concurrency as Record<string, unknown> | undefined;
+  if (!c || typeof c.model !== "string") return null;
+  const names = (v: unknown) => Array.isArray(v) ? v.filter((x) => typeof x === "string") : [];
+  const out: Concurrency = {
+    model: c.model,
+    patched: names(c.patched),
+    asyncio_loops: Number.isInteger(c.asyncio_loops) ? c.asyncio_loops as number : 0,
+    uvloop: c.uvloop === true,
+  };
+  if (Array.isArray(c.agent_cooperative)) out.agent_cooperative = names(c.agent_cooperative);
+  return out;
 }
 
 /** One line: "Concurrency: gevent, patched: socket, thread, time" / "asyncio (1 event loop, uvloop)". */
