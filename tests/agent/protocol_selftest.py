@@ -22,7 +22,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT_SRC = open(os.path.join(HERE, "..", "..", "agent", "agent.py")).read()
 THREAD_SRC = open(os.path.join(HERE, "..", "..", "commands", "thread", "snippet.py")).read()
-THREADS_LIB = open(os.path.join(HERE, "..", "..", "agent", "lib", "threads.py")).read()
+LIB_DIR = os.path.join(HERE, "..", "..", "agent", "lib")
+THREADS_LIB = open(os.path.join(LIB_DIR, "threads.py")).read()
 VERBOSE = "-v" in sys.argv
 # The interpreter for targets: a launcher may be needed (Debian builds run through their own loader).
 PYTHON = os.environ.get("PEEKA_SELFTEST_PYTHON", sys.executable)
@@ -234,12 +235,23 @@ class Client(object):
             if reply.get("code") == "SNIPPET_MISSING":
                 loaded = self.request("load", name=name, hash=sha(src), source=src)
             elif reply.get("code") == "LIB_MISSING" and name == "thread":
-                loaded = self.request("load", kind="lib", name="threads", hash=sha(THREADS_LIB), source=THREADS_LIB)
+                loaded = self.load_lib("threads")
             else:
                 return reply
             if loaded.get("type") != "loaded":
                 return loaded
         return reply
+
+    def load_lib(self, name, depth=0):
+        """Loads agent/lib/<name>.py after any library it requires that the agent lacks (named
+        by the agent's LIB_MISSING), as the CLI sends a library's requirements before it."""
+        with open(os.path.join(LIB_DIR, name + ".py")) as f:
+            src = f.read()
+        loaded = self.request("load", kind="lib", name=name, hash=sha(src), source=src)
+        if loaded.get("code") == "LIB_MISSING" and depth < 5:
+            required = self.load_lib(loaded["lib"], depth + 1)
+            return self.load_lib(name, depth + 1) if required.get("type") == "loaded" else required
+        return loaded
 
     def close(self):
         self.s.close()
