@@ -11,6 +11,7 @@ import { renderTree, type TraceNode } from "../commands/trace/command.ts";
 const SHOP = `${REPO}/tests/targets/async_shop.py`;
 const SLEEP_MS = 50; // async_shop.SLEEP
 const TICK_MS = 10; // async_shop.TICK
+const TIMEOUT_MS = 20; // async_shop.TIMEOUT
 
 type AsyncTree = Obs & {
   call_tree: TraceNode[];
@@ -72,15 +73,19 @@ for (const py of pythons()) {
     try {
       assertEquals((await cli(["attach", String(target.pid), "--json"], env)).code, 0);
       const untraced = await run("checkout");
+      const monitoring = Number(py.version.split(".")[1]) >= 12;
 
       // First, on a fresh agent: the setup a trace needs is done before its first call.
-      await t.step("the first traced call is no slower than the next ones", async () => {
+      // A trivial call takes ~5-20 us traced; what stays on the first one is CPython's (3.12+
+      // instruments a code object the first time it runs under a profile function: up to ~10x
+      // on 3.14), while setup charged to it (naming codes scanned sys.modules) made it ~500x.
+      await t.step("the first traced call is not an outlier", async () => {
         const { trees } = await trace(["async_shop.quick", "-n", "10", "--rate", "0"], "quick", 10);
         assertEquals(trees.length, 10);
         const [first, ...rest] = trees.map((o) => o.duration_ms);
         assertEquals(trees[0].call_tree.map((n) => n.function.split(".").pop()), ["helper"]);
         assert(
-          first <= 10 * median(rest),
+          first <= 25 * median(rest),
           `first ${first} ms vs ${median(rest)} ms for the next ones: ${
             trees.map((o) => o.duration_ms)
           }`,
@@ -109,6 +114,25 @@ for (const py of pythons()) {
         await restored(target);
       });
 
+      await t.step("a child cancelled by a timeout: raised, then the next child", async () => {
+        const { trees: [o], reply } = await trace(["async_shop.guarded", "-n", "1"], "guarded");
+        assertEquals(reply, [15]);
+        const show = JSON.stringify(o);
+        const rate = o.call_tree.find((n) => n.function.endsWith(".fetch_rate"));
+        assert(rate && rate.count === 1 && Number(rate.awaiting_ms) >= SLEEP_MS - 1, show);
+        assert(o.self_time_ms < SLEEP_MS / 2, show);
+        // 3.12+: wait_for runs the child in this task (before, in a task of its own: not here).
+        const slow = o.call_tree.find((n) => n.function.endsWith(".slow_rate"));
+        if (monitoring) {
+          assert(slow && slow.count === 1 && slow.raised === 1, show);
+          assert(
+            slow.total_ms >= TIMEOUT_MS - 1 && Number(slow.awaiting_ms) >= TIMEOUT_MS - 1,
+            show,
+          );
+        } else assertEquals(slow, undefined, show);
+        await restored(target);
+      });
+
       await t.step("an async generator: one call per step, its awaits apart", async () => {
         const { trees: [o], reply } = await trace(["async_shop.consume", "-n", "1"], "stream");
         assertEquals(reply, [5]);
@@ -134,6 +158,23 @@ for (const py of pythons()) {
           assertEquals(trees.length, 1);
           assertAwaitedChild(trees[0], SLEEP_MS);
           assertEquals([summary.calls, summary.overlap_skipped], [2, 1], JSON.stringify(summary));
+          await restored(target);
+        },
+      );
+
+      await t.step(
+        monitoring
+          ? "other tasks run without the profile function while the traced call is suspended"
+          : "other tasks run under the (ignoring) profile function while it is suspended (before 3.12)",
+        async () => {
+          const { trees: [o], reply } = await trace(
+            ["async_shop.endpoint", "-n", "1"],
+            "checkout_profiled",
+          );
+          assertAwaitedChild(o, SLEEP_MS);
+          const [profiledSteps] = reply as number[];
+          if (monitoring) assertEquals(profiledSteps, 0);
+          else assert(profiledSteps > 0, String(profiledSteps));
           await restored(target);
         },
       );

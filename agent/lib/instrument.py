@@ -9,7 +9,10 @@
 # call is seen however the function is reached (aliases made earlier, bound methods,
 # handler registries, other threads):
 #   3.12+     sys.monitoring local events on the code object: PY_START, PY_RETURN, and
-#             PY_UNWIND (a global event before 3.15, filtered by code).
+#             PY_UNWIND (a global event before 3.15, filtered by code); PY_RESUME too while
+#             a probe on it has on_resume(call) (RESUME_EVENTS: told each time a kept
+#             generator's or coroutine's frame resumes, by a send or, PY_THROW, a throw).
+#             PY_THROW is global: listen_throws() hears a throw into any frame of a thread.
 #   3.8-3.11  func.__code__ is swapped for a generated trampoline with the same signature
 #             that calls a copy of the original function; the very same code object is
 #             put back afterwards.
@@ -26,6 +29,7 @@ REQUIRES = ("errors",)
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
 _MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
+RESUME_EVENTS = _MONITORING         # whether a probe's on_resume(call) is ever called
 _TOOL_IDS = (4, 3, 2, 1, 0, 5)      # 3 and 4 have no assigned role: try them first
 _INFLIGHT_MAX = 10000               # calls in progress kept at most (abandoned generators)
 _MARK = "__peeka_trampoline__"      # last constant of every trampoline: (_MARK, original code)
@@ -413,7 +417,7 @@ class _Record(object):
     __slots__ = ("key", "target", "func", "code", "mechanism", "owners", "offers", "calls", "all_paused", "skipped",
                  "filter",
                  "pos_names", "get_pos", "kwonly", "varargs", "varkw", "simple", "skip_first", "resumable",
-                 "trampoline", "plain_args", "quick", "quick_filter")
+                 "trampoline", "plain_args", "quick", "quick_filter", "on_resume")
 
     def __init__(self, key, target, mechanism):
         code = target.code
@@ -422,6 +426,7 @@ class _Record(object):
         self.offers = ()            # what the callbacks read: see refresh()
         self.calls, self.skipped, self.all_paused, self.trampoline = 0, 0, True, None
         self.filter = self.quick = self.quick_filter = None
+        self.on_resume = False      # PY_RESUME is monitored for a probe's on_resume (see refresh)
         pos, _, kwonly, varargs, varkw = _signature(code)
         self.pos_names, self.kwonly, self.varargs, self.varkw = pos, kwonly, varargs, varkw
         self.get_pos = _operator.itemgetter(*pos) if len(pos) > 1 else None
@@ -450,6 +455,11 @@ class _Record(object):
         if len(offers) == 1:
             self._decide_first(*offers[0])
         self.update_paused()
+        on_resume = (self.resumable and self.mechanism == "monitoring"
+                     and any(getattr(h.probe, "on_resume", None) is not None for h, _ in self.owners))
+        if on_resume != self.on_resume and _records.get(self.key) is self:
+            _monitor_code(self.code, on_resume)
+            self.on_resume = on_resume
 
     def _decide_first(self, admit, accept, wants, on_enter, handle, target):
         """One probe that decides on the arguments alone (a watch with a condition): the
@@ -479,6 +489,7 @@ _records = {}       # code (monitoring) or function (code swap) -> _Record
 _record_of = _records.get
 _handles = []
 _inflight = {}      # monitoring: frame -> first Call of its invocation
+_throw_listeners = {}   # monitoring: thread ident -> listen_throws()'s listener
 _counters = {"engine_errors": 0, "evicted": 0, "lost": 0}
 _problems = []      # messages for the user, bounded
 _monitor = {"tool": None, "local_mask": 0, "global_mask": 0}
@@ -652,6 +663,52 @@ def _mon_return(code, offset, value):
         _counters["engine_errors"] += 1
 
 
+def _mon_resume(code, offset):
+    # Only for codes a probe with on_resume watches (see _Record.refresh).
+    try:
+        if _inflight:
+            _resumed(_getframe(1))
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def _mon_throw(code, offset, exc):
+    # Global: every throw() into any generator or coroutine (rare: cancellations, close()).
+    try:
+        if _throw_listeners:
+            listener = _throw_listeners.get(_get_ident())
+            if listener is not None:
+                listener()
+        if _inflight:
+            rec = _record_of(code)
+            if rec is not None and rec.on_resume:
+                _resumed(_getframe(1))
+    except Exception:
+        _counters["engine_errors"] += 1
+
+
+def listen_throws(listener):
+    """3.12+: listener() is called when an exception is thrown into any generator or coroutine
+    on the calling thread (before that frame resumes), until listen_throws(None)."""
+    if listener is None:
+        _throw_listeners.pop(_get_ident(), None)
+    else:
+        _throw_listeners[_get_ident()] = listener
+
+
+def _resumed(frame):
+    """A kept call's frame resumes: its probes' on_resume(call)."""
+    call = _inflight.get(frame)
+    while call is not None:
+        handle = call._handle
+        if handle.active:
+            try:
+                handle.probe.on_resume(call)
+            except Exception:
+                _probe_failed(handle.probe)
+        call = call._next
+
+
 def _mon_unwind(code, offset, exc):
     # Global before 3.15: called for every frame any exception leaves, so others are rejected
     # first. The exception is the argument (sys.exc_info() here is the *handled* one).
@@ -686,30 +743,31 @@ def _claim_tool():
             continue                # taken just now by someone else
         _monitor["tool"] = tool     # from now on _release_tool() gives it back whatever happens
         for event, callback in ((ev.PY_START, _mon_start), (ev.PY_RETURN, _mon_return),
-                                (ev.PY_UNWIND, _mon_unwind)):
+                                (ev.PY_UNWIND, _mon_unwind), (ev.PY_RESUME, _mon_resume),
+                                (ev.PY_THROW, _mon_throw)):
             mon.register_callback(tool, event, callback)
         unwind_is_local = sys.version_info >= (3, 15)   # checked again per code in _monitor_code
         _monitor["local_mask"] = ev.PY_START | ev.PY_RETURN | (ev.PY_UNWIND if unwind_is_local else 0)
-        _monitor["global_mask"] = 0 if unwind_is_local else ev.PY_UNWIND
+        _monitor["global_mask"] = ev.PY_THROW | (0 if unwind_is_local else ev.PY_UNWIND)
         mon.set_events(tool, _monitor["global_mask"])
         return
     held = ", ".join("%d=%s" % (i, mon.get_tool(i)) for i in range(6) if mon.get_tool(i) is not None)
     raise InstrumentError("NOT_INSTRUMENTABLE", "every sys.monitoring tool id is taken (%s)" % held)
 
 
-def _monitor_code(code):
+def _monitor_code(code, on_resume=False):
     mon, tool = sys.monitoring, _monitor["tool"]
-    unwind = mon.events.PY_UNWIND
+    unwind, resume = mon.events.PY_UNWIND, mon.events.PY_RESUME if on_resume else 0
     try:
-        mon.set_local_events(tool, code, _monitor["local_mask"])
+        mon.set_local_events(tool, code, _monitor["local_mask"] | resume)
     except ValueError:
         if not _monitor["local_mask"] & unwind:
             raise
         # This build refuses a local PY_UNWIND: fall back to the global event.
         _monitor["local_mask"] &= ~unwind
-        _monitor["global_mask"] = unwind
-        mon.set_events(tool, unwind)
-        mon.set_local_events(tool, code, _monitor["local_mask"])
+        _monitor["global_mask"] |= unwind
+        mon.set_events(tool, _monitor["global_mask"])
+        mon.set_local_events(tool, code, _monitor["local_mask"] | resume)
 
 
 def _unmonitor(rec):
@@ -728,7 +786,8 @@ def _release_tool():
     _monitor["tool"] = None
     ev = mon.events
     steps = [(mon.set_events, (tool, 0))]
-    steps += [(mon.register_callback, (tool, e, None)) for e in (ev.PY_START, ev.PY_RETURN, ev.PY_UNWIND)]
+    steps += [(mon.register_callback, (tool, e, None))
+              for e in (ev.PY_START, ev.PY_RETURN, ev.PY_UNWIND, ev.PY_RESUME, ev.PY_THROW)]
     steps.append((mon.free_tool_id, (tool,)))
     for step, args in steps:        # each one even if another fails
         try:
@@ -736,6 +795,7 @@ def _release_tool():
         except Exception as e:
             _note("releasing sys.monitoring tool %d: %s" % (tool, e))
     _inflight.clear()
+    _throw_listeners.clear()
 
 
 # ---------------------------------------------------------------------------

@@ -15,7 +15,10 @@
 # suspended is its `awaiting`. Own time is running time: total minus awaiting minus the
 # running time of the children. An async generator's call is one step (from __anext__ until
 # it hands out a value or ends); the awaits inside a step are its awaiting. While the root
-# is suspended its stack is empty, and what the loop runs meanwhile (other tasks) is ignored.
+# is suspended its stack is empty, and what the loop runs meanwhile (other tasks) is ignored;
+# on 3.12+ the profile function is even removed then, so the other tasks do not pay for it:
+# the engine reports the root's resume (on_resume), and an exception thrown into a frame of
+# the thread (a cancellation reaches the innermost frames of the chain first) puts it back.
 # Coroutines the root hands to other tasks (create_task, gather) run in those tasks: they are
 # not in the tree, the time the root waits for them is its awaiting.
 import os
@@ -105,6 +108,8 @@ class Tree(object):
         so every lookup saved counts (the common paths are written out inline)."""
         tree, stack, suspended, probe = self, self.stack, self.suspended, self.probe
         kinds, classify, max_depth, skip_c, now = probe.kinds, probe.kind, probe.depth, probe.skip_builtin, _now
+        hands_off = probe.on_resume is not None   # off while the root is suspended (3.12+)
+        listen_throws = probe.listen_throws
 
         def hook(frame, event, arg):
             t = now()
@@ -153,6 +158,9 @@ class Tree(object):
                 if node is None:
                     if frame is tree.root_frame:
                         tree.root_left = t
+                        if hands_off:
+                            sys.setprofile(None)
+                            listen_throws(tree.rearm)
                     return
                 if node.resumable:
                     how = tree.how_left(frame, arg)
@@ -197,6 +205,14 @@ class Tree(object):
                 self.root_left = None
             self.root_frame = frame
             self.stack.append((frame, self.root, 0, None, 0))
+
+    def rearm(self):
+        """3.12+, the root suspended: an exception is thrown into a frame of this thread, maybe
+        one of the root's chain (they see it before the root resumes): the profile function is
+        put back (its events from other tasks are ignored as usual)."""
+        self.probe.listen_throws(None)
+        if not self.done and sys.getprofile() is None:
+            sys.setprofile(self.hook)
 
     def how_left(self, frame, arg):
         """A coroutine's or async generator's frame left: _SUSPENDED at an await, _RETURNED (an
@@ -290,6 +306,9 @@ class TraceProbe(object):
         self.busy_skipped = 0
         self.overlap_skipped = 0    # calls that began on a thread while its traced call was suspended
         self.task_name = lib("observe").task_name
+        self.listen_throws = lib("instrument").listen_throws
+        if not lib("instrument").RESUME_EVENTS:
+            self.on_resume = None   # the engine cannot tell: the hook stays on while the root is suspended
         self.warm_up()
         self.classify_callees(observation.targets)
 
@@ -335,6 +354,20 @@ class TraceProbe(object):
         sys.setprofile(tree.hook)
         return True
 
+    def on_resume(self, call):
+        """3.12+: the root's frame resumes. Its profile function was removed when it suspended
+        (and CPython does not report this resume to one set now): the root is put back on the
+        stack here, then the profile function."""
+        tree = call.state.get("tree")
+        if tree is None or tree.done or tree.tid != _thread.get_ident():
+            return
+        self.listen_throws(None)
+        if sys.getprofile() is not None:
+            return                  # on: it sees the resume itself (or another profiler is there)
+        if not tree.stack:
+            tree.wait_for_root(call.frame, _now())
+        sys.setprofile(tree.hook)
+
     def on_exit(self, call, result, exc, duration_ns):
         tree = call.state.get("tree")
         if tree is None:
@@ -342,6 +375,7 @@ class TraceProbe(object):
         tree.done = True
         if sys.getprofile() is tree.hook:
             sys.setprofile(None)    # else it removes itself at its thread's next event
+        self.listen_throws(None)
         self.trees.pop(tree.tid, None)
         if self.cond is not None and self.cond_names_at_exit and not self.matches(call, result, exc, duration_ns):
             return

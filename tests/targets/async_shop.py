@@ -5,7 +5,8 @@
 #   time <kind> <n>      ns per call of add() (kind plain) or of awaiting add_async() (kind
 #                        coroutine) over n calls, in the loop (bench/async.ts)
 # While the endpoint awaits its slow child, other tasks of the same loop keep the thread busy
-# (crunch) and one calls the very same child (the rival): none of that is the endpoint's call.
+# (crunch) and one calls the very same child (the rival): none of that is the endpoint's call;
+# checkout_profiled says how many of the busy tasks' steps ran under a profile function.
 # Like a big application it has thousands of modules loaded (FILLER_MODULES), so that work
 # per loaded module shows when it is charged to a traced call.
 import asyncio
@@ -16,6 +17,7 @@ import time
 
 SLEEP = 0.05           # what fetch_rate awaits (s)
 TICK = 0.01            # what each step of ticks() awaits (s)
+TIMEOUT = 0.02         # what guarded() gives slow_rate (s)
 FILLER_MODULES = 3000
 RATES = {"EUR": 1.5, "GBP": 2.0}
 
@@ -27,6 +29,21 @@ async def fetch_rate(cur):
 
 async def endpoint(cur, amount):
     rate = await fetch_rate(cur)
+    return round(amount * rate, 2)
+
+
+async def slow_rate(cur):
+    await asyncio.sleep(10)
+    return RATES[cur]
+
+
+async def guarded(cur, amount):
+    """A child that times out (cancelled: on 3.12+ wait_for runs it in this task), then the
+    usual one."""
+    try:
+        rate = await asyncio.wait_for(slow_rate(cur), TIMEOUT)
+    except asyncio.TimeoutError:
+        rate = await fetch_rate(cur)
     return round(amount * rate, 2)
 
 
@@ -47,12 +64,14 @@ def crunch(n):
     return sum(i * i for i in range(n))
 
 
-async def busy(stop):
-    """Another task: CPU work in small steps until stopped; returns how many steps it made."""
+async def busy(stop, profiled):
+    """Another task: CPU work in small steps until stopped; returns how many steps it made.
+    Counts in profiled[0] the steps that ran under a profile function (peeka's trace hook)."""
     steps = 0
     while not stop.is_set():
         crunch(3000)
         steps += 1
+        profiled[0] += sys.getprofile() is not None
         await asyncio.sleep(0)
     return steps
 
@@ -84,11 +103,12 @@ async def time_calls(kind, n):
     return (time.perf_counter_ns() - t0) / n
 
 
-async def checkout(i, pair=False):
+async def checkout(i, pair=False, profiled=None):
     """The endpoint in a task named checkout-<i>, while three busy tasks and a rival run."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    others = [loop.create_task(busy(stop), name="busy-%d" % k) for k in range(3)]
+    profiled = [0] if profiled is None else profiled
+    others = [loop.create_task(busy(stop, profiled), name="busy-%d" % k) for k in range(3)]
     rival = loop.create_task(fetch_rate("GBP"), name="rival")
     calls = [loop.create_task(endpoint("EUR", 10 + i), name="checkout-%d" % i)]
     if pair:
@@ -107,6 +127,12 @@ async def scenario(name, n):
             out.append(await checkout(i))
         elif name == "checkout_pair":
             out.append(await checkout(i, pair=True))
+        elif name == "checkout_profiled":
+            profiled = [0]
+            await checkout(i, profiled=profiled)
+            out.append(profiled[0])
+        elif name == "guarded":
+            out.append(await guarded("EUR", 10 + i))
         elif name == "stream":
             out.append(await consume(3))
         elif name == "quick":
