@@ -29,15 +29,16 @@ const LIBS: Record<string, string> = {
   greenlets,
 };
 
-/** Every library may require this one without sending it: the agent has it (CommandError). */
-const BUILT_IN = "errors";
+/** Libraries the agent has built in, required without sending: `errors` (CommandError) and
+ * `real` (the interpreter's own threads, locks and sleep, even under gevent or eventlet). */
+const BUILT_IN = new Set(["errors", "real"]);
 
 /** The libraries `names` and those they require, each after the ones it requires (the agent
  * binds a library's requirements when it loads it, so they must be there first). */
 export async function librarySources(names: string[]): Promise<Record<string, Source>> {
   const out: Record<string, Source> = {};
   const visit = async (name: string, requiredBy: string[]): Promise<void> => {
-    if (name === BUILT_IN || name in out) return;
+    if (BUILT_IN.has(name) || name in out) return;
     if (requiredBy.includes(name)) {
       throw new Error(`agent libraries require each other: ${[...requiredBy, name].join(" -> ")}`);
     }

@@ -2,9 +2,8 @@
 # failures, failure rate, avg/min/max/p95 duration), like Arthas's monitor.
 # The probe runs on the target's threads and only updates counters under a lock.
 import time
-import _thread
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "real")
 
 RESERVOIR = 4096  # durations kept per function and cycle for the p95
 
@@ -57,7 +56,7 @@ def monitor_probe_class(observe):
             # Arguments are needed only by a condition that reads more than the exit's values.
             self.capture_args = cond is not None and bool(set(cond.names) - {"cost", "result", "exception"})
             self.cycle, self.monitor_id = cycle, observation.id
-            self.lock = _thread.allocate_lock()
+            self.lock = real.allocate_lock()  # taken by greenlets and the agent's real thread
             self.names = observation.functions
             self.current = dict((n, Stats()) for n in self.names)
 

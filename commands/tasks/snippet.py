@@ -26,7 +26,8 @@ class _Clock(object):
     """Wall time of the call, and the CPU (= GIL, on a GIL build) time this thread used, in
     total and in its longest stretch between two releases."""
 
-    def __init__(self):
+    def __init__(self, sleep):
+        self.sleep = sleep                      # the real one: gevent's would start a hub here
         self.wall0, self.cpu0 = time.monotonic(), time.thread_time()
         self.mark = self.cpu0
         self.longest = 0.0
@@ -34,7 +35,7 @@ class _Clock(object):
     def release(self):
         now = time.thread_time()
         self.longest = max(self.longest, now - self.mark)
-        time.sleep(0)                           # lets the loop's thread take the GIL
+        self.sleep(0)                           # lets the loop's thread take the GIL
         self.mark = time.thread_time()
 
     def summary(self):
@@ -182,7 +183,7 @@ class _Look(object):
 
 def run(ctx, args):
     depth = _depth(args)
-    clock = _Clock()
+    clock = _Clock(ctx.agent.real.sleep)
     greenlets = ctx.agent.lib("greenlets")
     result = {"asyncio": "asyncio.events" in sys.modules, "gevent": greenlets.in_use()}
     if result["asyncio"]:

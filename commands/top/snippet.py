@@ -4,7 +4,6 @@
 # on the stack (total). Every `refresh` it sends the table; at the end the
 # collapsed stacks (for a flame graph). Nothing is installed in the target: when
 # the command ends, sampling ends with it.
-import _thread
 import sys
 import time
 from array import array
@@ -29,6 +28,7 @@ class Sampler(object):
 
     def __init__(self, hidden, idle, lib):
         self.hidden, self.idle, self.state_of, self.code_name = hidden, idle, lib.state_of_frame, lib.code_name
+        self.thread_table = lib.thread_table
         self.slot_of = {}         # id(code) -> slot; slot 0 stands for functions beyond MAX_CODES
         self.codes = [None]       # slot -> code
         self.own, self.total = array("l", [0]), array("l", [0])
@@ -47,8 +47,8 @@ class Sampler(object):
 
     def refresh_names(self):
         """Thread names (ident -> name), read once per refresh rather than per sample."""
-        threads = sys.modules.get("threading")
-        self.thread_names = dict((t.ident, t.name) for t in threads.enumerate()) if threads is not None else {}
+        table = self.thread_table(sys._current_frames())  # real threads, also under gevent
+        self.thread_names = dict((ident, info["name"]) for ident, info in table.items())
 
     def slot(self, code):
         slot = self.slot_of.get(id(code))
@@ -216,7 +216,7 @@ def probe(ctx, me):
     codes = [wait, me.f_code, me.f_back.f_code]
     return {
         "version": list(sys.version_info[:2]),
-        "ident": _thread.get_ident(),
+        "ident": ctx.agent.real.get_ident(),  # gevent's patched one gives a greenlet's id
         "idents": list(sys._current_frames()),
         "codes": [id(c) for c in codes],
         "frames": [id(me), id(me.f_back)],
@@ -236,8 +236,7 @@ class Names(object):
         self.ctx, self.modules = ctx, set()
 
     def update(self):
-        threads = sys.modules.get("threading")
-        live = threads.enumerate() if threads is not None else []
+        table = self.ctx.agent.lib("threads").thread_table(sys._current_frames())
         files, quals = {}, {}
         for name, module in list(sys.modules.items()):
             if id(module) in self.modules or not isinstance(module, type(sys)):
@@ -248,7 +247,7 @@ class Names(object):
                 files[f] = name
                 if not _HAS_QUALNAME:
                     quals[f] = _qualnames(module, f)
-        return {"threads": [[t.ident, t.name, getattr(t, "native_id", None)] for t in live],
+        return {"threads": [[ident, info["name"], info["native_id"]] for ident, info in table.items()],
                 "hidden": sorted(self.ctx.agent.thread_idents), "modules": files, "qualnames": quals}
 
 
