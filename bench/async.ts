@@ -3,6 +3,8 @@
 // target: at the default --rate (most calls skipped after the first thousand a second), with a
 // condition that never matches (every call checked, none kept), and with every call observed
 // (--rate 0: serialised and queued, the task's name read for each coroutine call). Best of 3.
+// Also what a trace of an endpoint costs the loop's other tasks while the traced call is
+// suspended in its sleep: ns per call of add() in another task, without and with the trace.
 //   deno run -A bench/async.ts   (PEEKA_TEST_PYTHONS narrows the interpreters)
 import {
   cli,
@@ -16,6 +18,7 @@ import {
 
 const CALLS = 50_000;
 const OBSERVED_CALLS = 5_000; // with every call observed: within the agent's queue (no drops)
+const BESIDE_CALLS = 20_000; // well within the endpoint's 50 ms sleep, even 10x slower
 type Kind = "plain" | "coroutine";
 const FUNCTION: Record<Kind, string> = {
   plain: "async_shop.add",
@@ -51,6 +54,24 @@ async function watched(
   }
 }
 
+/** "120 -> 125 ns": another task's add() while an endpoint call sleeps, without and with a trace. */
+async function besideTrace(env: Record<string, string>, t: Target): Promise<string> {
+  const best = async () => {
+    const xs: number[] = [];
+    for (let i = 0; i < 3; i++) xs.push(Number(await t.ask(`beside ${BESIDE_CALLS}`)));
+    return Math.min(...xs);
+  };
+  const without = await best();
+  const w = new StreamingCli(["trace", "async_shop.endpoint", "--rate", "0"], env);
+  await w.waitFor((l) => l.type === "event" || l.type === "error");
+  try {
+    return `${without.toFixed(0)} -> ${(await best()).toFixed(0)} ns`;
+  } finally {
+    w.kill("SIGINT");
+    await w.done;
+  }
+}
+
 export async function benchAsync(py: Python): Promise<string> {
   const t = await Target.start(py, "", { script: `${REPO}/tests/targets/async_shop.py` });
   const env = cliEnv();
@@ -69,10 +90,11 @@ export async function benchAsync(py: Python): Promise<string> {
         `${label} +${p.toFixed(0)} / +${c.toFixed(0)} (x${(c / Math.max(1, p)).toFixed(1)})`,
       );
     }
+    const beside = await besideTrace(env, t);
     await cli(["detach", "--json"], env);
     return `${py.version.padEnd(6)} unwatched ${plain.plain.toFixed(0)} / ${
       plain.coroutine.toFixed(0)
-    }  | ${rows.join("  | ")}`;
+    }  | ${rows.join("  | ")}  | beside a suspended traced call ${beside}`;
   } finally {
     await t.stop();
   }
@@ -81,7 +103,8 @@ export async function benchAsync(py: Python): Promise<string> {
 export async function benchAsyncAll(): Promise<string> {
   const lines = [
     "\nwatch of a coroutine — ns per call, plain function / coroutine awaited in the loop, unwatched and" +
-    `\nadded by a watch (best of 3 × ${CALLS} calls; every call observed: × ${OBSERVED_CALLS}):`,
+    `\nadded by a watch (best of 3 × ${CALLS} calls; every call observed: × ${OBSERVED_CALLS});` +
+    "\nbeside a suspended traced call: another task's add() while a traced endpoint call sleeps:",
   ];
   for (const py of pythons()) lines.push(await benchAsync(py));
   return lines.join("\n");

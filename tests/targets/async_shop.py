@@ -4,6 +4,7 @@
 #   introspect           identities of the functions instrumented, tool ids, profile function
 #   time <kind> <n>      ns per call of add() (kind plain) or of awaiting add_async() (kind
 #                        coroutine) over n calls, in the loop (bench/async.ts)
+#   beside <n>           the same for add() while an endpoint call is suspended in its sleep
 # While the endpoint awaits its slow child, other tasks of the same loop keep the thread busy
 # (crunch) and one calls the very same child (the rival): none of that is the endpoint's call;
 # checkout_profiled says how many of the busy tasks' steps ran under a profile function.
@@ -103,6 +104,15 @@ async def time_calls(kind, n):
     return (time.perf_counter_ns() - t0) / n
 
 
+async def time_beside(n):
+    """ns per call of add() in this task while endpoint() (another task) awaits its sleep."""
+    call = asyncio.get_running_loop().create_task(endpoint("EUR", 1))
+    await asyncio.sleep(0)      # it starts and suspends
+    ns = await time_calls("plain", n)
+    await call
+    return ns
+
+
 async def checkout(i, pair=False, profiled=None):
     """The endpoint in a task named checkout-<i>, while three busy tasks and a rival run."""
     loop = asyncio.get_running_loop()
@@ -161,6 +171,8 @@ async def serve(reader, writer):
             reply = introspect()
         elif words[0] == "time":
             reply = await time_calls(words[1], int(words[2]))
+        elif words[0] == "beside":
+            reply = await time_beside(int(words[1]))
         else:
             reply = {"error": "unknown"}
         writer.write((json.dumps(reply) + "\n").encode())
