@@ -14,6 +14,8 @@ import { AgentClient, AgentGoneError, AgentTimeoutError, SessionEndedError } fro
 import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
 import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
+import { type Member, parsePidList, type TargetSet, targetSet } from "./fleet.ts";
+import { runOverSet } from "./fanout.ts";
 import { PeekaError } from "../process/errors.ts";
 
 export { VERSION } from "./version.ts";
@@ -181,22 +183,23 @@ function failed(
   return code === "USAGE" ? 2 : 1;
 }
 
-async function runCommand(
+/** A command's context on one target: its pid (fixed, or resolved on first use) and one agent
+ * connection, opened on first use and closed by `close()`. */
+interface TargetContext extends CommandContext {
+  knownPid(): number | undefined;
+  close(): void;
+}
+
+function targetContext(
   cmd: PeekaCommand,
-  opts: Options,
-  args: string[],
-  out: Output,
-  registry: Registry,
-): Promise<number> {
+  base: Pick<CommandContext, "out" | "opts" | "args" | "registry">,
+  fixedPid?: number,
+): TargetContext {
   let client: AgentClient | null = null;
-  let pid: number | undefined;
-  const knownPid = () => pid ?? (opts.pid as number | undefined) ?? pidArgument(cmd, args);
-  const ctx: CommandContext = {
-    out,
-    opts,
-    args,
-    registry,
-    targetPid: () => (pid ??= resolvePid(opts.pid as number | undefined)),
+  let pid = fixedPid;
+  const ctx: TargetContext = {
+    ...base,
+    targetPid: () => (pid ??= resolvePid(base.opts.pid as number | undefined)),
     agent: async () => {
       if (client) return client;
       const paths = sessionPaths(ctx.targetPid());
@@ -204,32 +207,200 @@ async function runCommand(
       client = await AgentClient.connect(paths.socket);
       return client;
     },
+    knownPid: () => pid ?? (base.opts.pid as number | undefined) ?? pidArgument(cmd, base.args),
+    close: () => (client as AgentClient | null)?.close(),
   };
-  const guard = interruptGuard(cmd, knownPid, out).install();
+  return ctx;
+}
+
+/** One run of a command on one target: its own `run`, or its snippet's call (printed as it
+ * streams; `stop` ends a stream as Ctrl-C does, for -n over a set). */
+async function runOnce(cmd: PeekaCommand, ctx: CommandContext, stop?: AbortSignal) {
+  if (cmd.run) return await cmd.run(ctx);
+  if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
+  const request = cmd.request?.(ctx.opts, ctx.args) ?? {}; // a usage error before any connection
+  const agent = await ctx.agent();
+  // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
+  const { value: data, interrupted } = await untilInterrupted((signal) =>
+    callCommand(agent, cmd, request, {
+      onFrame: (f) => cmd.onFrame?.(f, ctx),
+      signal: stop ? AbortSignal.any([signal, stop]) : signal,
+    })
+  );
+  if (!cmd.streaming) {
+    ctx.out.result(
+      cmd.name,
+      data,
+      () => cmd.render?.(data, ctx.opts) ?? JSON.stringify(data, null, 2),
+    );
+  }
+  return interrupted ? 130 : 0;
+}
+
+/** Runs a command on one target and says how it failed; `retry` may ask for another try. */
+async function runTarget(
+  cmd: PeekaCommand,
+  ctx: TargetContext,
+  guard: InterruptGuard,
+  options: { stop?: AbortSignal; retry?: (e: unknown) => boolean } = {},
+): Promise<number> {
+  try {
+    for (;;) {
+      try {
+        return await runOnce(cmd, ctx, options.stop);
+      } catch (e) {
+        if (guard.signalled || options.stop?.aborted || !options.retry?.(e)) throw e;
+        await new Promise((r) => setTimeout(r, RETRY_DELAY_MS));
+      }
+    }
+  } catch (e) {
+    return failed(cmd, e, ctx.knownPid(), ctx.out, guard.signalled);
+  } finally {
+    ctx.close();
+  }
+}
+
+/** Between two tries of a command on a worker that has just started (its modules loading). */
+const RETRY_DELAY_MS = 200;
+/** How long a worker found later may take to load what the command names. */
+const LATE_LOAD_MS = 3000;
+
+/** A worker forked a moment ago may not have imported the watched module yet. */
+function notLoadedYet(since: number): (e: unknown) => boolean {
+  return (e) =>
+    e instanceof PeekaError && e.code === "NOT_LOADED" && Date.now() - since < LATE_LOAD_MS;
+}
+
+/**
+ * What a process of a --children set needs before the command runs on it: one that is not
+ * attached is attached first for a command that talks to its agent (a worker forked a moment
+ * ago never is), and skipped by one that does not (detach). Null when it is ready; otherwise
+ * the process's status.
+ */
+async function prepareMember(
+  cmd: PeekaCommand,
+  set: TargetSet,
+  member: Member,
+  out: Output,
+  registry: Registry,
+  attach: (attachCmd: PeekaCommand) => Promise<number>,
+): Promise<number | null> {
+  if (set.root === undefined || cmd.name === "attach") return null;
+  if (hasSocket(sessionPaths(member.pid))) return null;
+  const attachCmd = cmd.snippet ? registry.commands.find((c) => c.name === "attach") : undefined;
+  if (!attachCmd) {
+    out.status(`process ${member.pid} is not attached; left alone`);
+    return 0;
+  }
+  const status = await attach(attachCmd);
+  return status === 0 ? null : status;
+}
+
+/** The options a command gets when none is given on the command line. */
+function optionDefaults(cmd: PeekaCommand): Options {
+  const opts: Options = {};
+  for (const spec of cmd.options ?? []) {
+    const long = /--([\w-]+)/.exec(spec.flags)?.[1];
+    if (long && spec.default !== undefined) {
+      opts[long.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())] = spec.default;
+    }
+  }
+  return opts;
+}
+
+/** The same command on every process of a set (core/fanout.ts), each through runTarget. */
+function runOnSet(
+  cmd: PeekaCommand,
+  set: TargetSet,
+  base: Pick<CommandContext, "out" | "opts" | "args" | "registry">,
+  guard: InterruptGuard,
+): Promise<number> {
+  const memberBase = (command: PeekaCommand, member: Member, out: Output) => ({
+    ...base,
+    out,
+    opts: { ...base.opts, pid: member.pid, pids: undefined, children: undefined, inSet: true },
+    args: command.arguments?.[0]?.name === "pid" ? [String(member.pid)] : base.args,
+  });
+  return runOverSet({
+    cmd,
+    set,
+    out: base.out,
+    setContext: targetContext(cmd, base),
+    prepare: (member, out) =>
+      prepareMember(cmd, set, member, out, base.registry, (attach) => {
+        const opts = { ...optionDefaults(attach), inSet: true };
+        const ctx = targetContext(attach, { ...memberBase(attach, member, out), opts }, member.pid);
+        return runTarget(attach, ctx, guard);
+      }),
+    run: (command, member, out, { stop, late }) =>
+      runTarget(
+        command,
+        targetContext(command, memberBase(command, member, out), member.pid),
+        guard,
+        {
+          stop,
+          retry: late ? notLoadedYet(Date.now()) : undefined,
+        },
+      ),
+  });
+}
+
+async function runCommand(
+  cmd: PeekaCommand,
+  opts: Options,
+  args: string[],
+  out: Output,
+  registry: Registry,
+): Promise<number> {
+  const base = { out, opts, args, registry };
+  const ctx = targetContext(cmd, base);
+  const guard = interruptGuard(cmd, ctx.knownPid, out).install();
   setActiveGuard(guard);
   try {
-    if (cmd.run) return await cmd.run(ctx);
-    if (!cmd.snippet) throw new Error(`command ${cmd.name} has neither run nor snippet`);
-    const request = cmd.request?.(opts, args) ?? {}; // a usage error before any connection
-    const agent = await ctx.agent();
-    // Ctrl-C (or SIGTERM) on a streaming command: the agent stops it and replies as usual.
-    const { value: data, interrupted } = await untilInterrupted((signal) =>
-      callCommand(agent, cmd, request, {
-        onFrame: (f) => cmd.onFrame?.(f, ctx),
-        signal,
-      })
-    );
-    if (!cmd.streaming) {
-      out.result(cmd.name, data, () => cmd.render?.(data, opts) ?? JSON.stringify(data, null, 2));
-    }
-    return interrupted ? 130 : 0;
+    const set = targetSet(opts);
+    if (!set) return await runTarget(cmd, ctx, guard);
+    cmd.request?.(opts, args); // a usage error once, before any process is touched
+    return await runOnSet(cmd, set, base, guard);
   } catch (e) {
-    return failed(cmd, e, knownPid(), out, guard.signalled);
+    return failed(cmd, e, undefined, out, guard.signalled);
   } finally {
     guard.uninstall();
     setActiveGuard(null);
-    (client as AgentClient | null)?.close();
   }
+}
+
+/** Whether a command acts on attached processes (and so takes --pid, --children). */
+function takesTargets(cmd: PeekaCommand): boolean {
+  return cmd.needsTarget ?? Boolean(cmd.snippet);
+}
+
+/** --pid (one or several), --children and --include-parent. */
+function addTargetOptions(sub: Command): void {
+  sub.addOption(
+    new Option(
+      "--pid <pids>",
+      "target process; several as 12,13 or repeated (default: the attached one)",
+    ).argParser(parsePidList),
+  );
+  sub.addOption(
+    new Option(
+      "--children <pid>",
+      "every Python descendant of this process (e.g. a master's " +
+        "workers), including those that start later; streams attach them",
+    )
+      .argParser(parserFor({ flags: "", description: "", type: "int" })!),
+  );
+  sub.option("--include-parent", "with --children: the process itself too");
+}
+
+/** `opts.pid` stays the one pid every command reads; a set of them goes to `opts.pids` (and a
+ * pid given as the first argument joins them). */
+function normalizeTargets(cmd: PeekaCommand, opts: Options, args: string[]): void {
+  const pids = [...((opts.pid as number[] | undefined) ?? [])];
+  const named = pidArgument(cmd, args);
+  if (named !== undefined && (pids.length || opts.children !== undefined)) pids.unshift(named);
+  opts.pids = pids;
+  opts.pid = pids.length === 1 ? pids[0] : undefined;
 }
 
 export function buildProgram(
@@ -266,12 +437,7 @@ export function buildProgram(
       if (spec.default !== undefined) opt.default(spec.default);
       sub.addOption(opt);
     }
-    if (cmd.needsTarget ?? Boolean(cmd.snippet)) {
-      sub.addOption(
-        new Option("--pid <pid>", "target process (default: the attached one)")
-          .argParser(parserFor({ flags: "", description: "", type: "int" })!),
-      );
-    }
+    if (takesTargets(cmd)) addTargetOptions(sub);
     sub.option("--json", "print JSON lines (default when stdout is not a terminal)");
     sub.action(async (...params: unknown[]) => {
       const command = params[params.length - 1] as Command;
@@ -279,6 +445,7 @@ export function buildProgram(
       const args = (params.slice(0, -2) as (string | undefined)[]).filter((a): a is string =>
         a !== undefined
       );
+      if (takesTargets(cmd)) normalizeTargets(cmd, opts, args);
       const out = new Output(opts.json === true || name === "peeka-cli" ? true : undefined);
       setExit(await runCommand(cmd, opts, args, out, registry));
     });

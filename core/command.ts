@@ -71,8 +71,20 @@ export interface PeekaCommand {
   onFrame?(frame: Frame, ctx: CommandContext): void;
   /** A command that does its own work instead of calling a snippet; returns the exit status. */
   run?(ctx: CommandContext): Promise<number>;
-  /** Whether the command acts on an attached process (adds --pid). Default: true when it has a snippet. */
+  /** Whether the command acts on an attached process (adds --pid, --children). Default: true
+   * when it has a snippet. */
   needsTarget?: boolean;
+  /** How the command runs over several processes at once (core/fanout.ts). */
+  fleet?: FleetHooks;
+}
+
+/** What a command that needs more than one merged stream over a set of processes declares. */
+export interface FleetHooks {
+  /** -n counts each process's own (monitor's cycles are periods of time), not the set's. */
+  timesPerProcess?: boolean;
+  /** The observations for the whole set, from each process's latest ones (by pid); called once
+   * every running process has sent some (monitor's combined statistics). */
+  combine?(byPid: Map<number, Record<string, unknown>[]>): Record<string, unknown>[];
 }
 
 /** Identity helper that gives plugin authors type checking. */

@@ -9,7 +9,10 @@ export default defineCommand({
   description:
     "Inject peeka's agent into a running CPython process (no gdb, no restart) and remember it " +
     "as the current session, so later commands need no --pid.",
-  arguments: [{ name: "pid", description: "process id of the Python process", required: true }],
+  arguments: [{
+    name: "pid",
+    description: "process id of the Python process (or --pid 12,13 / --children PID for several)",
+  }],
   options: [
     {
       flags: "--timeout <ms>",
@@ -29,13 +32,16 @@ export default defineCommand({
       default: 300,
     },
   ],
-  needsTarget: false,
+  needsTarget: true,
   async run({ out, opts, args }) {
-    const pid = Number(args[0]);
-    if (!/^\d+$/.test(args[0] ?? "") || pid <= 0) {
+    const named = args[0] ?? (opts.pid !== undefined ? String(opts.pid) : undefined);
+    const pid = Number(named);
+    if (!/^\d+$/.test(named ?? "") || pid <= 0) {
       out.error(
         "attach",
-        `'${args[0]}' is not a process id; find Python processes with 'peeka ps'`,
+        named === undefined
+          ? "name the process to attach to (peeka attach PID); find Python processes with 'peeka ps'"
+          : `'${named}' is not a process id; find Python processes with 'peeka ps'`,
         { code: "BAD_PID" },
       );
       return 1;
@@ -53,7 +59,8 @@ export default defineCommand({
       pep768TimeoutMs: opts.pep768Timeout as number,
       onStatus: (message) => out.status(message),
     });
-    rememberSession(pid);
+    // One of a set is not "the" session: later commands without --pid would pick a random worker.
+    if (!opts.inSet) rememberSession(pid);
     const concurrency = await concurrencyOf(r.socket, pid);
     out.success(
       "attach",

@@ -29,7 +29,53 @@ function renderCycle(o: Record<string, unknown>): string {
     ms(o.max_ms),
     ms(o.p95_ms),
   ]);
-  return `${clock(o.timestamp)} cycle ${o.cycle}\n${table.toString()}`;
+  const whole = o.combined ? ` (all ${(o.pids as number[]).length} processes)` : "";
+  return `${clock(o.timestamp)} cycle ${o.cycle}${whole}\n${table.toString()}`;
+}
+
+type Cycle = Record<string, unknown>;
+const numbers = (items: Cycle[], key: string) =>
+  items.map((i) => i[key]).filter((v): v is number => typeof v === "number");
+
+/** One function's statistics over several processes' cycles. The set's p95 is not known from
+ * theirs: the largest is shown, which bounds it from above. */
+function combinedStats(name: string, items: Cycle[], pids: number[]): Cycle {
+  const sum = (key: string) => numbers(items, key).reduce((a, b) => a + b, 0);
+  const calls = sum("calls");
+  const fail = sum("fail");
+  const weighted = items.reduce((a, i) => a + Number(i.avg_ms ?? 0) * Number(i.calls ?? 0), 0);
+  const extreme = (key: string, pick: (...v: number[]) => number) =>
+    numbers(items, key).length ? pick(...numbers(items, key)) : null;
+  return {
+    type: "observation",
+    combined: true,
+    pids,
+    func_name: name,
+    timestamp: extreme("timestamp", Math.max),
+    cycle: extreme("cycle", Math.max),
+    calls,
+    count: calls,
+    success: sum("success"),
+    fail,
+    fail_rate: calls ? Math.round((fail / calls) * 1e4) / 1e4 : 0,
+    avg_ms: calls ? weighted / calls : null,
+    min_ms: extreme("min_ms", Math.min),
+    max_ms: extreme("max_ms", Math.max),
+    p95_ms: extreme("p95_ms", Math.max),
+  };
+}
+
+/** The set's statistics per function, from each process's latest cycle. */
+function combineCycles(byPid: Map<number, Cycle[]>): Cycle[] {
+  const perFunction = new Map<string, Cycle[]>();
+  for (const items of byPid.values()) {
+    const latest = new Map(items.map((i) => [String(i.func_name), i]));
+    for (const [name, item] of latest) {
+      perFunction.set(name, [...(perFunction.get(name) ?? []), item]);
+    }
+  }
+  const pids = [...byPid.keys()].sort((a, b) => a - b);
+  return [...perFunction].map(([name, items]) => combinedStats(name, items, pids));
 }
 
 export default defineCommand({
@@ -55,4 +101,6 @@ export default defineCommand({
     ...observedRequest(opts, args, "cycle"),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderCycle),
+  // Over several processes: -n is a number of cycles (of time) for each, plus the set's view.
+  fleet: { timesPerProcess: true, combine: combineCycles },
 });
