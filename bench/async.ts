@@ -25,10 +25,25 @@ const FUNCTION: Record<Kind, string> = {
   coroutine: "async_shop.add_async",
 };
 
-async function nsPerCall(t: Target, kind: Kind, n = CALLS): Promise<number> {
+/** The best of 3 answers of the target to `request` (ns per call). */
+async function best(t: Target, request: string): Promise<number> {
   const samples: number[] = [];
-  for (let i = 0; i < 3; i++) samples.push(Number(await t.ask(`time ${kind} ${n}`)));
+  for (let i = 0; i < 3; i++) samples.push(Number(await t.ask(request)));
   return Math.min(...samples);
+}
+
+const nsPerCall = (t: Target, kind: Kind, n = CALLS) => best(t, `time ${kind} ${n}`);
+
+/** body() while a watch or trace (`args`) runs. */
+async function during<T>(env: Record<string, string>, args: string[], body: () => Promise<T>) {
+  const w = new StreamingCli(args, env);
+  await w.waitFor((l) => l.type === "event" || l.type === "error");
+  try {
+    return await body();
+  } finally {
+    w.kill("SIGINT");
+    await w.done;
+  }
 }
 
 const WAYS: [string, string[], number][] = [
@@ -37,39 +52,12 @@ const WAYS: [string, string[], number][] = [
   ["every call", ["--rate", "0"], OBSERVED_CALLS],
 ];
 
-async function watched(
-  env: Record<string, string>,
-  t: Target,
-  kind: Kind,
-  way: string[],
-  n: number,
-) {
-  const w = new StreamingCli(["watch", FUNCTION[kind], ...way], env);
-  await w.waitFor((l) => l.type === "event" || l.type === "error");
-  try {
-    return await nsPerCall(t, kind, n);
-  } finally {
-    w.kill("SIGINT");
-    await w.done;
-  }
-}
-
 /** "120 -> 125 ns": another task's add() while an endpoint call sleeps, without and with a trace. */
 async function besideTrace(env: Record<string, string>, t: Target): Promise<string> {
-  const best = async () => {
-    const xs: number[] = [];
-    for (let i = 0; i < 3; i++) xs.push(Number(await t.ask(`beside ${BESIDE_CALLS}`)));
-    return Math.min(...xs);
-  };
-  const without = await best();
-  const w = new StreamingCli(["trace", "async_shop.endpoint", "--rate", "0"], env);
-  await w.waitFor((l) => l.type === "event" || l.type === "error");
-  try {
-    return `${without.toFixed(0)} -> ${(await best()).toFixed(0)} ns`;
-  } finally {
-    w.kill("SIGINT");
-    await w.done;
-  }
+  const beside = () => best(t, `beside ${BESIDE_CALLS}`);
+  const without = await beside();
+  const traced = await during(env, ["trace", "async_shop.endpoint", "--rate", "0"], beside);
+  return `${without.toFixed(0)} -> ${traced.toFixed(0)} ns`;
 }
 
 export async function benchAsync(py: Python): Promise<string> {
@@ -82,7 +70,8 @@ export async function benchAsync(py: Python): Promise<string> {
     };
     await cli(["attach", String(t.pid), "--json"], env);
     const added = async (kind: Kind, way: string[], n: number) =>
-      (await watched(env, t, kind, way, n)) - plain[kind];
+      (await during(env, ["watch", FUNCTION[kind], ...way], () => nsPerCall(t, kind, n))) -
+      plain[kind];
     const rows = [];
     for (const [label, way, n] of WAYS) {
       const [p, c] = [await added("plain", way, n), await added("coroutine", way, n)];
