@@ -801,9 +801,8 @@ def test_no_threading():
         c = Client(t.sock)
         res = c.call("thread", THREAD_SRC)
         th = res.get("data", {}).get("threads", [])
-        first = t.status(signal_first=False)
-        name = "MainThread" if first["baseline"] else "<unknown>"
-        check(len(th) == 1 and th[0]["is_main"] and th[0]["name"] == name
+        check(len(th) == 1 and th[0]["is_main"] and th[0]["name"] == "MainThread"
+              and th[0]["native_id"] == t.proc.pid
               and th[0]["state"] == "TIMED_WAITING", "no-threading target: main thread listed", res)
         check(c.call("stream", STREAM_SRC, {"limit": 3})["data"]["ticks"] == 3, "no-threading: stream")
         check(c.request("detach")["type"] == "detached", "no-threading: detach")
