@@ -105,6 +105,9 @@ export async function runOverSet(run: SetRun): Promise<number> {
     ? new SetLimit(times)
     : null;
   const stop = limit?.stop.signal ?? new AbortController().signal;
+  // A --children stream also ends when its processes' streams all ended by themselves (top -d,
+  // monitor -n): a worker forked later would start a stream nobody asked for.
+  const finished = new AbortController();
   const running = new Set<number>();
   const combiner = cmd.fleet?.combine
     ? new Combiner(
@@ -123,18 +126,23 @@ export async function runOverSet(run: SetRun): Promise<number> {
     },
   };
   const statuses: number[] = [];
+  let endedByItself = false;
   const work = new Set<Promise<void>>();
   const start = (member: Member, late: boolean) => {
     const out = new MemberOutput(run.out, member);
     const job = (async () => {
       const skipped = await run.prepare(member, out);
       if (skipped !== null) return void statuses.push(skipped);
+      if (interrupted.aborted) return void statuses.push(130); // Ctrl-C while it was attached
       running.add(member.pid);
       try {
-        statuses.push(await run.run(command, member, out, { stop, late }));
+        const status = await run.run(command, member, out, { stop, late });
+        statuses.push(status);
+        if (status === 0 && processExists(member.pid)) endedByItself = true;
       } finally {
         running.delete(member.pid);
         combiner?.flush();
+        if (endedByItself && !running.size) finished.abort();
       }
     })();
     work.add(job);
@@ -142,10 +150,17 @@ export async function runOverSet(run: SetRun): Promise<number> {
   };
   const follow = cmd.streaming === true && set.root !== undefined;
   if (follow) run.out.status(`following the Python descendants of process ${set.root}`);
-  await untilInterrupted((signal) =>
-    discover(set, start, { follow, signal: AbortSignal.any([signal, stop]) })
-  );
-  while (work.size) await Promise.all([...work]);
+  // One scope for the whole set: Ctrl-C ends the discovery, and a process still being attached
+  // then is not given the command.
+  let interrupted = new AbortController().signal;
+  await untilInterrupted(async (signal) => {
+    interrupted = signal;
+    await discover(set, start, {
+      follow,
+      signal: AbortSignal.any([signal, stop, finished.signal]),
+    });
+    while (work.size) await Promise.all([...work]);
+  });
   if (!statuses.length) throw noTargets(set);
   return setStatus(statuses);
 }
