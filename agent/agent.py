@@ -538,6 +538,7 @@ class _Agent(object):
         self.snippets = {}                   # hash -> run callable
         self.names = {}                      # name -> hash
         self.libs = {}                       # name -> (hash, module): shared code snippets use
+        self.dependents = {}                 # library name -> namespaces that REQUIRE it
         self._bound_libs = {}                # call thread ident -> {name: module} it was checked with
         self.state = {}                      # state commands share (e.g. the active watches, for reset)
         self.counts = {"accepted": 0, "refused": 0, "bad_frames": 0, "calls": 0, "errors": 0,
@@ -873,7 +874,15 @@ class _Agent(object):
         if failure is not None:
             return failure
         with self._lock:
+            replaced = self.libs.get(name, (None, None))[1]
+            if replaced is not None:  # its namespace needs no more updates
+                for namespaces in self.dependents.values():
+                    namespaces[:] = [n for n in namespaces if n is not vars(replaced)]
             self.libs[name] = (digest, module)
+            # code loaded before keeps its source (and hash) but must use this version: else a
+            # library whose source did not change would go on with the old one and its state
+            for namespace in self.dependents.get(name, ()):
+                namespace[name] = module
         return {"id": rid, "type": "loaded", "name": name, "hash": digest, "kind": "lib"}
 
     def _execute(self, rid, name, filename, source, namespace):
@@ -891,6 +900,9 @@ class _Agent(object):
             unknown = [r for r in requires if r not in _BUILT_IN_LIBS and r not in self.libs]
             namespace.update((r, _BUILT_IN_LIBS[r] if r in _BUILT_IN_LIBS else self.libs[r][1])
                              for r in requires if r not in unknown)
+            for r in requires:
+                if r not in _BUILT_IN_LIBS and r not in unknown:
+                    self.dependents.setdefault(r, []).append(namespace)
         if unknown:
             return _error(rid, "LIB_MISSING", "'%s' requires library '%s', which is not loaded" % (
                 name, unknown[0]), lib=unknown[0])

@@ -427,8 +427,31 @@ def test_lib_binding(t):
           "a running call keeps the library version it was checked with", (ready, other, result))
     stale = b.request("call", command="libuser", hash=sha(LIBUSER_SRC), args={}, libs={"x": sha(LIB_V1)})
     check(stale.get("code") == "LIB_MISSING", "a call asking for the replaced version: LIB_MISSING", stale)
+    test_required_library_replaced(b)
     a.close()
     b.close()
+
+
+USES_X = 'REQUIRES = ("x",)\ndef version():\n    return x.VERSION\n'
+USES_USES_X = 'REQUIRES = ("errors", "usesx")\ndef run(ctx, args):\n    return {"version": usesx.version()}\n'
+
+
+def test_required_library_replaced(c):
+    """A library whose source did not change uses a library it requires in its newest version
+    (a newer CLI sends a changed `x` but the same `usesx`): nothing keeps the old one."""
+    for name, src in (("x", LIB_V1), ("usesx", USES_X)):
+        check(c.request("load", kind="lib", name=name, hash=sha(src), source=src)["type"] == "loaded",
+              "load " + name)
+    check(c.request("load", name="usesusesx", hash=sha(USES_USES_X), source=USES_USES_X)["type"] == "loaded",
+          "load the snippet")
+    versions = []
+    for lib_src in (LIB_V1, LIB_V2):
+        check(c.request("load", kind="lib", name="x", hash=sha(lib_src), source=lib_src)["type"] == "loaded",
+              "load x")
+        libs = {"x": sha(lib_src), "usesx": sha(USES_X)}
+        reply = c.request("call", command="usesusesx", hash=sha(USES_USES_X), args={}, libs=libs)
+        versions.append((reply.get("data") or {}).get("version"))
+    check(versions == [1, 2], "a required library replaced: its users see the new version", versions)
 
 
 def test_streaming_and_clients(t, st):
