@@ -121,6 +121,7 @@ console.log(
 for (const py of pythons()) console.log(await benchLook(py));
 console.log(await (await import("./tasks.ts")).benchTasksAll());
 console.log(await (await import("./async.ts")).benchAsyncAll());
+console.log(await (await import("./processes.ts")).benchProcessesAll());
 
 /** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */
 function tenPlugins(): string {
