@@ -10,6 +10,7 @@ import {
   StreamingCli,
   Target,
 } from "../tests/helpers/env.ts";
+import { childrenOf, killPid } from "../tests/helpers/family.ts";
 
 const POOL = `${REPO}/tests/targets/pool.py`;
 const RUNS = 3;
@@ -17,32 +18,14 @@ const WATCH_SECONDS = 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function children(pid: number): number[] {
-  const found: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) {
-        found.push(Number(e.name));
-      }
-    } catch { /* exited */ }
-  }
-  return found;
-}
-
 /** A pool of `workers` (":busy": calling without pause); its workers are killed with it. */
 async function withPool<T>(py: Python, spec: string, work: (t: Target) => Promise<T>) {
   const t = await Target.start(py, spec, { script: POOL });
-  const workers = children(t.pid);
+  const workers = childrenOf(t.pid);
   try {
     return await work(t);
   } finally {
-    for (const w of workers) {
-      try {
-        Deno.kill(w, "SIGKILL");
-      } catch { /* gone */ }
-    }
+    workers.forEach(killPid);
     await t.stop();
   }
 }

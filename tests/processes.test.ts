@@ -16,7 +16,7 @@ import {
   Target,
   waitUntil,
 } from "./helpers/env.ts";
-import { FRAMEWORK_TARGETS, frameworkPython } from "./helpers/frameworks.ts";
+import { childrenOf, type Gunicorn, killPid, spawnGunicorn } from "./helpers/family.ts";
 
 /** gunicorn's start is slow: its test runs on these only. */
 const GUNICORN_VERSIONS = ["3.8", "3.12", "3.14"];
@@ -24,61 +24,24 @@ const WORKERS = 3;
 
 type Json = Record<string, unknown>;
 
-/** The children of a process, from /proc (what the test checks peeka against). */
-function childrenOf(pid: number): number[] {
-  const found: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) {
-        found.push(Number(e.name));
-      }
-    } catch { /* exited */ }
-  }
-  return found.sort((a, b) => a - b);
-}
-
 function threadCount(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/task`)].length;
 }
 
-function kill(pid: number): void {
-  try {
-    Deno.kill(pid, "SIGKILL");
-  } catch { /* gone */ }
-}
-
 /** gunicorn with WORKERS sync workers serving tests/targets/frameworks/wsgi_app.py. */
 class Server {
-  log = "";
-  private constructor(readonly child: Deno.ChildProcess) {
-    void this.read();
-  }
+  private constructor(private readonly gunicorn: Gunicorn) {}
 
   static start(py: Python): Server {
-    const fw = frameworkPython(py);
-    const args = ["-m", "gunicorn", "-c", `${FRAMEWORK_TARGETS}/gunicorn_sync.py`];
-    return new Server(
-      new Deno.Command(fw.python.path, {
-        args: [...args, "--chdir", FRAMEWORK_TARGETS, "wsgi_app:app"],
-        env: fw.env,
-        cwd: "/tmp",
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn(),
-    );
+    return new Server(spawnGunicorn(py, "gunicorn_sync.py", "wsgi_app:app"));
   }
 
-  private async read(): Promise<void> {
-    for await (const chunk of this.child.stderr.pipeThrough(new TextDecoderStream())) {
-      this.log += chunk;
-    }
+  get log(): string {
+    return this.gunicorn.log();
   }
 
   get master(): number {
-    return this.child.pid;
+    return this.gunicorn.child.pid;
   }
 
   get port(): number {
@@ -102,9 +65,9 @@ class Server {
 
   async stop(): Promise<void> {
     const workers = childrenOf(this.master);
-    kill(this.master);
-    workers.forEach(kill);
-    await this.child.status;
+    killPid(this.master);
+    workers.forEach(killPid);
+    await this.gunicorn.child.status;
   }
 }
 
@@ -170,7 +133,7 @@ for (const py of pythons().filter((p) => GUNICORN_VERSIONS.includes(p.version)))
               (l.data as Json).elapsed_ms as number
             ),
           );
-          kill(workers[0]);
+          killPid(workers[0]);
           let fresh = 0;
           await waitUntil(
             () => {
@@ -287,7 +250,7 @@ for (const py of pythons()) {
     } finally {
       sleeper.kill("SIGKILL");
       await sleeper.status;
-      workers.forEach(kill);
+      workers.forEach(killPid);
       await pool.stop();
     }
   });
