@@ -133,7 +133,9 @@ export async function runOverSet(run: SetRun): Promise<number> {
     const job = (async () => {
       const skipped = await run.prepare(member, out);
       if (skipped !== null) return void statuses.push(skipped);
-      if (interrupted.aborted) return void statuses.push(130); // Ctrl-C while it was attached
+      // Ctrl-C or -n while it was being attached: it is not given the command.
+      if (interrupted.aborted) return void statuses.push(130);
+      if (stop.aborted) return void statuses.push(0);
       running.add(member.pid);
       try {
         const status = await run.run(command, member, out, { stop, late });

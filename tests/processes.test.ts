@@ -242,6 +242,30 @@ for (const py of pythons()) {
         assert(attach.lines.some((l) => l.type === "success" && l.pid === workers[1]));
       });
 
+      await t.step("a killed CLI leaves no watch in any worker", async () => {
+        const w = new StreamingCli(["watch", "__main__.work", "--children", String(pool.pid)], env);
+        try {
+          await waitUntil(
+            () => w.lines.filter((l) => l.event === "watch_started").length === workers.length,
+            20000,
+            `every worker watched: ${w.stderr}`,
+          );
+        } finally {
+          w.kill("SIGKILL");
+        }
+        await w.done;
+        await waitUntil(
+          async () => {
+            const r = await cli(["reset", "--list", "--children", String(pool.pid), "--json"], env);
+            const lists = r.lines.filter((l) => l.type === "result");
+            return lists.length === workers.length &&
+              lists.every((l) => (l.data as Json).total === 0);
+          },
+          10000,
+          "no worker lists a watch",
+        );
+      });
+
       await t.step("detach --children: no agent left", async () => {
         const r = await cli(["detach", "--children", String(pool.pid), "--json"], env);
         assertEquals(r.code, 0, r.stdout + r.stderr);
