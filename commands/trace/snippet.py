@@ -211,7 +211,7 @@ class Tree(object):
         one of the root's chain (they see it before the root resumes): the profile function is
         put back (its events from other tasks are ignored as usual)."""
         self.probe.listen_throws(None)
-        if not self.done and sys.getprofile() is None:
+        if not self.done and sys.getprofile() is None and _thread.get_ident() == self.tid:
             sys.setprofile(self.hook)
 
     def how_left(self, frame, arg):
@@ -385,23 +385,20 @@ class TraceProbe(object):
             self.publish(self.observation(call, tree, result, exc, duration_ns))
 
     def warm_up(self):
-        """A dry run of the profile function on this (the agent's) thread, over two functions
-        of ours named like a user's: the one-time costs of a first profiled call are paid here,
-        not by the first traced call of the target. They are: mapping files to loaded modules
-        (a scan of sys.modules, ~1 ms in a big app), and on 3.12+ CPython instrumenting each
-        of our functions the first time it runs under a profile function (the hook, naming a
-        code, making a node: ~10 us each). Nothing is kept: the probe is not installed yet."""
-        if sys.getprofile() is not None:
-            return
-        namespace = {}
+        """A dry run of the profile function on this (the agent's) thread: the events of a call
+        of a function of ours named like a user's, handed to it directly (no profile function is
+        set here, and no root returns: that would hand this thread off to listen_throws). The
+        one-time costs of a first traced call are paid here: mapping files to loaded modules (a
+        scan of sys.modules, ~1 ms in a big app), the first runs of the hook, of naming a code
+        and of making a node. Nothing is kept: the probe is not installed yet."""
+        namespace = {"_getframe": sys._getframe}
         exec(compile(_WARM_UP_SOURCE, "peeka-trace-warm-up.py", "exec"), namespace)
-        root = namespace["root"]
-        tree = Tree(self, Node("warm-up", None, None), None, root.__code__)
-        sys.setprofile(tree.hook)
-        try:
-            root()
-        finally:
-            sys.setprofile(None)
+        root, leaf = namespace["root"](), namespace["leaf"]()
+        tree = Tree(self, Node("warm-up", None, None), root, root.f_code)
+        for _ in range(2):          # not the root's return: that one would hand the thread off
+            tree.hook(leaf, "call", None)
+            tree.hook(leaf, "return", 1)
+        tree.done = True
         self.kinds.clear()
         self.code_bytes.clear()
 
@@ -533,12 +530,12 @@ def _own_ns(node):
 
 
 _WARM_UP_SOURCE = """
-def leaf(x):
-    return x + 1
+def leaf():
+    return _getframe()
 
 
 def root():
-    return leaf(1) + leaf(2)
+    return _getframe()
 """
 
 
