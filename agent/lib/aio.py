@@ -7,37 +7,13 @@ import gc
 import sys
 import time
 
-REQUIRES = ()
+REQUIRES = ("reflect",)
 
-_MISSING = object()
-_mro = type.__dict__["__mro__"].__get__
-_tdict = type.__dict__["__dict__"].__get__
-_tname = type.__dict__["__qualname__"].__get__
-_tmodule = type.__dict__["__module__"].__get__
-_GETSET = type(type.__dict__["__dict__"])
-_MEMBER = type(type.__dict__["__weakrefoffset__"])
 # Types whose C fields are plain reads: the interpreter's and asyncio's own.
 TRUSTED_C = ("builtins", "_asyncio")
 STACK_LIMIT = 300       # frames walked per thread when looking for loops and running tasks
 CHAIN_LIMIT = 200       # awaitables followed per task
 TIMER_CHUNK = 1000      # timer handles read between two calls of Asyncio.pause
-
-
-def _lookup(t, name):
-    for k in _mro(t):
-        d = _tdict(k)
-        if name in d:
-            return k, d[name]
-    return None, _MISSING
-
-
-def _instance_dict(obj, t):
-    _, d = _lookup(t, "__dict__")
-    if type(d) is _GETSET:
-        d = d.__get__(obj, t)
-        if type(d) is dict:
-            return d
-    return None
 
 
 def field(obj, name, default=None, trusted=TRUSTED_C):
@@ -50,8 +26,8 @@ def field(obj, name, default=None, trusted=TRUSTED_C):
     t = type(obj)
     key = (id(t), name, trusted)
     how = _HOW.get(key)
-    if how is None or how[0] is not t:          # the type is kept: its id is not reused meanwhile
-        how = _HOW[key] = (t,) + _how_to_read(t, name, trusted)
+    if how is None or how[0] is not t or (how[1] is _GENERIC and how[3] and reflect.lookup(t, name) is not how[2]):
+        how = _HOW[key] = _how_to_read(t, name, trusted)  # t is kept in `how`: its id is not reused
     kind, attr = how[1], how[2]
     try:
         if kind is _DESCRIPTOR:
@@ -61,9 +37,9 @@ def field(obj, name, default=None, trusted=TRUSTED_C):
     except AttributeError:
         return default
     if kind is _INSTANCE:                       # a method on the class: only an instance value counts
-        idict = _instance_dict(obj, t)
-        value = dict.get(idict, name, _MISSING) if idict is not None else _MISSING
-        return default if value is _MISSING else value
+        idict = reflect.instance_dict(obj, t)
+        value = dict.get(idict, name, reflect.MISSING) if idict is not None else reflect.MISSING
+        return default if value is reflect.MISSING else value
     return default
 
 
@@ -72,20 +48,24 @@ _DESCRIPTOR, _GENERIC, _INSTANCE, _NEVER = "descriptor", "generic", "instance", 
 
 
 def _how_to_read(t, name, trusted):
-    owner, attr = _lookup(t, name)
+    """(t, kind, what lookup() found, whether t's dictionaries can change). The generic read
+    runs what the class holds when it is read: a class that can change (one defined in Python)
+    is looked at again before each such read, so a property put there since is never run."""
+    attr = reflect.lookup(t, name)
     at = type(attr)
-    if at is _MEMBER or (at is _GETSET and _tmodule(owner) in trusted):
-        return _DESCRIPTOR, attr
-    if attr is not _MISSING and _lookup(at, "__set__")[1] is not _MISSING:
-        return _NEVER, None                     # a data descriptor (property...): it would run code
-    if attr is _MISSING or _lookup(at, "__get__")[1] is _MISSING:
-        return _GENERIC, None
-    return _INSTANCE, None
+    mutable = reflect.can_change(t)
+    if at is reflect.MEMBER or (at is reflect.GETSET and reflect.type_module(reflect.owner(t, name)) in trusted):
+        return t, _DESCRIPTOR, attr, mutable
+    if attr is not reflect.MISSING and reflect.lookup(at, "__set__") is not reflect.MISSING:
+        return t, _NEVER, attr, mutable         # a data descriptor (property...): it would run code
+    if attr is reflect.MISSING or reflect.lookup(at, "__get__") is reflect.MISSING:
+        return t, _GENERIC, attr, mutable
+    return t, _INSTANCE, attr, mutable
 
 
 def type_name(obj):
     t = type(obj)
-    return "%s.%s" % (_tmodule(t), _tname(t))
+    return "%s.%s" % (reflect.type_module(t), reflect.type_name(t))
 
 
 def hex_id(obj):
@@ -132,7 +112,7 @@ class Asyncio(object):
                                               self._global(self.c, "Future")) if isinstance(t, type))
         self.loop_base = self._global(self.events, "AbstractEventLoop")
         base_events = mods.get("asyncio.base_events")
-        self.base_time = _tdict(self._global(base_events, "BaseEventLoop", object)).get("time")
+        self.base_time = reflect.type_dict(self._global(base_events, "BaseEventLoop", object)).get("time")
         self.set_result = self._global(self.futures, "_set_result_unless_cancelled")
         self.gathering = self._global(self.tasks_mod, "_GatheringFuture")
         self.task_group = self._global(mods.get("asyncio.taskgroups"), "TaskGroup")
@@ -172,7 +152,7 @@ class Asyncio(object):
         return found
 
     def loop_kind(self, loop):
-        return "uvloop" if str(_tmodule(type(loop))).startswith("uvloop") else "asyncio"
+        return "uvloop" if str(reflect.type_module(type(loop))).startswith("uvloop") else "asyncio"
 
     def loop_thread(self, loop):
         """The ident of the thread running `loop` (BaseEventLoop keeps it while it runs)."""
@@ -181,7 +161,7 @@ class Asyncio(object):
 
     def now(self, loop):
         """loop.time() when it is asyncio's own (time.monotonic), else None."""
-        if self.base_time is not None and _lookup(type(loop), "time")[1] is self.base_time:
+        if self.base_time is not None and reflect.lookup(type(loop), "time") is self.base_time:
             return time.monotonic()
         return None
 
@@ -254,7 +234,7 @@ class Asyncio(object):
     def _cancel_requests(self, task):
         c_task = self._global(self.c, "Task")
         if c_task is not None and issubclass(type(task), c_task):
-            cancelling = _tdict(c_task).get("cancelling")
+            cancelling = reflect.type_dict(c_task).get("cancelling")
             return cancelling(task) if cancelling is not None else 0
         n = field(task, "_num_cancels_requested", 0)
         return n if type(n) is int else 0
@@ -284,7 +264,7 @@ class Asyncio(object):
         return links, None
 
     def _is_future_iter(self, t):
-        return _tmodule(t) == "_asyncio" and _tname(t) == "FutureIter"
+        return reflect.type_module(t) == "_asyncio" and reflect.type_name(t) == "FutureIter"
 
     def _wrapped(self, obj):
         """What a C wrapper awaits, from its GC references (its tp_traverse: no code runs)."""

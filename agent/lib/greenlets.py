@@ -5,7 +5,7 @@
 import gc
 import sys
 
-REQUIRES = ("aio",)
+REQUIRES = ("reflect", "aio")
 
 CHUNK = 20000           # objects looked at between two releases of the GIL
 
@@ -35,7 +35,7 @@ class Look(object):
     def __init__(self, ctx, depth, clock, frame_info):
         self.ctx, self.depth, self.clock, self.frame_info = ctx, depth, clock, frame_info
         self.base = _greenlet_type()
-        slots = type.__dict__["__dict__"].__get__(self.base)
+        slots = reflect.type_dict(self.base)
         self.dead, self.frame, self.parent = slots["dead"].__get__, slots["gr_frame"].__get__, slots["parent"].__get__
         self.active = slots["__bool__"]          # started and not dead, greenlet's own C slot
         self.gevent = _class("gevent.greenlet", "Greenlet")
@@ -93,7 +93,7 @@ class Look(object):
             return "done"
         if not self.active(g):
             scheduled = self.gevent is not None and issubclass(type(g), self.gevent) \
-                and type.__dict__["__dict__"].__get__(self.gevent)["__bool__"](g)
+                and reflect.type_dict(self.gevent)["__bool__"](g)
             return "ready" if scheduled else "not started"
         return "running" if self.frame(g) is None else "blocked"
 

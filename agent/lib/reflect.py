@@ -13,6 +13,8 @@ type_dict = type.__dict__["__dict__"].__get__          # may shadow these attrib
 type_module = type.__dict__["__module__"].__get__
 type_bases = type.__dict__["__bases__"].__get__
 type_name = type.__dict__["__qualname__"].__get__      # the qualified name of a type
+type_flags = type.__dict__["__flags__"].__get__
+HEAPTYPE, IMMUTABLETYPE = 1 << 9, 1 << 8               # flags (the second from 3.10, unused before)
 GETSET = type(type.__dict__["__dict__"])               # C-level attribute
 MEMBER = type(type.__dict__["__weakrefoffset__"])      # __slots__ entry
 WRAPPER = type(object.__init__)                        # a dunder implemented in C
@@ -39,6 +41,21 @@ def lookup(t, name):
         if name in d:
             return d[name]
     return MISSING
+
+
+def owner(t, name):
+    """The class of t's MRO whose dictionary holds `name` (what lookup() reads), or None."""
+    for k in type_mro(t):
+        if name in type_dict(k):
+            return k
+    return None
+
+
+def can_change(t):
+    """Whether t's dictionaries can change (a class defined in Python): what lookup() found may be
+    replaced later, e.g. by a property. Built-in and immutable C types cannot be changed."""
+    flags = type_flags(t)
+    return bool(flags & HEAPTYPE) and not flags & IMMUTABLETYPE
 
 
 def instance_dict(o, t):

@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+REQUIRES = ("reflect",)
+
 # The innermost Python function, or the call its current line makes into C.
 _TIMED_NAME = re.compile(r"sleep")
 _TIMED_CALL = re.compile(r"\bsleep\(")
@@ -71,7 +73,7 @@ def _find_qualname(module, code):
         if type(value) is _FUNCTION and value.__code__ is code:
             return value.__qualname__
         if isinstance(value, type):
-            for attr in list(type.__dict__["__dict__"].__get__(value).values()):
+            for attr in list(reflect.type_dict(value).values()):
                 fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
                 if type(fn) is _FUNCTION and fn.__code__ is code:
                     return fn.__qualname__
@@ -89,16 +91,6 @@ _FUNCTION = type(_find_qualname)
 # stored: no property or __getattr__ of theirs runs.
 
 
-def _fields(obj):
-    """An object's instance dict as stored ({} if none). Not reflect.fields: this library stays
-    free of requirements (the protocol self-test and others load it alone)."""
-    try:
-        fields = object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return {}
-    return fields if type(fields) is dict else {}
-
-
 def main_ident(frames):
     """The ident of the main thread among `frames` (sys._current_frames()): the interpreter's
     own record (3.13+), else threading's when it names a real thread, else the oldest thread
@@ -109,8 +101,8 @@ def main_ident(frames):
         if ident in frames:
             return ident
     threading = sys.modules.get("threading")
-    main = _fields(threading).get("_main_thread") if threading is not None else None
-    ident = _fields(main).get("_ident") if main is not None else None
+    main = reflect.fields(threading).get("_main_thread") if threading is not None else None
+    ident = reflect.fields(main).get("_ident") if main is not None else None
     if ident in frames:
         return ident
     return list(frames)[-1] if frames else None
@@ -122,7 +114,7 @@ def thread_table(frames):
     "MainThread" with the process's id as native id (its tid, in the process's own pid
     namespace) when threading does not know better; a thread threading never saw has name None."""
     threading = sys.modules.get("threading")
-    registry = _fields(threading) if threading is not None else {}
+    registry = reflect.fields(threading) if threading is not None else {}
     active = registry.get("_active")
     active = dict(active) if isinstance(active, dict) else {}  # a copy: threads come and go
     main = main_ident(frames)
@@ -131,7 +123,7 @@ def thread_table(frames):
         thread = active.get(ident)
         if thread is None and ident == main:
             thread = registry.get("_main_thread")  # gevent keys it by the main greenlet's id
-        fields = _fields(thread) if thread is not None else {}
+        fields = reflect.fields(thread) if thread is not None else {}
         name = fields.get("_name")
         info = {"name": name if isinstance(name, str) else None, "native_id": fields.get("_native_id"),
                 "daemon": fields.get("_daemonic") if thread is not None else None, "is_main": ident == main}

@@ -42,7 +42,7 @@ export default defineCommand({
     { flags: "--limit <n>", description: "instances shown", type: "int", default: 10 },
   ],
   snippet,
-  libs: ["serialize", "condition", "heap"],
+  libs: ["serialize", "heap"],
   request: (opts, args) => ({
     path: args[0],
     depth: opts.depth,

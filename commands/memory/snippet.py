@@ -7,8 +7,7 @@ import os
 import sys
 import time
 
-REQUIRES = ("errors",)
-
+REQUIRES = ("errors", "reflect")
 
 
 def _proc_status():
@@ -42,7 +41,7 @@ def object_types(ctx, limit):
                 sizes[t] = sizes.get(t, 0) + sys.getsizeof(o)
             except Exception:
                 pass
-    name = ctx.agent.lib("serialize").qualified_name     # no attribute lookup on the classes
+    name = reflect.qualified_name           # no attribute lookup on the classes
     by_count = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
     by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:limit]
     return total, ([{"type": name(t), "count": n, "size_bytes": sizes.get(t, 0)} for t, n in by_count],

@@ -177,7 +177,6 @@ const tasks = defineCommand({
     },
   ],
   snippet,
-  libs: ["aio", "greenlets", "threads"],
   needsTarget: true,
   request: (opts) => ({ depth: opts.depth }),
   render: (data, opts) => renderTasks(data, Boolean(opts.tree)),

@@ -6,7 +6,7 @@
 import sys
 import time
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "real", "aio", "greenlets", "threads")
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 200
@@ -45,7 +45,7 @@ class _Clock(object):
                 "total_ms": round((time.monotonic() - self.wall0) * 1000, 2)}
 
 
-def _thread_names(aio):
+def _thread_names():
     threading = sys.modules.get("threading")
     active = vars(threading).get("_active") if threading is not None else None
     names = {}
@@ -55,7 +55,7 @@ def _thread_names(aio):
     return names
 
 
-def _frame_info(threads, frame, function=None, kind=None):
+def _frame_info(frame, function=None, kind=None):
     code = frame.f_code
     info = {"file": code.co_filename, "line": frame.f_lineno, "function": function or code.co_name,
             "code": threads.code_line(code.co_filename, frame.f_lineno)}
@@ -64,7 +64,7 @@ def _frame_info(threads, frame, function=None, kind=None):
     return info
 
 
-def _qualified(threads, code, qualname):
+def _qualified(code, qualname):
     module = threads.module_of_file(code.co_filename) if code is not None else None
     name = vars(module).get("__name__") if module is not None else None
     return "%s.%s" % (name, qualname) if type(name) is str else qualname
@@ -75,20 +75,19 @@ class _Look(object):
 
     def __init__(self, ctx, depth, clock):
         self.ctx, self.depth, self.clock = ctx, depth, clock
-        self.lib, self.threads = ctx.agent.lib("aio"), ctx.agent.lib("threads")
-        self.aio = self.lib.Asyncio()
-        self.aio.pause = clock.release
+        self.asyncio = aio.Asyncio()
+        self.asyncio.pause = clock.release
         self.hidden = set(ctx.agent.thread_idents)
-        self.stacks = self.lib.thread_stacks(self.hidden)
-        self.names = _thread_names(self.lib)
+        self.stacks = aio.thread_stacks(self.hidden)
+        self.names = _thread_names()
         self.loops = {}
 
     def run(self):
-        by_thread = self.aio.loops_in_stacks(self.stacks)
+        by_thread = self.asyncio.loops_in_stacks(self.stacks)
         for ident, loop in by_thread.items():
             self._loop(loop, ident)
         t0 = time.monotonic()
-        tasks, sources = self.aio.registered_tasks([self.loops[k]["obj"] for k in self.loops])
+        tasks, sources = self.asyncio.registered_tasks([self.loops[k]["obj"] for k in self.loops])
         snapshot_ms = round((time.monotonic() - t0) * 1000, 2)
         count = 0
         for start in range(0, len(tasks), CHUNK):
@@ -105,31 +104,27 @@ class _Look(object):
             loops.append(entry)
         self.stacks = None
         return {"count": count, "loops": loops, "registries": sources, "snapshot_ms": snapshot_ms,
-                "notes": self.aio.notes}
-
-    def frame_info(self, frame, function=None, kind=None):
-        return _frame_info(self.threads, frame, function, kind)
+                "notes": self.asyncio.notes}
 
     def _loop(self, loop, ident=None):
-        aio = self.lib
         entry = self.loops.get(id(loop))
         if entry is None:
-            ident = ident if ident is not None else self.aio.loop_thread(loop)
+            ident = ident if ident is not None else self.asyncio.loop_thread(loop)
             entry = self.loops[id(loop)] = {
-                "id": aio.hex_id(loop), "type": self.aio.loop_kind(loop), "class": aio.type_name(loop),
+                "id": aio.hex_id(loop), "type": self.asyncio.loop_kind(loop), "class": aio.type_name(loop),
                 "thread": ident, "thread_name": self.names.get(ident), "running": ident is not None,
                 "tasks": 0, "obj": loop}
         return entry
 
     def describe(self, task):
-        a, aio = self.aio, self.lib
+        a = self.asyncio
         coro = aio.field(task, "_coro")
         loop = aio.field(task, "_loop")
         state, extra = a.task_state(task, coro)
         code = getattr(coro, "cr_code", None) if type(coro) is aio.CORO else None
         qualname = coro.__qualname__ if type(coro) is aio.CORO else aio.type_name(coro)
         info = {"kind": "asyncio", "id": aio.hex_id(task), "name": a.task_name(task),
-                "coro": _qualified(self.threads, code, qualname), "state": state, "loop": aio.hex_id(loop)}
+                "coro": _qualified(code, qualname), "state": state, "loop": aio.hex_id(loop)}
         info.update(extra)
         if loop is not None:
             self._loop(loop)["tasks"] += state != "done"
@@ -152,8 +147,8 @@ class _Look(object):
     def _suspended(self, info, task, coro, loop, links, group):
         """A suspended task's chain (innermost `depth` frames) and what it awaits, into `info`;
         returns the tasks it awaits through an awaited task or a gather."""
-        a, aio = self.aio, self.lib
-        frames = [self.frame_info(f, q, k) for k, q, f in links if f is not None and q != "Future.__await__"]
+        a = self.asyncio
+        frames = [_frame_info(f, q, k) for k, q, f in links if f is not None and q != "Future.__await__"]
         info["stack"] = frames[-self.depth:]
         if len(frames) > self.depth:
             info["frames_left_out"] = len(frames) - self.depth
@@ -174,25 +169,23 @@ class _Look(object):
         """The frames of the thread that runs this task now, from its coroutine inwards, read
         in the same hold of the GIL as the task's state."""
         target = coro.cr_frame
-        for ident, frames in self.lib.thread_stacks(self.hidden).items():
+        for ident, frames in aio.thread_stacks(self.hidden).items():
             for pos, frame in enumerate(frames):
                 if frame is target:
-                    return [self.frame_info(f) for f in reversed(frames[:pos + 1][:self.depth])]
+                    return [_frame_info(f) for f in reversed(frames[:pos + 1][:self.depth])]
         return []
 
 
 def run(ctx, args):
     depth = _depth(args)
-    clock = _Clock(ctx.agent.real.sleep)
-    greenlets = ctx.agent.lib("greenlets")
+    clock = _Clock(real.sleep)
     result = {"asyncio": "asyncio.events" in sys.modules, "gevent": greenlets.in_use()}
     if result["asyncio"]:
         result.update(_Look(ctx, depth, clock).run())
     else:
         result.update({"count": 0, "loops": [], "notes": []})
     if result["gevent"]:
-        threads = ctx.agent.lib("threads")
-        found = greenlets.Look(ctx, depth, clock, lambda f: _frame_info(threads, f)).run()
+        found = greenlets.Look(ctx, depth, clock, _frame_info).run()
         result["greenlets"] = found["count"]
         result["count"] += found["count"]
         result["notes"] += found["notes"]
