@@ -6,7 +6,7 @@ import { Box, render, Text, useApp, useInput, useStdin, useStdout } from "ink";
 import { type PythonProcess, pythonProcesses } from "../core/processes.ts";
 import { printableDeep } from "../core/output.ts";
 import { builtinCommand } from "../commands/registry.ts";
-import { type Item, type Stream, TargetSession } from "./target.ts";
+import { type Item, type Stream, type Target, TargetGroup, TargetSession } from "./target.ts";
 import { requestFor } from "./request.ts";
 import { chunkOf, KeyQueue, typeInto } from "./keys.ts";
 
@@ -97,7 +97,12 @@ function Prompt(
 }
 
 // ---- choosing a process -------------------------------------------------------------------
-function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit: () => void }) {
+function Picker(
+  { onPick, onQuit }: {
+    onPick: (p: PythonProcess, workers: boolean) => void;
+    onQuit: () => void;
+  },
+) {
   const [all, setAll] = useState<PythonProcess[]>(() => printableDeep(pythonProcesses()));
   const [filter, setFilter] = useState("");
   const [index, setIndex] = useState(0);
@@ -111,6 +116,7 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
     else if (key.escape) setFilter("");
     else if (input === "q" && !filter) onQuit();
     else if (input === "r" && !filter) setAll(printableDeep(pythonProcesses()));
+    else if (key.tab && shown[index]?.children.length) onPick(shown[index], true);
     else if (!key.ctrl && !key.meta) {
       const typed = typeInto(filter, chunkOf(input, key));
       if (typed.value !== filter) {
@@ -120,7 +126,7 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
       if (!typed.submitted) return;
       // Typed and submitted at once: the choice is the first match of the new filter.
       const chosen = typed.value === filter ? shown[index] : matching(typed.value)[0];
-      if (chosen) onPick(chosen);
+      if (chosen) onPick(chosen, false);
       replayKeys(typed.rest);
     }
   });
@@ -133,16 +139,20 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
           <Text key={p.pid} inverse={i === index} wrap="truncate-end">
             {`${String(p.pid).padStart(7)}  ${p.version.padEnd(5)} ${
               p.attached ? "attached" : "        "
-            }  ${p.command}`}
+            } ${(p.role ?? "").padEnd(8)} ${p.command}`}
           </Text>
         ))}
         {shown.length === 0 ? <Text color="yellow">no Python process matches</Text> : null}
       </Box>
       <Footer
-        keys={[["↑↓", "select"], ["enter", "attach"], ["type", "filter"], ["r", "refresh"], [
-          "q",
-          "quit",
-        ]]}
+        keys={[
+          ["↑↓", "select"],
+          ["enter", "attach"],
+          ["tab", "its workers as one"],
+          ["type", "filter"],
+          ["r", "refresh"],
+          ["q", "quit"],
+        ]}
       />
     </Box>
   );
@@ -150,7 +160,7 @@ function Picker({ onPick, onQuit }: { onPick: (p: PythonProcess) => void; onQuit
 
 // ---- panels ------------------------------------------------------------------------------------
 interface PanelProps {
-  session: TargetSession;
+  session: Target;
   active: boolean;
   height: number;
   setKeys: (k: Key[]) => void;
@@ -223,7 +233,8 @@ function watchLine(o: Item): string {
   const time = new Date(Number(o.timestamp) * 1000).toISOString().slice(11, 23);
   const exc = o.exception as { type: string; message: string } | null;
   const outcome = exc ? `raised ${exc.type}: ${exc.message}` : `→ ${JSON.stringify(o.result)}`;
-  return `${time} ${o.func_name} #${o.count} ${Number(o.duration_ms).toFixed(3)}ms ` +
+  const from = o.pid ? `[${o.pid}] ` : ""; // a worker of a group
+  return `${from}${time} ${o.func_name} #${o.count} ${Number(o.duration_ms).toFixed(3)}ms ` +
     `args=${JSON.stringify(o.args)} ${outcome}`;
 }
 
@@ -409,7 +420,7 @@ const PANELS = [["1", "threads"], ["2", "watch"], ["3", "monitor"], ["4", "top"]
 const PANEL_VIEWS = [ThreadsPanel, WatchPanel, MonitorPanel, TopPanel];
 
 function Attached(
-  { session, onQuit }: { session: TargetSession; onQuit: (detach: boolean) => void },
+  { session, onQuit }: { session: Target; onQuit: (detach: boolean) => void },
 ) {
   const { rows } = useTerminalSize();
   const [panel, setPanel] = useState(0);
@@ -433,7 +444,11 @@ function Attached(
   return (
     <Box flexDirection="column" height={rows}>
       <Box>
-        <Text bold>{`peeka — pid ${session.pid} (Python ${session.pythonVersion})  `}</Text>
+        <Text bold>
+          {`peeka — ${
+            session instanceof TargetGroup ? session.label : `pid ${session.pid}`
+          } (Python ${session.pythonVersion})  `}
+        </Text>
         {PANELS.map(([k, name], i) => <Text key={k} inverse={i === panel}>{` ${k} ${name} `}
         </Text>)}
       </Box>
@@ -448,7 +463,7 @@ function Attached(
       {asking
         ? (
           <Text color="yellow">
-            {`Detach from process ${session.pid} before quitting? y: detach and quit   n: quit, stay attached   esc: back`}
+            {`Detach from ${session.label} before quitting? y: detach and quit   n: quit, stay attached   esc: back`}
           </Text>
         )
         : <Text></Text>}
@@ -468,7 +483,7 @@ type Outcome = { message: string; code: number };
 
 function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
   const { exit } = useApp();
-  const [session, setSession] = useState<TargetSession | null>(null);
+  const [session, setSession] = useState<Target | null>(null);
   const [busy, setBusy] = useState(pid ? `attaching to ${pid}…` : "");
   const [error, setError] = useState("");
   const [closed, setClosed] = useState(false);
@@ -477,9 +492,9 @@ function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
     setClosed(true); // the last frame is empty: the shell's prompt comes back on a clean line
     setTimeout(exit, 0);
   };
-  const attachTo = (target: number) => {
-    setBusy(`attaching to ${target}…`);
-    TargetSession.attach(target).then((s) => {
+  const attachTo = (target: number, workers = false) => {
+    setBusy(`attaching to ${workers ? `the workers of ${target}` : target}…`);
+    (workers ? TargetGroup.attach(target) : TargetSession.attach(target)).then((s: Target) => {
       setBusy("");
       setSession(s);
     }, (e) => {
@@ -494,15 +509,17 @@ function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
     if (!session) return finish({ message: "", code: 0 });
     if (!detach) {
       return finish({
-        message: `Left process ${session.pid} attached (peeka detach ${session.pid})`,
+        message: session instanceof TargetGroup
+          ? `Left ${session.label} attached (peeka detach --children ${session.pid})`
+          : `Left process ${session.pid} attached (peeka detach ${session.pid})`,
         code: 0,
       });
     }
-    setBusy(`detaching from ${session.pid}…`);
+    setBusy(`detaching from ${session.label}…`);
     session.detach().then(
       (errors) =>
         finish({
-          message: `Detached from process ${session.pid}${
+          message: `Detached from ${session.label}${
             errors.length ? ` (${errors.join("; ")})` : ""
           }`,
           code: errors.length ? 2 : 0,
@@ -516,7 +533,10 @@ function App({ pid, done }: { pid?: number; done: (o: Outcome) => void }) {
   return (
     <Box flexDirection="column">
       {error ? <Text color="red">{error}</Text> : null}
-      <Picker onPick={(p) => attachTo(p.pid)} onQuit={() => finish({ message: "", code: 0 })} />
+      <Picker
+        onPick={(p, workers) => attachTo(p.pid, workers)}
+        onQuit={() => finish({ message: "", code: 0 })}
+      />
     </Box>
   );
 }

@@ -9,6 +9,7 @@ import { AgentClient, type Frame } from "../core/protocol.ts";
 import { rememberSession, sessionPaths } from "../core/session.ts";
 import { detachProcess } from "../attach/detach.ts";
 import { builtinCommand } from "../commands/registry.ts";
+import { pythonDescendants } from "../core/processes.ts";
 
 export type Item = Record<string, unknown>;
 
@@ -17,13 +18,35 @@ export interface Stream {
   done: Promise<void>;
 }
 
-export class TargetSession {
+/** What the panels work on: one process, or a master's workers as one (TargetGroup). */
+export interface Target {
+  /** The process, or the master whose workers these are. */
+  readonly pid: number;
+  readonly pythonVersion: string;
+  /** "process 12", "the 3 workers of 12". */
+  readonly label: string;
+  threads(): Promise<Item>;
+  stream(
+    cmd: PeekaCommand,
+    request: Record<string, unknown>,
+    onItem: (item: Item) => void,
+    onEnd: (error?: string) => void,
+  ): Stream;
+  detach(): Promise<string[]>;
+}
+
+export class TargetSession implements Target {
   private constructor(readonly pid: number, readonly pythonVersion: string) {}
 
-  static async attach(pid: number): Promise<TargetSession> {
+  /** Attaches; the process becomes the CLI's current session unless it is one of a group. */
+  static async attach(pid: number, remember = true): Promise<TargetSession> {
     const r = await attach(pid, { timeoutMs: 10000 });
-    rememberSession(pid);
+    if (remember) rememberSession(pid);
     return new TargetSession(pid, r.python_version);
+  }
+
+  get label(): string {
+    return `process ${this.pid}`;
   }
 
   private connect(): Promise<AgentClient> {
@@ -80,5 +103,63 @@ export class TargetSession {
     } finally {
       client.close();
     }
+  }
+}
+
+/** A master's Python workers as one target: threads of all, streams merged (each item with its
+ * worker's `pid`), detach from all. The workers are those found at the attach. */
+export class TargetGroup implements Target {
+  private constructor(readonly pid: number, private readonly members: TargetSession[]) {}
+
+  static async attach(master: number): Promise<TargetGroup> {
+    const pids = pythonDescendants(master);
+    if (!pids.length) throw new Error(`process ${master} has no Python child processes`);
+    return new TargetGroup(
+      master,
+      await Promise.all(pids.map((pid) => TargetSession.attach(pid, false))),
+    );
+  }
+
+  get pythonVersion(): string {
+    return this.members[0].pythonVersion;
+  }
+
+  get label(): string {
+    return `the ${this.members.length} workers of ${this.pid}`;
+  }
+
+  /** Every worker's threads, each named and keyed with its pid (forked workers share idents). */
+  async threads(): Promise<Item> {
+    const each = await Promise.all(this.members.map(async (m) => {
+      const threads = (await m.threads()).threads as Item[];
+      return threads.map((t) => ({
+        ...t,
+        name: `${m.pid} ${t.name}`,
+        ident: `${m.pid}:${t.ident}`,
+      }));
+    }));
+    return { threads: each.flat() };
+  }
+
+  stream(
+    cmd: PeekaCommand,
+    request: Record<string, unknown>,
+    onItem: (item: Item) => void,
+    onEnd: (error?: string) => void,
+  ): Stream {
+    const errors: string[] = [];
+    const streams = this.members.map((m) =>
+      m.stream(cmd, request, (item) => onItem({ ...item, pid: m.pid }), (error) => {
+        if (error) errors.push(`${m.pid}: ${error}`);
+      })
+    );
+    const done = Promise.all(streams.map((s) => s.done)).then(() =>
+      onEnd(errors.length ? errors.join("; ") : undefined)
+    );
+    return { stop: () => streams.forEach((s) => s.stop()), done };
+  }
+
+  async detach(): Promise<string[]> {
+    return (await Promise.all(this.members.map((m) => m.detach()))).flat();
   }
 }
