@@ -3,7 +3,7 @@
 // PID itself). With --children the set grows: a worker the master forks later is found by
 // polling /proc.
 import { InvalidArgumentError } from "commander";
-import type { Options } from "./command.ts";
+import { type Options, UsageError } from "./command.ts";
 import { isPython, pythonDescendants, roleOfProcess } from "./processes.ts";
 import { processExists } from "../process/procfs.ts";
 
@@ -38,6 +38,9 @@ export function parsePidList(value: string, previous: number[] | undefined): num
 export function targetSet(opts: Options): TargetSet | null {
   const pids = (opts.pids as number[] | undefined) ?? [];
   const root = opts.children as number | undefined;
+  if (root === undefined && opts.includeParent) {
+    throw new UsageError("--include-parent goes with --children PID");
+  }
   if (root === undefined && pids.length < 2) return null;
   return { pids: [...new Set(pids)], root, includeParent: opts.includeParent === true };
 }
