@@ -14,8 +14,9 @@ import { AgentClient, AgentGoneError, AgentTimeoutError, SessionEndedError } fro
 import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
 import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
 import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
-import { type Member, parsePidList, type TargetSet, targetSet } from "./fleet.ts";
+import { parsePidList, type TargetSet, targetSet } from "./fleet.ts";
 import { runOverSet } from "./fanout.ts";
+import type { RunBase } from "./set_member.ts";
 import { PeekaError } from "../process/errors.ts";
 
 export { VERSION } from "./version.ts";
@@ -190,11 +191,7 @@ interface TargetContext extends CommandContext {
   close(): void;
 }
 
-function targetContext(
-  cmd: PeekaCommand,
-  base: Pick<CommandContext, "out" | "opts" | "args" | "registry">,
-  fixedPid?: number,
-): TargetContext {
+function targetContext(cmd: PeekaCommand, base: RunBase, fixedPid?: number): TargetContext {
   let client: AgentClient | null = null;
   let pid = fixedPid;
   const ctx: TargetContext = {
@@ -262,86 +259,21 @@ async function runTarget(
 
 /** Between two tries of a command on a worker that has just started (its modules loading). */
 const RETRY_DELAY_MS = 200;
-/** How long a worker found later may take to load what the command names. */
-const LATE_LOAD_MS = 3000;
-
-/** A worker forked a moment ago may not have imported the watched module yet. */
-function notLoadedYet(since: number): (e: unknown) => boolean {
-  return (e) =>
-    e instanceof PeekaError && e.code === "NOT_LOADED" && Date.now() - since < LATE_LOAD_MS;
-}
-
-/**
- * What a process of a --children set needs before the command runs on it: one that is not
- * attached is attached first for a command that talks to its agent (a worker forked a moment
- * ago never is), and skipped by one that does not (detach). Null when it is ready; otherwise
- * the process's status.
- */
-async function prepareMember(
-  cmd: PeekaCommand,
-  set: TargetSet,
-  member: Member,
-  out: Output,
-  registry: Registry,
-  attach: (attachCmd: PeekaCommand) => Promise<number>,
-): Promise<number | null> {
-  if (set.root === undefined || cmd.name === "attach") return null;
-  if (hasSocket(sessionPaths(member.pid))) return null;
-  const attachCmd = cmd.snippet ? registry.commands.find((c) => c.name === "attach") : undefined;
-  if (!attachCmd) {
-    out.status(`process ${member.pid} is not attached; left alone`);
-    return 0;
-  }
-  const status = await attach(attachCmd);
-  return status === 0 ? null : status;
-}
-
-/** The options a command gets when none is given on the command line. */
-function optionDefaults(cmd: PeekaCommand): Options {
-  const opts: Options = {};
-  for (const spec of cmd.options ?? []) {
-    const long = /--([\w-]+)/.exec(spec.flags)?.[1];
-    if (long && spec.default !== undefined) {
-      opts[long.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())] = spec.default;
-    }
-  }
-  return opts;
-}
 
 /** The same command on every process of a set (core/fanout.ts), each through runTarget. */
 function runOnSet(
   cmd: PeekaCommand,
   set: TargetSet,
-  base: Pick<CommandContext, "out" | "opts" | "args" | "registry">,
+  base: RunBase,
   guard: InterruptGuard,
 ): Promise<number> {
-  const memberBase = (command: PeekaCommand, member: Member, out: Output) => ({
-    ...base,
-    out,
-    opts: { ...base.opts, pid: member.pid, pids: undefined, children: undefined, inSet: true },
-    args: command.arguments?.[0]?.name === "pid" ? [String(member.pid)] : base.args,
-  });
   return runOverSet({
     cmd,
     set,
-    out: base.out,
+    base,
     setContext: targetContext(cmd, base),
-    prepare: (member, out) =>
-      prepareMember(cmd, set, member, out, base.registry, (attach) => {
-        const opts = { ...optionDefaults(attach), inSet: true };
-        const ctx = targetContext(attach, { ...memberBase(attach, member, out), opts }, member.pid);
-        return runTarget(attach, ctx, guard);
-      }),
-    run: (command, member, out, { stop, late }) =>
-      runTarget(
-        command,
-        targetContext(command, memberBase(command, member, out), member.pid),
-        guard,
-        {
-          stop,
-          retry: late ? notLoadedYet(Date.now()) : undefined,
-        },
-      ),
+    runOn: (command, memberBase, pid, options) =>
+      runTarget(command, targetContext(command, memberBase, pid), guard, options),
   });
 }
 

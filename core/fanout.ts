@@ -6,9 +6,9 @@
 // (`fleet.combine`) and one exit status.
 import type { CommandContext, PeekaCommand } from "./command.ts";
 import type { Frame } from "./protocol.ts";
-import type { Output } from "./output.ts";
 import { discover, type Member, type TargetSet } from "./fleet.ts";
 import { MemberOutput } from "./member_output.ts";
+import { memberBase, notLoadedYet, prepareMember, type RunBase, type RunOn } from "./set_member.ts";
 import { untilInterrupted } from "./call.ts";
 import { SessionError } from "./session.ts";
 import { processExists } from "../process/procfs.ts";
@@ -16,19 +16,11 @@ import { processExists } from "../process/procfs.ts";
 export interface SetRun {
   cmd: PeekaCommand;
   set: TargetSet;
-  out: Output;
+  /** The command line as given (each process gets it with its own pid: core/set_member.ts). */
+  base: RunBase;
   /** A context for what the set prints as a whole (combined observations). */
   setContext: CommandContext;
-  /** Makes a process ready for the command (attaches it when needed): null when it is, else
-   * the process's status (it was skipped, or could not be made ready and said why). */
-  prepare(member: Member, out: Output): Promise<number | null>;
-  /** The command on one process; `late` for a process found after the start. */
-  run(
-    cmd: PeekaCommand,
-    member: Member,
-    out: Output,
-    options: { stop: AbortSignal; late: boolean },
-  ): Promise<number>;
+  runOn: RunOn;
 }
 
 /** The items of a frame: a batch's, or the frame itself. */
@@ -96,75 +88,105 @@ function setStatus(statuses: number[]): number {
 }
 
 export async function runOverSet(run: SetRun): Promise<number> {
-  const { cmd, set } = run;
-  if (set.root !== undefined && !processExists(set.root)) {
-    throw new SessionError("NO_SUCH_PROCESS", `no process with pid ${set.root}`);
+  if (run.set.root !== undefined && !processExists(run.set.root)) {
+    throw new SessionError("NO_SUCH_PROCESS", `no process with pid ${run.set.root}`);
   }
-  const times = Number(run.setContext.opts.times);
-  const limit = cmd.streaming && !cmd.fleet?.timesPerProcess && times > 0
-    ? new SetLimit(times)
-    : null;
-  const stop = limit?.stop.signal ?? new AbortController().signal;
-  // A --children stream also ends when its processes' streams all ended by themselves (top -d,
-  // monitor -n): a worker forked later would start a stream nobody asked for.
-  const finished = new AbortController();
-  const running = new Set<number>();
-  const combiner = cmd.fleet?.combine
-    ? new Combiner(
-      cmd.fleet.combine,
-      () => running,
-      (items) => cmd.onFrame?.({ id: 0, type: "batch", items }, run.setContext),
-    )
-    : null;
-  const command: PeekaCommand = {
-    ...cmd,
-    onFrame: (frame, ctx) => {
-      const admitted = limit ? limit.admit(frame) : frame;
-      if (!admitted) return;
-      cmd.onFrame?.(admitted, ctx);
-      combiner?.add(ctx.targetPid(), admitted);
-    },
-  };
-  const statuses: number[] = [];
-  let endedByItself = false;
-  const work = new Set<Promise<void>>();
-  const start = (member: Member, late: boolean) => {
-    const out = new MemberOutput(run.out, member);
-    const job = (async () => {
-      const skipped = await run.prepare(member, out);
-      if (skipped !== null) return void statuses.push(skipped);
-      // Ctrl-C or -n while it was being attached: it is not given the command.
-      if (interrupted.aborted) return void statuses.push(130);
-      if (stop.aborted) return void statuses.push(0);
-      running.add(member.pid);
-      try {
-        const status = await run.run(command, member, out, { stop, late });
-        statuses.push(status);
-        if (status === 0 && processExists(member.pid)) endedByItself = true;
-      } finally {
-        running.delete(member.pid);
-        combiner?.flush();
-        if (endedByItself && !running.size) finished.abort();
-      }
-    })();
-    work.add(job);
-    job.finally(() => work.delete(job));
-  };
-  const follow = cmd.streaming === true && set.root !== undefined;
-  if (follow) run.out.status(`following the Python descendants of process ${set.root}`);
-  // One scope for the whole set: Ctrl-C ends the discovery, and a process still being attached
-  // then is not given the command.
-  let interrupted = new AbortController().signal;
-  await untilInterrupted(async (signal) => {
-    interrupted = signal;
-    await discover(set, start, {
-      follow,
-      signal: AbortSignal.any([signal, stop, finished.signal]),
-    });
-    while (work.size) await Promise.all([...work]);
-  });
-  if (!statuses.length) throw noTargets(set);
+  const statuses = await new Fanout(run).run();
+  if (!statuses.length) throw noTargets(run.set);
   return setStatus(statuses);
+}
+
+/** One run over a set: the processes found, their statuses, and what stops the whole set. */
+class Fanout {
+  private readonly statuses: number[] = [];
+  private readonly running = new Set<number>();
+  private readonly work = new Set<Promise<void>>();
+  private readonly limit: SetLimit | null;
+  private readonly combiner: Combiner | null;
+  /** The command with -n over the set and the combined view around its onFrame. */
+  private readonly command: PeekaCommand;
+  /** -n reached. */
+  private readonly stop: AbortSignal;
+  /** A --children stream also ends when its processes' streams all ended by themselves (top -d,
+   * monitor -n): a worker forked later would start a stream nobody asked for. */
+  private readonly finished = new AbortController();
+  private endedByItself = false;
+  /** Ctrl-C (the whole set's scope). */
+  private interrupted = new AbortController().signal;
+
+  constructor(private readonly setRun: SetRun) {
+    const { cmd } = setRun;
+    const times = Number(setRun.base.opts.times);
+    this.limit = cmd.streaming && !cmd.fleet?.timesPerProcess && times > 0
+      ? new SetLimit(times)
+      : null;
+    this.stop = this.limit?.stop.signal ?? new AbortController().signal;
+    this.combiner = cmd.fleet?.combine
+      ? new Combiner(
+        cmd.fleet.combine,
+        () => this.running,
+        (items) => cmd.onFrame?.({ id: 0, type: "batch", items }, setRun.setContext),
+      )
+      : null;
+    this.command = {
+      ...cmd,
+      onFrame: (frame, ctx) => {
+        const admitted = this.limit ? this.limit.admit(frame) : frame;
+        if (!admitted) return;
+        cmd.onFrame?.(admitted, ctx);
+        this.combiner?.add(ctx.targetPid(), admitted);
+      },
+    };
+  }
+
+  /** Finds the processes (and, following --children, those that come later) and runs the
+   * command on each; resolves with their statuses once all are done. */
+  async run(): Promise<number[]> {
+    const { cmd, set, base } = this.setRun;
+    const follow = cmd.streaming === true && set.root !== undefined;
+    if (follow) base.out.status(`following the Python descendants of process ${set.root}`);
+    // One scope for the whole set: Ctrl-C ends the discovery, and a process still being
+    // attached then is not given the command.
+    await untilInterrupted(async (signal) => {
+      this.interrupted = signal;
+      await discover(set, (member, late) => this.start(member, late), {
+        follow,
+        signal: AbortSignal.any([signal, this.stop, this.finished.signal]),
+      });
+      while (this.work.size) await Promise.all([...this.work]);
+    });
+    return this.statuses;
+  }
+
+  private start(member: Member, late: boolean): void {
+    const job = this.runMember(member, late);
+    this.work.add(job);
+    job.finally(() => this.work.delete(job));
+  }
+
+  private async runMember(member: Member, late: boolean): Promise<void> {
+    const { cmd, set, base, runOn } = this.setRun;
+    const out = new MemberOutput(base.out, member);
+    const own = { ...base, out };
+    const skipped = await prepareMember(cmd, set, member, own, runOn);
+    if (skipped !== null) return void this.statuses.push(skipped);
+    // Ctrl-C or -n while it was being attached: it is not given the command.
+    if (this.interrupted.aborted) return void this.statuses.push(130);
+    if (this.stop.aborted) return void this.statuses.push(0);
+    this.running.add(member.pid);
+    try {
+      const status = await runOn(this.command, memberBase(own, cmd, member.pid, out), member.pid, {
+        stop: this.stop,
+        retry: late ? notLoadedYet(Date.now()) : undefined,
+      });
+      this.statuses.push(status);
+      if (status === 0 && processExists(member.pid)) this.endedByItself = true;
+    } finally {
+      this.running.delete(member.pid);
+      this.combiner?.flush();
+      if (this.endedByItself && !this.running.size) this.finished.abort();
+    }
+  }
 }
 
 function noTargets(set: TargetSet): SessionError {
