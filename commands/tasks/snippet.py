@@ -45,16 +45,6 @@ class _Clock(object):
                 "total_ms": round((time.monotonic() - self.wall0) * 1000, 2)}
 
 
-def _thread_names():
-    threading = sys.modules.get("threading")
-    active = vars(threading).get("_active") if threading is not None else None
-    names = {}
-    for ident, thread in (list(dict.items(active)) if type(active) is dict else ()):
-        name = aio.field(thread, "_name")
-        names[ident] = name if type(name) is str else None
-    return names
-
-
 def _frame_info(frame, function=None, kind=None):
     code = frame.f_code
     info = {"file": code.co_filename, "line": frame.f_lineno, "function": function or code.co_name,
@@ -79,7 +69,8 @@ class _Look(object):
         self.asyncio.pause = clock.release
         self.hidden = set(ctx.agent.thread_idents)
         self.stacks = aio.thread_stacks(self.hidden)
-        self.names = _thread_names()
+        # threads' own names (real data: MainThread also without threading or under gevent)
+        self.names = dict((ident, info["name"]) for ident, info in threads.thread_table(self.stacks).items())
         self.loops = {}
 
     def run(self):
