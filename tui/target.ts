@@ -26,14 +26,17 @@ export interface Target {
   /** "process 12", "the 3 workers of 12". */
   readonly label: string;
   threads(): Promise<Item>;
-  stream(
-    cmd: PeekaCommand,
-    request: Record<string, unknown>,
-    onItem: (item: Item) => void,
-    onEnd: (error?: string) => void,
-  ): Stream;
+  stream: StreamCommand;
   detach(): Promise<string[]>;
 }
+
+/** Runs a streaming command; each observation or event reaches onItem (batches unpacked). */
+export type StreamCommand = (
+  cmd: PeekaCommand,
+  request: Record<string, unknown>,
+  onItem: (item: Item) => void,
+  onEnd: (error?: string) => void,
+) => Stream;
 
 export class TargetSession implements Target {
   private constructor(readonly pid: number, readonly pythonVersion: string) {}
@@ -141,12 +144,7 @@ export class TargetGroup implements Target {
     return { threads: each.flat() };
   }
 
-  stream(
-    cmd: PeekaCommand,
-    request: Record<string, unknown>,
-    onItem: (item: Item) => void,
-    onEnd: (error?: string) => void,
-  ): Stream {
+  readonly stream: StreamCommand = (cmd, request, onItem, onEnd) => {
     const errors: string[] = [];
     const streams = this.members.map((m) =>
       m.stream(cmd, request, (item) => onItem({ ...item, pid: m.pid }), (error) => {
@@ -157,7 +155,7 @@ export class TargetGroup implements Target {
       onEnd(errors.length ? errors.join("; ") : undefined)
     );
     return { stop: () => streams.forEach((s) => s.stop()), done };
-  }
+  };
 
   async detach(): Promise<string[]> {
     return (await Promise.all(this.members.map((m) => m.detach()))).flat();
