@@ -887,8 +887,11 @@ class _Agent(object):
 
     def _execute(self, rid, name, filename, source, namespace):
         """Runs a snippet's or library's source in `namespace`, then binds the libraries it
-        names in REQUIRES under their names (for its functions: nothing runs them before). The
-        client sends those libraries first. None when it loaded, else the error reply."""
+        names in REQUIRES under their names (for its functions: nothing runs them before; the
+        built-in ones, errors and real, are there from the start). The client sends those
+        libraries first. None when it loaded, else the error reply."""
+        # built-in libraries exist before any code: bound first, module-level code may use them
+        namespace.update(_BUILT_IN_LIBS)
         try:
             exec(compile(source, filename, "exec"), namespace)
         except BaseException as e:  # also SystemExit: loaded code must not end our thread

@@ -24,7 +24,7 @@ import _thread
 import operator as _operator
 from time import perf_counter_ns as _now_ns, time as _wall
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "real", "names")
 
 _get_ident = _thread.get_ident
 _getframe = sys._getframe
@@ -37,8 +37,6 @@ _MARK = "__peeka_trampoline__"      # last constant of every trampoline: (_MARK,
 CO_VARARGS, CO_VARKEYWORDS, CO_NESTED = 0x04, 0x08, 0x10
 CO_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
 _RESUMABLE = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
-_C_TYPES = (types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodWrapperType,
-            types.MethodDescriptorType, types.ClassMethodDescriptorType)
 
 
 class InstrumentError(Exception):
@@ -199,207 +197,12 @@ class Handle(object):
 # ---------------------------------------------------------------------------
 # resolve(): pattern -> targets, looking only at modules already loaded
 # ---------------------------------------------------------------------------
-_MISSING = object()
-_NOT_LOADED = "module '%s' is not loaded in the target (peeka never imports it)"
-
-
 def resolve(pattern):
-    """'module.func', 'module.Class.method', 'module.Outer.Inner.method' or 'module.Class.*'."""
-    parts = _parse(pattern)
-    star = parts[-1] == "*"
-    names = parts[:-1] if star else parts
-    found, seen, refusal = [], set(), None
-    for module, used in _module_scopes(names):
-        try:
-            targets = _resolve_in(module, names, used, star)
-        except InstrumentError as e:
-            refusal = refusal or e
-            continue
-        for t in targets:
-            if id(t.code) not in seen:
-                seen.add(id(t.code))
-                found.append(t)
-    if not found:
-        raise refusal
-    return found
-
-
-def _parse(pattern):
-    hint = "use module.function, module.Class.method or module.Class.*"
-    if not isinstance(pattern, str) or not pattern.strip():
-        raise InstrumentError("BAD_PATTERN", "empty pattern; " + hint)
-    parts = pattern.strip().split(".")
-    for i, part in enumerate(parts):
-        if not (part.isidentifier() or (part == "*" and i == len(parts) - 1)):
-            raise InstrumentError("BAD_PATTERN", "bad pattern '%s': '%s' is not a Python name; %s"
-                                  % (pattern, part, hint))
-    if len(parts) < 2:
-        raise InstrumentError("BAD_PATTERN", "name the module too, e.g. 'mymodule.%s'" % parts[0])
-    if parts[-1] == "*" and len(parts) < 3:
-        raise InstrumentError("BAD_PATTERN", "'%s': a whole module cannot be watched; name a function or a"
-                              " class (module.Class.*)" % pattern)
-    return parts
-
-
-def _module_scopes(names):
-    """[(module, how many names it covers)] for the longest loaded prefix. A script run as
-    `python app.py` is __main__: 'app.f' looks there too (or only there if 'app' is not loaded)."""
-    main = sys.modules.get("__main__")
-    for used in range(len(names), 0, -1):
-        modname = ".".join(names[:used])
-        module = sys.modules.get(modname)
-        if isinstance(module, types.ModuleType):
-            path = _file_of(module)
-            if main is not None and main is not module and path is not None and path == _file_of(main):
-                return [(module, used), (main, used)]
-            return [(module, used)]
-        if main is not None and _is_main_named(main, modname):
-            return [(main, used)]
-    guess = names[:-1]
-    for i in range(1, len(guess)):
-        if guess[i][:1].isupper():  # 'pkg.mod.Class.meth': the module is 'pkg.mod'
-            guess = guess[:i]
-            break
-    raise InstrumentError("NOT_LOADED", _NOT_LOADED % ".".join(guess))
-
-
-def _file_of(module):
-    import os
-    path = getattr(module, "__file__", None)
-    return os.path.realpath(path) if isinstance(path, str) else None
-
-
-def _is_main_named(main, modname):
-    import os
-    if getattr(getattr(main, "__spec__", None), "name", None) == modname:   # python -m modname
-        return True
-    path = _file_of(main)
-    stem, tail = os.path.splitext(path or "")[0], modname.replace(".", os.sep)
-    return path is not None and (stem == tail or stem.endswith(os.sep + tail))
-
-
-def _resolve_in(module, names, used, star):
-    obj, owner = module, None
-    for i in range(used, len(names)):
-        value, owner = _lookup(obj, names[i])
-        if value is _MISSING:
-            raise _missing(obj, names, i)
-        obj = value
-    if star:
-        return _expand_class(obj, ".".join(names))
-    return [_make_target(obj, owner, ".".join(names))]
-
-
-def _lookup(obj, name):
-    """(value, defining class or None), without running any code of the target: no
-    __getattr__, no properties, no lazy imports."""
-    if isinstance(obj, types.ModuleType):
-        return vars(obj).get(name, _MISSING), None
-    if not isinstance(obj, type):
-        own = _instance_dict(obj)
-        if name in own:
-            return own[name], None
-        obj = type(obj)
-    for klass in obj.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name], klass
-    return _MISSING, None
-
-
-def _instance_dict(obj):
-    try:
-        d = object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return {}
-    return d if isinstance(d, dict) else {}
-
-
-def _missing(obj, names, i):
-    where, full = ".".join(names[:i]), ".".join(names[:i + 1])
-    if isinstance(obj, types.ModuleType) and hasattr(obj, "__path__") and i + 1 < len(names):
-        return InstrumentError("NOT_LOADED", _NOT_LOADED % full)   # a submodule nobody imported
-    message = "%s is fine but '%s' does not exist" % (where, full)
-    try:
-        import difflib
-        keys = dir(obj) if isinstance(obj, type) else list(_instance_dict(obj))
-        close = difflib.get_close_matches(names[i], [k for k in keys if isinstance(k, str)], 3)
-        if close:
-            message += "; did you mean %s?" % " or ".join("'%s.%s'" % (where, c) for c in close)
-    except Exception:
-        pass
-    return InstrumentError("NOT_FOUND", message)
-
-
-def _expand_class(cls, prefix):
-    """Class.*: the Python functions defined in the class itself, static and class methods
-    included, dunders excluded but __init__ and __call__."""
-    if not isinstance(cls, type):
-        raise InstrumentError("BAD_PATTERN", "'%s.*': '*' may only follow a class, and %s is %s"
-                              % (prefix, prefix, _a(cls)))
-    out = []
-    for attr, value in list(cls.__dict__.items()):
-        if attr[:2] == attr[-2:] == "__" and attr not in ("__init__", "__call__"):
-            continue
-        if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
-            try:
-                out.append(_make_target(value, cls, prefix + "." + attr))
-            except InstrumentError:
-                pass                # e.g. a staticmethod around a C function
-    if not out:
-        raise InstrumentError("NOT_FOUND", "%s defines no Python functions of its own" % prefix)
-    return out
-
-
-def _make_target(obj, owner, name):
-    func, binding = _unwrap(obj, "function" if owner is None else "method")
-    if not isinstance(func, types.FunctionType):
-        raise InstrumentError("NOT_INSTRUMENTABLE", _refusal(func, name))
-    return Target(name, func, _original_code(func), binding)
-
-
-def _unwrap(obj, binding):
-    """Descriptors, bound methods and decorators (__wrapped__) down to the function named."""
-    last_function = None
-    for _ in range(64):
-        if isinstance(obj, staticmethod):
-            obj, binding = obj.__func__, "staticmethod"
-        elif isinstance(obj, classmethod):
-            obj, binding = obj.__func__, "classmethod"
-        elif isinstance(obj, types.MethodType):
-            binding = "classmethod" if isinstance(obj.__self__, type) else "method"
-            obj = obj.__func__
-        else:
-            if isinstance(obj, types.FunctionType):
-                last_function = obj
-            inner = _instance_dict(obj).get("__wrapped__", _MISSING)
-            if inner is _MISSING:
-                break
-            obj = inner
-    if not isinstance(obj, types.FunctionType) and last_function is not None:
-        obj = last_function         # a Python wrapper around C code: watch the wrapper
-    return obj, binding
-
-
-def _refusal(obj, name):
-    if isinstance(obj, type):
-        return "%s is a class; watch %s.__init__ or %s.* instead" % (name, name, name)
-    if isinstance(obj, _C_TYPES):
-        return ("%s is a built-in function (C code) and cannot be instrumented; watch a Python function that"
-                " calls it instead" % name)
-    if isinstance(obj, types.ModuleType):
-        return "%s is a module; watch one of its functions (%s.<function>)" % (name, name)
-    if isinstance(obj, property):
-        return "%s is a property; watch a function its getter calls instead" % name
-    cls = type(obj)
-    if isinstance(getattr(cls, "__call__", None), types.FunctionType):
-        return "%s is a callable %s object; watch %s.%s.__call__ instead" % (
-            name, cls.__name__, cls.__module__, cls.__qualname__)
-    return "%s is %s, not a Python function" % (name, _a(obj))
-
-
-def _a(obj):
-    kind = type(obj).__name__
-    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+    """'module.func', 'module.Class.method', 'module.Outer.Inner.method' or 'module.Class.*':
+    the names library's resolution, refusals as InstrumentError, each function's code before
+    any trampoline of ours."""
+    return [Target(f.name, f.func, f.code, f.binding)
+            for f in names.resolve(pattern, InstrumentError, _original_code)]
 
 
 def _original_code(func):
@@ -484,7 +287,7 @@ class _Record(object):
         self.quick = None if paused else self.quick_filter
 
 
-_lock = _thread.allocate_lock()
+_lock = real.allocate_lock()  # built in: also taken by the agent's thread, never a gevent lock
 _records = {}       # code (monitoring) or function (code swap) -> _Record
 _record_of = _records.get
 _handles = []

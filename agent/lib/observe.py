@@ -18,7 +18,8 @@
 import collections
 import sys
 import time
-import _thread
+
+REQUIRES = ("real",)  # built in: the interpreter's own locks, even under gevent
 
 BATCH_MAX = 512          # observations per frame
 TICK = 0.005             # how often a queue is drained (s): bounds call-to-line latency
@@ -217,7 +218,7 @@ class StreamingProbe(ObservingProbe):
         self.queue = collections.deque()
         self.rate_dropped = 0
         self.queue_dropped = 0
-        self.lock = _thread.allocate_lock()
+        self.lock = real.allocate_lock()  # taken by target threads (greenlets) and the agent
 
     # -- target threads --------------------------------------------------------
     def take_token(self):

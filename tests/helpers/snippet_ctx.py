@@ -21,10 +21,12 @@ def _agent_namespace():
 _AGENT = _agent_namespace()
 CommandError = _AGENT["CommandError"]
 ERRORS = _AGENT["_ERRORS"]   # the library `errors` that the agent has built in
+BUILT_IN = _AGENT["_BUILT_IN_LIBS"]  # errors and real, bound before any code runs
 
 
 def _execute(path, namespace, lib):
     """Runs the file in `namespace` as the agent does, then binds the libraries it requires."""
+    namespace.update(BUILT_IN)
     with open(path) as f:
         exec(compile(f.read(), path, "exec"), namespace)
     for name in namespace.get("REQUIRES", ()):
@@ -49,8 +51,8 @@ class FakeAgent(object):
         self._libs = {}
 
     def lib(self, name):
-        if name == "errors":
-            return ERRORS
+        if name in BUILT_IN:
+            return BUILT_IN[name]
         if name not in self._libs:
             module = type(sys)("__peeka_lib_" + name + "__")
             _execute(os.path.join(REPO, "agent", "lib", name + ".py"), module.__dict__, self.lib)
