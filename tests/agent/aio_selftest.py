@@ -12,20 +12,11 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+from selfcheck import check, finish  # noqa: E402
 from snippet_ctx import FakeAgent  # noqa: E402
 
-VERBOSE = "-v" in sys.argv
-FAILURES = []
 RAN = []            # the target code that ran: must stay empty while aio reads
 ARMED = []          # set while aio reads (the event loop itself may use the classes' code)
-
-
-def check(label, ok, detail=""):
-    if not ok:
-        FAILURES.append(label)
-        print("FAIL: %s %s" % (label, detail))
-    elif VERBOSE:
-        print("ok: %s" % label)
 
 
 def ran(what):
@@ -123,7 +114,4 @@ async def main():
 
 
 asyncio.run(main())
-if FAILURES:
-    print("FAILED: %d failure(s): %s" % (len(FAILURES), ", ".join(FAILURES)))
-    sys.exit(1)
-print("PASSED: 0 failures")
+finish()
