@@ -16,16 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
 from snippet_ctx import FakeAgent  # noqa: E402
-VERBOSE = "-v" in sys.argv
-FAILURES = []
-
-
-def check(label, ok, detail=""):
-    if not ok:
-        FAILURES.append(label)
-        print("FAIL: %s %s" % (label, detail))
-    elif VERBOSE:
-        print("ok: %s" % label)
+from selfcheck import FAILURES, VERBOSE, check, finish  # noqa: E402
 
 
 def load(name):
@@ -622,9 +613,7 @@ def main():
     S = load("serialize")
     test_condition(C)
     test_serialize(S)
-    n = len(FAILURES)
-    print("%s: %d failure(s)" % ("PASSED" if n == 0 else "FAILED", n))
-    sys.exit(1 if n else 0)
+    finish()
 
 
 if __name__ == "__main__":
