@@ -38,7 +38,9 @@ export class Output {
   readonly json: boolean;
   private encoder = new TextEncoder();
 
-  constructor(json?: boolean) {
+  /** `tag` starts every human line (and error message on stderr): one process of a set's
+   * "[pid role] " (core/member_output.ts). */
+  constructor(json?: boolean, private readonly tag = "") {
     this.json = json ?? !Deno.stdout.isTerminal();
   }
 
@@ -49,7 +51,7 @@ export class Output {
 
   /** Writes text (human mode), control characters escaped. */
   text(s: string): void {
-    const safe = printable(s);
+    const safe = printable(this.tag + s);
     this.write(safe.endsWith("\n") ? safe : safe + "\n");
   }
 
@@ -60,7 +62,7 @@ export class Output {
 
   status(message: string, extra: Record<string, unknown> = {}, level: Level = "info"): void {
     if (this.json) this.line({ type: "status", level, message, ...extra });
-    else Deno.stderr.writeSync(this.encoder.encode(`${printable(message)}\n`));
+    else Deno.stderr.writeSync(this.encoder.encode(`${printable(this.tag + message)}\n`));
   }
 
   success(command: string, data: Record<string, unknown>, human?: string): void {
@@ -82,13 +84,18 @@ export class Output {
    * one line with its fields at the top level, as the agent's own such events; else one line. */
   sessionEvent(event: string, fields: Record<string, unknown> & { message: string }): void {
     if (this.json) this.line({ type: "event", event, ...fields });
-    else Deno.stderr.writeSync(this.encoder.encode(`[${event}] ${printable(fields.message)}\n`));
+    else {
+      const message = printable(this.tag + fields.message);
+      Deno.stderr.writeSync(this.encoder.encode(`[${event}] ${message}\n`));
+    }
   }
 
   /** A failure: one line that says what happened and what to do. */
   error(command: string, error: string, extra: Record<string, unknown> = {}): void {
     if (this.json) this.line({ type: "error", command, error, ...extra });
-    Deno.stderr.writeSync(this.encoder.encode(`peeka ${command}: ${printable(error)}\n`));
+    Deno.stderr.writeSync(
+      this.encoder.encode(`peeka ${command}: ${printable(this.tag + error)}\n`),
+    );
   }
 
   private write(s: string): void {
