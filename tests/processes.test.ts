@@ -220,6 +220,23 @@ for (const py of pythons()) {
         assertEquals(await w.done, 130, w.stderr);
       });
 
+      await t.step("monitor: statistics per worker and for the whole pool", async () => {
+        const r = await cli(
+          ["monitor", "__main__.work", "--children", String(pool.pid), "-c", "1", "-n", "1"],
+          env,
+        );
+        assertEquals(r.code, 0, r.stdout + r.stderr);
+        const cycles = r.lines.filter((l) => l.type === "observation");
+        const each = cycles.filter((l) => !l.combined);
+        assertEquals(each.map((l) => l.pid).sort(), workers, JSON.stringify(cycles));
+        const whole = cycles.filter((l) => l.combined);
+        assertEquals(whole.length, 1, JSON.stringify(whole));
+        assertEquals(whole[0].pids, workers);
+        const sum = each.reduce((a, l) => a + (l.calls as number), 0);
+        assertEquals(whole[0].calls, sum);
+        assertEquals(whole[0].max_ms, Math.max(...each.map((l) => l.max_ms as number)));
+      });
+
       await t.step("ps: the pool's parent with its forked children", async () => {
         const family = await psFamily(env);
         assertEquals(family.get(pool.pid)!.children, workers);
