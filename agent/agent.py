@@ -552,6 +552,7 @@ class _Agent(object):
         self._lock = _REAL.allocate_lock()
         self._ident_lock = _REAL.allocate_lock()
         self._gen = 0                        # bumped to retire the current accept loop
+        self._listeners = set()              # listening sockets not closed yet (a fork closes them)
         self._accepting = False
         self._sock_ino = None
         self._can_log = True
@@ -560,6 +561,7 @@ class _Agent(object):
     def start(self):
         self._listen()
         atexit.register(self._atexit)
+        _hook_fork()
 
     def ensure_serving(self):
         """Second bootstrap: rebind only if the listener or its socket file is gone."""
@@ -588,6 +590,7 @@ class _Agent(object):
             raise
         self._gen += 1
         self._accepting = True
+        self._listeners.add(listener)
         self._spawn(self._accept_loop, listener, self._gen)
 
     def _spawn(self, fn, *args):
@@ -638,6 +641,7 @@ class _Agent(object):
         finally:
             if gen == self._gen:
                 self._accepting = False
+            self._listeners.discard(listener)
             listener.close()
 
     def _admit(self, sock):
@@ -1107,6 +1111,30 @@ class _Agent(object):
             _quietly(os.unlink, os.path.join(self.session_dir, name))
         _quietly(os.rmdir, self.session_dir)  # only succeeds when the CLI left nothing else
 
+    # ---- fork -------------------------------------------------------------
+    def after_fork_in_child(self):
+        """In a child forked from the attached process (the at-fork hook: on the thread that
+        forked, the only one the child has; sys._peeka_agent is already gone). The listener,
+        the connections and the session directory are the parent's: the child closes its
+        copies of the sockets and unlinks nothing; each library undoes what it changed in the
+        child's memory (instrument: the watched functions' code). A later attach to the child
+        starts a new agent with the child's own session. The agent's threads do not exist
+        here and may have held its locks at the fork: no lock of the agent is taken."""
+        self.stopping = True
+        self._gen += 1
+        self._can_log = False        # agent.log is the parent's
+        _quietly(atexit.unregister, self._atexit)
+        for _, module in list(self.libs.values()):
+            forget = vars(module).get("after_fork_in_child")
+            if callable(forget):
+                _quietly(forget)
+        for sock in list(self._listeners) + [conn.sock for conn in list(self._conns)]:
+            _quietly(sock.close)     # the child's copy of the descriptor; the parent's stays open
+        self._listeners, self._conns = set(), set()
+        # what only the parent's threads used: freed in the child
+        self.libs, self.snippets, self.dependents, self._bound_libs, self.state = {}, {}, {}, {}, {}
+        self.thread_idents, self.thread_native_ids = set(), set()
+
     def _atexit(self):
         if os.getpid() == self.pid:  # a forked child must not delete the parent's session
             with self._lock:
@@ -1121,6 +1149,33 @@ def _format_tb():
         return traceback.format_exc()
     except Exception:
         return None
+
+
+# os.register_at_fork cannot be undone, so a process gets one hook for its whole life, whatever
+# attaches and detaches follow: a small function made in a namespace of its own, which keeps no
+# agent (nor library, nor this source's globals) alive. It takes the agent of the moment from
+# sys._peeka_agent, so the child has none (a later attach makes a new one), and lets it clean up;
+# after a detach there is none and it does nothing. It never raises: CPython would print to the
+# target's stderr.
+_AT_FORK_SOURCE = """
+def peeka_after_fork_in_child():
+    try:
+        agent = sys.__dict__.pop("_peeka_agent", None)
+        forget = getattr(agent, "after_fork_in_child", None)
+        if forget is not None:
+            forget()
+    except BaseException:
+        pass
+"""
+
+
+def _hook_fork():
+    """Registers the at-fork hook, once per process (the first agent does)."""
+    namespace = {"sys": sys}
+    exec(_AT_FORK_SOURCE, namespace)
+    hook = namespace["peeka_after_fork_in_child"]
+    if sys.__dict__.setdefault("_peeka_at_fork", hook) is hook:
+        os.register_at_fork(after_in_child=hook)
 
 
 class _Starting(object):

@@ -803,11 +803,19 @@ def _activate(target):
         if _monitor["tool"] is None:
             _claim_tool()
         rec = _Record(target.code, target, "monitoring")
-        _monitor_code(rec.code)
     else:
         rec = _Record(target.func, target, "code-swap")
-        _swap_in(rec)
+    # Listed before the code changes and unlisted after it is restored (_deactivate): a child
+    # forked in between by another thread finds every changed code in _records (after_fork_in_child).
     _records[rec.key] = rec
+    try:
+        if _MONITORING:
+            _monitor_code(rec.code)
+        else:
+            _swap_in(rec)
+    except BaseException:
+        del _records[rec.key]
+        raise
     return rec
 
 
@@ -846,18 +854,64 @@ def _detach(handle):
 def _deactivate(rec, handle):
     if _records.get(rec.key) is not rec:
         return 0
-    del _records[rec.key]
     rec.owners, rec.offers, rec.all_paused, rec.quick = [], (), True, None
     if rec.mechanism == "monitoring":
         _unmonitor(rec)
+        del _records[rec.key]
         return 1
     problem = _swap_out(rec)
+    del _records[rec.key]
     if problem is None:
         return 1
     _note(problem)
     if handle is not None:
         handle.problems.append(problem)
     return 0
+
+
+# ---------------------------------------------------------------------------
+# fork(): a child starts with none of it
+# ---------------------------------------------------------------------------
+def after_fork_in_child():
+    """Called by the agent's at-fork hook in a child forked from this process, on the thread
+    that forked (the only one the child has): every function gets its own code back, the tool
+    ids are freed, every probe is made inert. The child's copies only: the parent's watches go
+    on. Without this the child would pay for every call of a watched function, for its life.
+
+    An agent thread may have held _lock at the fork (an install or uninstall in progress) and
+    no longer exists to release it: the lock is replaced, never taken. The tables are as that
+    thread left them between two bytecodes; _activate lists a record before it changes the
+    code and _deactivate unlists it after the code is restored, so every changed code is here."""
+    global _lock
+    _lock = real.allocate_lock()
+    for handle in list(_handles):
+        handle.active = False
+        forget = getattr(handle.probe, "after_fork_in_child", None)
+        if forget is not None:
+            try:
+                forget()
+            except Exception:
+                _counters["engine_errors"] += 1
+    del _handles[:]
+    for rec in list(_records.values()):
+        rec.offers, rec.all_paused, rec.quick = (), True, None
+        if rec.mechanism == "monitoring":
+            _unmonitor(rec)
+        elif rec.trampoline is not None:
+            _swap_out(rec)
+    _records.clear()
+    if _MONITORING:
+        _release_tool()
+        _release_tools_named_peeka()
+
+
+def _release_tools_named_peeka():
+    """A tool id whose release was under way at the fork is no longer in _monitor: by name."""
+    mon = sys.monitoring
+    for tool in range(6):
+        if mon.get_tool(tool) == "peeka":
+            _monitor["tool"] = tool
+            _release_tool()
 
 
 def status():

@@ -186,6 +186,11 @@ class ObservingProbe(object):
         h = self.handle
         return h.resume() if h is not None else 0
 
+    def after_fork_in_child(self):
+        """In a child forked while this probe was installed (instrument.after_fork_in_child):
+        it is uninstalled there and wants nothing more, whatever still reaches it."""
+        self.times, self.count = 0, 0
+
     # -- what Observation asks ---------------------------------------------
     def follow(self, ctx, stop):
         """Runs in the call's thread until the observation ends (`stop`: cancel, reset, detach)."""
@@ -246,6 +251,13 @@ class StreamingProbe(ObservingProbe):
             self.queue.append(observation)
             if self.reached():
                 self.pause()
+
+    def after_fork_in_child(self):
+        """Nothing sends this queue in the child; a thread of the parent's may have held the
+        lock at the fork (it does not exist in the child to release it): both are replaced."""
+        ObservingProbe.after_fork_in_child(self)
+        self.lock = real.allocate_lock()
+        self.queue = collections.deque()
 
     # -- the agent thread ------------------------------------------------------
     def drops(self):
