@@ -106,10 +106,10 @@ class Asyncio(object):
         self.notes = []
         self.task_types = tuple(t for t in (self._global(self.tasks_mod, "Task"),
                                             self._global(self.tasks_mod, "_PyTask"),
-                                            self._global(self.c, "Task")) if isinstance(t, type))
+                                            self._global(self.c, "Task")) if issubclass(type(t), type))
         self.future_types = tuple(t for t in (self._global(self.futures, "Future"),
                                               self._global(self.futures, "_PyFuture"),
-                                              self._global(self.c, "Future")) if isinstance(t, type))
+                                              self._global(self.c, "Future")) if issubclass(type(t), type))
         self.loop_base = self._global(self.events, "AbstractEventLoop")
         base_events = mods.get("asyncio.base_events")
         self.base_time = reflect.type_dict(self._global(base_events, "BaseEventLoop", object)).get("time")
@@ -121,7 +121,7 @@ class Asyncio(object):
 
     @staticmethod
     def _global(module, name, default=None):
-        return vars(module).get(name, default) if module is not None else default
+        return reflect.fields(module).get(name, default) if module is not None else default
 
     @property
     def present(self):

@@ -17,16 +17,16 @@ def in_use():
 def _greenlet_type():
     for name in ("greenlet", "greenlet._greenlet"):
         module = sys.modules.get(name)
-        g = vars(module).get("greenlet") if module is not None else None
-        if isinstance(g, type):
+        g = reflect.fields(module).get("greenlet") if module is not None else None
+        if issubclass(type(g), type):
             return g
     return None
 
 
 def _class(module, name):
     m = sys.modules.get(module)
-    value = vars(m).get(name) if m is not None else None
-    return value if isinstance(value, type) else None
+    value = reflect.fields(m).get(name) if m is not None else None
+    return value if issubclass(type(value), type) else None
 
 
 class Look(object):

@@ -7,6 +7,7 @@
 # __getattr__, __getattribute__ or a descriptor, and types are compared by identity, never hashed.
 # The one exception is read_attribute's property getter (and only when not strict), as documented.
 # This library requires none: the others are built on it.
+import sys
 
 type_mro = type.__dict__["__mro__"].__get__            # type slots read directly: a metaclass
 type_dict = type.__dict__["__dict__"].__get__          # may shadow these attributes
@@ -19,6 +20,10 @@ GETSET = type(type.__dict__["__dict__"])               # C-level attribute
 MEMBER = type(type.__dict__["__weakrefoffset__"])      # __slots__ entry
 WRAPPER = type(object.__init__)                        # a dunder implemented in C
 MISSING = object()                                     # what lookup() finds when nothing is there
+MODULE = type(sys)
+# A module's globals, read through ModuleType's own slot: vars(m) asks m's class, and a lazily
+# loaded module's class (importlib.util._LazyModule) runs the module's code on that first access.
+module_dict = MODULE.__dict__["__dict__"].__get__
 
 
 def _function():

@@ -48,7 +48,7 @@ def module_of_file(filename):
     m = _modules_by_file.get(filename)
     if m is None:
         for mod in list(sys.modules.values()):
-            f = vars(mod).get("__file__") if isinstance(mod, type(sys)) else None  # no __getattr__
+            f = reflect.module_dict(mod).get("__file__") if issubclass(type(mod), reflect.MODULE) else None
             if f:
                 _modules_by_file.setdefault(f, mod)
         m = _modules_by_file.get(filename)
@@ -60,7 +60,7 @@ def code_name(code):
     co_qualname (3.11+) or, before, from the module's functions and classes."""
     module = module_of_file(code.co_filename)
     qual = getattr(code, "co_qualname", None) or _find_qualname(module, code) or code.co_name
-    name = getattr(module, "__name__", None)
+    name = reflect.module_dict(module).get("__name__") if module is not None else None
     return "%s.%s" % (name, qual) if name else qual
 
 
@@ -69,12 +69,12 @@ def _find_qualname(module, code):
     proxy, say) could run the target's code."""
     if module is None:
         return None
-    for value in list(vars(module).values()):
+    for value in list(reflect.module_dict(module).values()):
         if type(value) is _FUNCTION and value.__code__ is code:
             return value.__qualname__
-        if isinstance(value, type):
+        if issubclass(type(value), type):      # not isinstance: it would ask a proxy its __class__
             for attr in list(reflect.type_dict(value).values()):
-                fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+                fn = attr.__func__ if issubclass(type(attr), (staticmethod, classmethod)) else attr
                 if type(fn) is _FUNCTION and fn.__code__ is code:
                     return fn.__qualname__
     return None
@@ -116,7 +116,7 @@ def thread_table(frames):
     threading = sys.modules.get("threading")
     registry = reflect.fields(threading) if threading is not None else {}
     active = registry.get("_active")
-    active = dict(active) if isinstance(active, dict) else {}  # a copy: threads come and go
+    active = dict(active) if issubclass(type(active), dict) else {}  # a copy: threads come and go
     main = main_ident(frames)
     table = {}
     for ident in frames:
@@ -125,7 +125,7 @@ def thread_table(frames):
             thread = registry.get("_main_thread")  # gevent keys it by the main greenlet's id
         fields = reflect.fields(thread) if thread is not None else {}
         name = fields.get("_name")
-        info = {"name": name if isinstance(name, str) else None, "native_id": fields.get("_native_id"),
+        info = {"name": name if type(name) is str else None, "native_id": fields.get("_native_id"),
                 "daemon": fields.get("_daemonic") if thread is not None else None, "is_main": ident == main}
         if ident == main:
             info["name"] = info["name"] or "MainThread"
@@ -138,6 +138,6 @@ def _main_native_id(recorded):
     """threading's record when it is a thread of this process, else the pid: the main thread's
     tid. (A record can be stale: a forked child keeps its parent's when threading's fork hook
     did not run on the main thread's object, as under gevent in a gunicorn worker.)"""
-    if isinstance(recorded, int) and os.path.exists("/proc/self/task/%d" % recorded):
+    if type(recorded) is int and os.path.exists("/proc/self/task/%d" % recorded):
         return recorded
     return os.getpid()

@@ -56,8 +56,8 @@ def follow(ser, module, steps):
     obj, where = sys.modules[module], module
     for kind, key in steps:
         if kind == "attr":
-            if isinstance(obj, types.ModuleType):
-                d = vars(obj)
+            if issubclass(type(obj), types.ModuleType):
+                d = reflect.module_dict(obj)
                 if key not in d:
                     raise PathError("%s has no global '%s'" % (where, key))
                 obj = d[key]
@@ -67,7 +67,7 @@ def follow(ser, module, steps):
                 except reflect.Unreadable as e:
                     raise PathError("%s: %s" % (where, e))
                 except Exception as e:  # a property's getter raised
-                    raise PathError("reading %s.%s raised %s: %s" % (where, key, type(e).__name__,
+                    raise PathError("reading %s.%s raised %s: %s" % (where, key, reflect.type_name(type(e)),
                                                                     ser.safe_repr(str(e), 200)))
             where += "." + key
         else:
@@ -79,12 +79,15 @@ def follow(ser, module, steps):
 def _item(obj, key, where):
     """A subscript of a builtin container only (a user __getitem__ is the target's code)."""
     for base in (dict, list, tuple):
-        if isinstance(obj, base):
+        if issubclass(type(obj), base):
             try:
                 return base.__getitem__(obj, key)
             except (KeyError, IndexError, TypeError):
                 raise PathError("%s has no item %r" % (where, key))
-    raise PathError("%s is a %s: only dict, list and tuple items can be read" % (where, type(obj).__name__))
+    raise PathError("%s is a %s: only dict, list and tuple items can be read" % (where, reflect.type_name(type(obj))))
+
+
+_SIZED = (dict, list, tuple, set, frozenset, str, bytes, bytearray)
 
 
 def describe(ser, obj, depth):
@@ -94,8 +97,10 @@ def describe(ser, obj, depth):
         info["size"] = sys.getsizeof(obj)
     except Exception:
         pass
-    if isinstance(obj, (dict, list, tuple, set, frozenset, str, bytes, bytearray)):
-        info["len"] = len(obj)
+    for base in _SIZED:
+        if issubclass(t, base):
+            info["len"] = base.__len__(obj)     # the builtin's own: a subclass's __len__ is the target's
+            break
     info["value"] = ser.to_json(obj, depth=depth)
     attrs = _attributes(ser, obj)
     if attrs is not None:
@@ -105,9 +110,9 @@ def describe(ser, obj, depth):
 
 def _attributes(ser, obj):
     """Every attribute stored on the object (module globals, class dict, instance dict/slots)."""
-    if isinstance(obj, types.ModuleType):
-        pairs = [(k, v) for k, v in list(vars(obj).items()) if not k.startswith("__")]
-    elif isinstance(obj, type):
+    if issubclass(type(obj), types.ModuleType):
+        pairs = [(k, v) for k, v in list(reflect.module_dict(obj).items()) if not k.startswith("__")]
+    elif issubclass(type(obj), type):
         pairs = [(k, v) for k, v in list(reflect.type_dict(obj).items()) if not k.startswith("__")]
     else:
         pairs = reflect.stored_attributes(obj, type(obj), MAX_ATTRS, False)
@@ -149,7 +154,7 @@ def run(ctx, args):
     except PathError as e:
         raise errors.CommandError(str(e), code="NOT_FOUND")
     if args.get("instances"):
-        if not isinstance(obj, type):
-            raise errors.CommandError("%s is a %s, not a class" % (path, type(obj).__name__), code="BAD_ARGS")
+        if not issubclass(type(obj), type):
+            raise errors.CommandError("%s is a %s, not a class" % (path, reflect.type_name(type(obj))), code="BAD_ARGS")
         return dict(instances(ctx, ser, ctx.agent.lib("heap"), obj, limit, depth), path=path)
     return dict(describe(ser, obj, depth), path=path)

@@ -6,7 +6,7 @@
 import sys
 import time
 
-REQUIRES = ("errors", "real", "aio", "greenlets", "threads")
+REQUIRES = ("errors", "real", "reflect", "aio", "greenlets", "threads")
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 200
@@ -56,7 +56,7 @@ def _frame_info(frame, function=None, kind=None):
 
 def _qualified(code, qualname):
     module = threads.module_of_file(code.co_filename) if code is not None else None
-    name = vars(module).get("__name__") if module is not None else None
+    name = reflect.module_dict(module).get("__name__") if module is not None else None
     return "%s.%s" % (name, qualname) if type(name) is str else qualname
 
 
