@@ -1,7 +1,9 @@
 # peeka agent library "classes": the classes and methods already loaded in the
 # target, for sc and sm. Nothing is imported and no code of the target runs: only
 # module and class __dict__s are read (never getattr on a class, which a metaclass
-# could intercept): the modules come from `names`, the type slots from `reflect`.
+# could intercept, nor vars() of a module, which loads a lazily loaded one): the modules
+# come from `names`, the dictionaries and type slots from `reflect`. Kinds are asked of
+# an object's real type, never with isinstance (which asks a proxy its __class__).
 import time
 import types
 from fnmatch import fnmatchcase
@@ -16,11 +18,11 @@ def loaded_classes():
     seen, out = set(), []
     for _, module in names.loaded_modules():
         try:
-            items = list(vars(module).values())
+            items = list(reflect.module_dict(module).values())
         except Exception:
             continue
         for value in items:
-            if isinstance(value, type) and id(value) not in seen:
+            if reflect.is_class(value) and id(value) not in seen:
                 _collect(value, seen, out, 0)
     return out
 
@@ -31,13 +33,13 @@ def _collect(cls, seen, out, depth):
     if depth < 5:
         # a C type its module never used has no dict yet on 3.8-3.11 (e.g. _socket.socket)
         for value in list((reflect.type_dict(cls) or {}).values()):
-            if isinstance(value, type) and id(value) not in seen and _own_name(value).startswith(_own_name(cls) + "."):
+            if reflect.is_class(value) and id(value) not in seen and _own_name(value).startswith(_own_name(cls) + "."):
                 _collect(value, seen, out, depth + 1)
 
 
 def _own_name(cls):
     qual = reflect.type_dict(cls).get("__qualname__") or reflect.type_name(cls)
-    return qual if isinstance(qual, str) else cls.__name__
+    return qual if type(qual) is str else reflect.type_name(cls)
 
 
 def class_matches(cls, pattern):
@@ -48,26 +50,31 @@ def class_matches(cls, pattern):
 
 def code_of(value):
     fn = function_of(value)
-    return getattr(fn, "__code__", None) if isinstance(fn, types.FunctionType) else None
+    return fn.__code__ if type(fn) is types.FunctionType else None
 
 
 def function_of(value):
-    """The function behind a class attribute (staticmethod, classmethod, property getter)."""
-    if isinstance(value, (staticmethod, classmethod)):
-        return value.__func__
-    if isinstance(value, property):
-        return value.fget
+    """The function behind a class attribute (staticmethod, classmethod, property getter), read
+    through the base type's own slot (a subclass may shadow __func__ or fget with code)."""
+    kind = type(value)
+    if issubclass(kind, staticmethod):
+        return reflect.static_function(value)
+    if issubclass(kind, classmethod):
+        return reflect.class_function(value)
+    if issubclass(kind, property):
+        return reflect.property_getter(value)
     return value
 
 
 def kind_of(value):
-    if isinstance(value, staticmethod):
+    kind = type(value)
+    if issubclass(kind, staticmethod):
         return "staticmethod"
-    if isinstance(value, classmethod):
+    if issubclass(kind, classmethod):
         return "classmethod"
-    if isinstance(value, property):
+    if issubclass(kind, property):
         return "property"
-    if isinstance(value, types.FunctionType):
+    if kind is types.FunctionType:
         return "async method" if value.__code__.co_flags & 0x80 else "method"
     return None
 
@@ -108,7 +115,7 @@ def decorators(value):
         out.append(kind)
     fn = function_of(value)
     for _ in range(10):
-        wrapped = getattr(fn, "__dict__", {}).get("__wrapped__") if isinstance(fn, types.FunctionType) else None
+        wrapped = fn.__dict__.get("__wrapped__") if type(fn) is types.FunctionType else None
         if wrapped is None:
             break
         out.append("wrapped by %s.%s" % (fn.__module__, fn.__qualname__))
@@ -117,7 +124,7 @@ def decorators(value):
 
 
 def first_line(doc):
-    return doc.strip().splitlines()[0][:200] if isinstance(doc, str) and doc.strip() else None
+    return doc.strip().splitlines()[0][:200] if type(doc) is str and doc.strip() else None
 
 
 def search_classes(pattern, limit):

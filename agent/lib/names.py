@@ -4,7 +4,8 @@
 # starts with (inspect), loaded_modules() and full_name() what sc and sm search and show.
 # Nothing is imported and no code of the target runs: module and type dictionaries are read
 # (through reflect), never getattr on a module or a class, so no __getattr__, property or lazy
-# import runs.
+# import runs; kinds are asked of an object's real type (issubclass(type(x), ...)), never with
+# isinstance, which asks a proxy its __class__.
 import sys
 import types
 
@@ -78,13 +79,13 @@ def _parse(pattern, error):
 def loaded_module(name):
     """sys.modules[name] when it is a module, else None."""
     module = sys.modules.get(name)
-    return module if isinstance(module, types.ModuleType) else None
+    return module if reflect.is_module(module) else None
 
 
 def loaded_modules():
     """[(name, module)] of every module in sys.modules (a snapshot: imports go on meanwhile)."""
     return [(name, module) for name, module in list(sys.modules.items())
-            if isinstance(module, types.ModuleType)]
+            if reflect.is_module(module)]
 
 
 def longest_loaded(parts):
@@ -120,13 +121,14 @@ def module_scopes(names, error=ResolveError):
 
 def _file_of(module):
     import os
-    path = getattr(module, "__file__", None)
-    return os.path.realpath(path) if isinstance(path, str) else None
+    path = reflect.module_dict(module).get("__file__") if reflect.is_module(module) else None
+    return os.path.realpath(path) if type(path) is str else None
 
 
 def _is_main_named(main, modname):
     import os
-    if getattr(getattr(main, "__spec__", None), "name", None) == modname:   # python -m modname
+    spec = reflect.module_dict(main).get("__spec__") if reflect.is_module(main) else None
+    if spec is not None and reflect.fields(spec).get("name") == modname:   # python -m modname
         return True
     path = _file_of(main)
     stem, tail = os.path.splitext(path or "")[0], modname.replace(".", os.sep)
@@ -149,9 +151,9 @@ def _resolve_in(module, names, used, star, error, code_of):
 def lookup(obj, name):
     """(value, defining class or None) of obj.name ((_MISSING, None) when absent), without running
     any code of the target: no __getattr__, no properties, no lazy imports."""
-    if isinstance(obj, types.ModuleType):
-        return vars(obj).get(name, _MISSING), None
-    if not isinstance(obj, type):
+    if reflect.is_module(obj):
+        return reflect.module_dict(obj).get(name, _MISSING), None
+    if not reflect.is_class(obj):
         own = reflect.fields(obj)
         if name in own:
             return own[name], None
@@ -165,13 +167,12 @@ def lookup(obj, name):
 
 def _missing(obj, names, i, error):
     where, full = ".".join(names[:i]), ".".join(names[:i + 1])
-    if isinstance(obj, types.ModuleType) and hasattr(obj, "__path__") and i + 1 < len(names):
+    if reflect.is_module(obj) and "__path__" in reflect.module_dict(obj) and i + 1 < len(names):
         return error("NOT_LOADED", NOT_LOADED % full)   # a submodule nobody imported
     message = "%s is fine but '%s' does not exist" % (where, full)
     try:
         import difflib
-        keys = dir(obj) if isinstance(obj, type) else list(reflect.fields(obj))
-        close = difflib.get_close_matches(names[i], [k for k in keys if isinstance(k, str)], 3)
+        close = difflib.get_close_matches(names[i], [k for k in _names_in(obj) if type(k) is str], 3)
         if close:
             message += "; did you mean %s?" % " or ".join("'%s.%s'" % (where, c) for c in close)
     except Exception:
@@ -179,16 +180,25 @@ def _missing(obj, names, i, error):
     return error("NOT_FOUND", message)
 
 
+def _names_in(obj):
+    """The attribute names lookup() can find on obj (dir() would run a metaclass's __dir__)."""
+    if reflect.is_module(obj):
+        return list(reflect.module_dict(obj))
+    if reflect.is_class(obj):
+        return list(dict.fromkeys(k for klass in reflect.type_mro(obj) for k in list(reflect.type_dict(klass))))
+    return list(reflect.fields(obj))
+
+
 def _class_functions(cls, prefix, error, code_of):
     """Class.*: the Python functions defined in the class itself, static and class methods
     included, dunders excluded but __init__ and __call__."""
-    if not isinstance(cls, type):
+    if not reflect.is_class(cls):
         raise error("BAD_PATTERN", "'%s.*': '*' may only follow a class, and %s is %s" % (prefix, prefix, _a(cls)))
     out = []
     for attr, value in list(reflect.type_dict(cls).items()):
         if attr[:2] == attr[-2:] == "__" and attr not in ("__init__", "__call__"):
             continue
-        if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+        if issubclass(type(value), (types.FunctionType, staticmethod, classmethod)):
             try:
                 out.append(_function(value, cls, prefix + "." + attr, error, code_of))
             except error:
@@ -200,7 +210,7 @@ def _class_functions(cls, prefix, error, code_of):
 
 def _function(obj, owner, name, error, code_of):
     func, binding = _unwrap(obj, "function" if owner is None else "method")
-    if not isinstance(func, types.FunctionType):
+    if type(func) is not types.FunctionType:
         raise error("NOT_INSTRUMENTABLE", _refusal(func, name))
     return Function(name, func, binding, code_of(func) if code_of is not None else func.__code__)
 
@@ -209,44 +219,45 @@ def _unwrap(obj, binding):
     """Descriptors, bound methods and decorators (__wrapped__) down to the function named."""
     last_function = None
     for _ in range(64):
-        if isinstance(obj, staticmethod):
-            obj, binding = obj.__func__, "staticmethod"
-        elif isinstance(obj, classmethod):
-            obj, binding = obj.__func__, "classmethod"
-        elif isinstance(obj, types.MethodType):
-            binding = "classmethod" if isinstance(obj.__self__, type) else "method"
+        kind = type(obj)
+        if issubclass(kind, staticmethod):     # read through the base's slot: a subclass may
+            obj, binding = reflect.static_function(obj), "staticmethod"    # shadow __func__ with code
+        elif issubclass(kind, classmethod):
+            obj, binding = reflect.class_function(obj), "classmethod"
+        elif kind is types.MethodType:
+            binding = "classmethod" if reflect.is_class(obj.__self__) else "method"
             obj = obj.__func__
         else:
-            if isinstance(obj, types.FunctionType):
+            if kind is types.FunctionType:
                 last_function = obj
             inner = reflect.fields(obj).get("__wrapped__", _MISSING)
             if inner is _MISSING:
                 break
             obj = inner
-    if not isinstance(obj, types.FunctionType) and last_function is not None:
+    if type(obj) is not types.FunctionType and last_function is not None:
         obj = last_function         # a Python wrapper around C code: watch the wrapper
     return obj, binding
 
 
 def _refusal(obj, name):
-    if isinstance(obj, type):
+    cls = type(obj)
+    if issubclass(cls, type):
         return "%s is a class; watch %s.__init__ or %s.* instead" % (name, name, name)
-    if isinstance(obj, _C_TYPES):
+    if issubclass(cls, _C_TYPES):
         return ("%s is a built-in function (C code) and cannot be instrumented; watch a Python function that"
                 " calls it instead" % name)
-    if isinstance(obj, types.ModuleType):
+    if issubclass(cls, types.ModuleType):
         return "%s is a module; watch one of its functions (%s.<function>)" % (name, name)
-    if isinstance(obj, property):
+    if issubclass(cls, property):
         return "%s is a property; watch a function its getter calls instead" % name
-    cls = type(obj)
-    if isinstance(getattr(cls, "__call__", None), types.FunctionType):
-        return "%s is a callable %s object; watch %s.%s.__call__ instead" % (
-            name, cls.__name__, cls.__module__, cls.__qualname__)
+    if type(reflect.lookup(cls, "__call__")) is types.FunctionType:    # what getattr(cls, ...) finds
+        return "%s is a callable %s object; watch %s.__call__ instead" % (
+            name, reflect.type_simple_name(cls), full_name(cls))
     return "%s is %s, not a Python function" % (name, _a(obj))
 
 
 def _a(obj):
-    kind = type(obj).__name__
+    kind = reflect.type_simple_name(type(obj))
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
@@ -254,4 +265,4 @@ def _a(obj):
 def full_name(cls):
     """'module.QualName' of a class, read from its type slots (right for C types too)."""
     module, qual = reflect.type_module(cls), reflect.type_name(cls)
-    return "%s.%s" % (module, qual) if isinstance(module, str) else qual
+    return "%s.%s" % (module, qual) if type(module) is str else qual

@@ -14,7 +14,11 @@ type_dict = type.__dict__["__dict__"].__get__          # may shadow these attrib
 type_module = type.__dict__["__module__"].__get__
 type_bases = type.__dict__["__bases__"].__get__
 type_name = type.__dict__["__qualname__"].__get__      # the qualified name of a type
+type_simple_name = type.__dict__["__name__"].__get__   # its last part (what cls.__name__ says)
 type_flags = type.__dict__["__flags__"].__get__
+static_function = staticmethod.__dict__["__func__"].__get__   # what a staticmethod, classmethod
+class_function = classmethod.__dict__["__func__"].__get__     # or property holds, through the
+property_getter = property.__dict__["fget"].__get__           # base's slot (a subclass may shadow it)
 HEAPTYPE, IMMUTABLETYPE = 1 << 9, 1 << 8               # flags (the second from 3.10, unused before)
 GETSET = type(type.__dict__["__dict__"])               # C-level attribute
 MEMBER = type(type.__dict__["__weakrefoffset__"])      # __slots__ entry
@@ -25,6 +29,15 @@ MODULE = type(sys)
 # loaded module's class (importlib.util._LazyModule) runs the module's code on that first access.
 module_dict = MODULE.__dict__["__dict__"].__get__
 
+
+def is_module(o):
+    """Whether o is a module, asked of its real type (isinstance asks a proxy its __class__)."""
+    return issubclass(type(o), MODULE)
+
+
+def is_class(o):
+    """Whether o is a class, asked of its real type (isinstance asks a proxy its __class__)."""
+    return issubclass(type(o), type)
 
 def _function():
     pass
@@ -110,7 +123,7 @@ def static_attribute(o, t, name, strict=False, error=Unreadable):
         raise error("%s object has no attribute '%s'" % (type_name(t), name))
     at = type(attr)
     if issubclass(at, property):                       # reading a property runs its getter
-        fget = property.__dict__["fget"].__get__(attr)
+        fget = property_getter(attr)
         if fget is None:
             raise error("attribute '%s' of %s cannot be read" % (name, type_name(t)))
         if strict:
@@ -146,7 +159,7 @@ def read_attribute(o, name, error=Unreadable):
     (no __getattr__, no descriptor that runs code other than a property's getter), but code
     objects (functions, classes) are returned too. Classes are looked up in their own MRO.
     Raises error(message) saying why it cannot be read."""
-    if isinstance(o, type):
+    if is_class(o):
         value = lookup(o, name)
         if value is MISSING:
             raise error("class %s has no attribute '%s'" % (type_name(o), name))

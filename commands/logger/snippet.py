@@ -1,51 +1,96 @@
 # logger: list the target's loggers, change a level at run time, put levels back.
 # logging is never imported: a target that has not loaded it has no loggers.
 # Levels peeka changed are remembered (first original only) and restored by
-# `logger --reset` and on detach.
+# `logger --reset` and on detach. Listing reads loggers and handlers as stored
+# (reflect): a Logger or Handler subclass, or a stream wrapper with a __getattr__, runs
+# none of its code for it; only changing a level calls the target's setLevel.
 import sys
 from fnmatch import fnmatchcase
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect")
 
 
 def _logging():
     logging = sys.modules.get("logging")
-    if logging is None:
+    if not reflect.is_module(logging):
         raise errors.CommandError("logging is not loaded in the target: it has no loggers", code="NOT_LOADED")
     return logging
 
 
 def _level_name(logging, level):
-    name = logging.getLevelName(level)
-    return name if isinstance(name, str) else str(level)
+    """What logging.getLevelName says of a level, read from its table."""
+    if type(level) is not int:
+        return "?"
+    name = reflect.module_dict(logging).get("_levelToName", {}).get(level)
+    return name if type(name) is str else "Level %d" % level
 
 
 def _loggers(logging):
     """name -> Logger for every real logger (placeholders skipped), root included."""
-    out = {"root": logging.getLogger()}
-    for name, obj in list(logging.Logger.manager.loggerDict.items()):
-        if isinstance(obj, logging.Logger):
+    namespace = reflect.module_dict(logging)
+    logger_class, root = namespace.get("Logger"), namespace.get("root")
+    registry = reflect.fields(reflect.lookup(logger_class, "manager")).get("loggerDict")
+    out = {"root": root}
+    for name, obj in list(registry.items()) if type(registry) is dict else ():
+        if issubclass(type(obj), logger_class):
             out[name] = obj
     return out
 
 
-def _handler(h):
-    info = {"type": type(h).__name__, "level": _level_name(sys.modules["logging"], getattr(h, "level", 0))}
-    target = getattr(h, "baseFilename", None)
+def _field(obj, name, default=None):
+    return reflect.fields(obj).get(name, default)
+
+
+def _handler(logging, h):
+    info = {"type": reflect.type_simple_name(type(h)), "level": _level_name(logging, _level_of(h))}
+    target = _field(h, "baseFilename")
     if target is None:
-        stream = getattr(h, "stream", None)
-        target = getattr(stream, "name", None) if stream is not None else None
-    if isinstance(target, str):
+        target = _stream_name(_field(h, "stream"))
+    if type(target) is str:
         info["target"] = target
     return info
 
 
+def _stream_name(stream):
+    """A built-in stream's name (e.g. '<stderr>', read by C code), else its `name` field."""
+    if stream is None or reflect.can_change(type(stream)):
+        return _field(stream, "name")
+    try:
+        return reflect.static_attribute(stream, type(stream), "name")
+    except Exception:
+        return None
+
+
+def _effective_level(lg):
+    """Logger.getEffectiveLevel() as logging computes it, from the fields: the first level set
+    up the parents (a subclass may override the method)."""
+    for _ in range(256):
+        if lg is None:
+            break
+        level = _level_of(lg)
+        if level:
+            return level
+        lg = _field(lg, "parent")
+    return 0
+
+
+def _level_of(obj):
+    level = _field(obj, "level", 0)
+    return level if type(level) is int else 0
+
+
+def _flag(obj, name, default):
+    value = _field(obj, name)
+    return bool(value) if type(value) in (bool, int) else default
+
+
 def describe(logging, name, lg):
-    return {"name": name, "level": _level_name(logging, lg.level), "level_num": lg.level,
-            "effective_level": _level_name(logging, lg.getEffectiveLevel()),
-            "effective_level_num": lg.getEffectiveLevel(),
-            "handlers": [_handler(h) for h in list(lg.handlers)], "propagate": bool(lg.propagate),
-            "disabled": bool(lg.disabled)}
+    level, effective = _level_of(lg), _effective_level(lg)
+    handlers = _field(lg, "handlers")
+    return {"name": name, "level": _level_name(logging, level), "level_num": level,
+            "effective_level": _level_name(logging, effective), "effective_level_num": effective,
+            "handlers": [_handler(logging, h) for h in (list(handlers) if type(handlers) is list else [])],
+            "propagate": _flag(lg, "propagate", True), "disabled": _flag(lg, "disabled", False)}
 
 
 def _parse_level(logging, text):

@@ -24,7 +24,7 @@ export default defineCommand({
     { flags: "--limit <n>", description: "rows per table", type: "int", default: 20 },
   ],
   snippet,
-  libs: ["heap", "serialize"],
+  libs: ["heap"],
   request: (opts) => ({ trace: opts.trace ?? null, nframe: opts.nframe, limit: opts.limit }),
   workMs: (r) => Number(r.trace ?? 0) * 1000, // --trace N: tracemalloc runs N seconds first
   render(data) {

@@ -25,13 +25,20 @@ def search(ctx, args):
 
 def location(lib, cls):
     """(file, line) of a class: __firstlineno__ on 3.13+, else the first method's line."""
-    module = sys.modules.get(reflect.type_module(cls) or "")
-    file = getattr(module, "__file__", None) if isinstance(module, types.ModuleType) else None
+    module = sys.modules.get(_module_name(cls))
+    file = reflect.module_dict(module).get("__file__") if reflect.is_module(module) else None
+    file = file if type(file) is str else None
     line = reflect.type_dict(cls).get("__firstlineno__")
-    if not isinstance(line, int):
+    if type(line) is not int:
         lines = [c.co_firstlineno for c in (lib.code_of(v) for v in reflect.type_dict(cls).values()) if c is not None]
         line = min(lines) if lines else None
     return file, line
+
+
+def _module_name(cls):
+    """The class's __module__ when it is a string (it is whatever the class body stored)."""
+    name = reflect.type_module(cls)
+    return name if type(name) is str else None
 
 
 def describe_class(lib, cls):
@@ -40,7 +47,7 @@ def describe_class(lib, cls):
     mro = [names.full_name(c) for c in reflect.type_mro(cls)]
     methods = sorted(n for n, v in attrs.items() if lib.kind_of(v) is not None)
     init = attrs.get("__init__")
-    return {"module": reflect.type_module(cls), "file": file, "line": line,
+    return {"module": _module_name(cls), "file": file, "line": line,
             "bases": [names.full_name(b) for b in reflect.type_bases(cls)], "mro": mro,
-            "methods": methods, "signature": lib.signature(init) if isinstance(init, types.FunctionType) else None,
+            "methods": methods, "signature": lib.signature(init) if type(init) is types.FunctionType else None,
             "doc": lib.first_line(attrs.get("__doc__"))}

@@ -38,9 +38,10 @@ def describe_method(lib, cls, name, value, kind, detail):
     fn = lib.function_of(value)
     owner = names.full_name(cls)
     item = {"name": "%s.%s" % (owner, name), "class": owner, "method": name, "kind": kind,
-            "signature": lib.signature(fn) if isinstance(fn, types.FunctionType) else None}
+            "signature": lib.signature(fn) if type(fn) is types.FunctionType else None}
     if detail:
         code = lib.code_of(value)
         item.update({"file": code.co_filename if code else None, "line": code.co_firstlineno if code else None,
-                     "decorators": lib.decorators(value), "doc": lib.first_line(getattr(fn, "__doc__", None))})
+                     "decorators": lib.decorators(value),
+                     "doc": lib.first_line(fn.__doc__ if type(fn) is types.FunctionType else None)})
     return item

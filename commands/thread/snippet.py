@@ -2,13 +2,15 @@
 # Lists every Python thread with a stack, like jstack. Read-only: it never imports
 # `threading` (only uses it if the target already has), reads locals only of frames
 # blocked inside threading/queue, and reads source lines with linecache without
-# module globals, so no loader is called.
+# module globals, so no loader is called. The objects found there are read as stored
+# (reflect.fields) and described by their type, never repr()'d: a subclass of
+# threading's classes may override a property, a `name` or a __repr__ with code.
 import os
 import re
 import sys
 import time
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect")
 
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 200
@@ -51,25 +53,39 @@ def _blocked_on(frame):
     outer = chain[-1]
     owner = outer.f_locals.get("self")
     name = outer.f_code.co_name
-    info = {"kind": "%s.%s" % (type(owner).__name__, name) if owner is not None else name,
-            "object": _short_repr(owner)}
+    info = {"kind": "%s.%s" % (reflect.type_simple_name(type(owner)), name) if owner is not None else name,
+            "object": object.__repr__(owner)[:120]}   # <module.Class object at 0x..>: runs no code
     for f in chain:
-        lock = getattr(f.f_locals.get("self"), "_lock", None)
-        if lock is not None and "RLock" in type(lock).__name__:
-            m = re.search(r"owner=(\d+)", _short_repr(lock))
-            if m and m.group(1) != "0":
-                info["lock_owner"] = int(m.group(1))
+        holder = _rlock_owner(_field(f.f_locals.get("self"), "_lock"))
+        if holder:
+            info["lock_owner"] = holder
     if name == "join" and owner is not None:
-        info["joining"] = getattr(owner, "name", None)
+        joined = _field(owner, "_name")     # Thread.name is a property a subclass may override
+        info["joining"] = joined if type(joined) is str else None
     return info
 
 
-def _short_repr(obj):
-    try:
-        text = object.__repr__(obj) if not type(obj).__module__ in ("_thread", "threading") else repr(obj)
-    except Exception:
-        text = "<%s>" % type(obj).__name__
-    return text[:120]
+def _field(obj, name):
+    """obj's instance attribute as stored (None if obj is None or has no such field)."""
+    return reflect.fields(obj).get(name) if obj is not None else None
+
+
+def _rlock_owner(lock):
+    """The ident of the thread holding an RLock, or None: the C lock's owner is in what its own
+    C repr prints (a type that cannot change: gevent may patch _thread.RLock with a class of
+    its own); threading's Python _RLock keeps it in a field."""
+    kind = type(lock)
+    if lock is None:
+        return None
+    if reflect.type_simple_name(kind) == "RLock" and not reflect.can_change(kind):
+        c_repr = reflect.type_dict(kind).get("__repr__")
+        m = re.search(r"owner=(\d+)", c_repr(lock)) if type(c_repr) is reflect.WRAPPER else None
+        return int(m.group(1)) if m else None
+    threading = sys.modules.get("threading")
+    if reflect.is_module(threading) and kind is reflect.module_dict(threading).get("_PyRLock"):
+        owner = _field(lock, "_owner")
+        return owner if type(owner) is int else None
+    return None
 
 
 def _describe_thread(lib, ident, frame, known, depth):

@@ -8,7 +8,7 @@ import sys
 import time
 from array import array
 
-REQUIRES = ("errors",)
+REQUIRES = ("errors", "reflect")
 
 MAX_STACKS = 20000        # distinct stacks kept for the flame graph; beyond: counted
 MAX_CODES = 50000         # distinct functions kept; beyond: one "(more functions)" entry
@@ -239,11 +239,12 @@ class Names(object):
         table = self.ctx.agent.lib("threads").thread_table(sys._current_frames())
         files, quals = {}, {}
         for name, module in list(sys.modules.items()):
-            if id(module) in self.modules or not isinstance(module, type(sys)):
+            if id(module) in self.modules or not reflect.is_module(module):
                 continue
             self.modules.add(id(module))
-            f = vars(module).get("__file__")  # not getattr: a module's __getattr__ may run
-            if isinstance(f, str) and f not in files:  # the first module of a file, as code_name
+            # not getattr (a module's __getattr__ may run) nor vars() (loads a lazy module)
+            f = reflect.module_dict(module).get("__file__")
+            if type(f) is str and f not in files:  # the first module of a file, as code_name
                 files[f] = name
                 if not _HAS_QUALNAME:
                     quals[f] = _qualnames(module, f)
@@ -258,11 +259,13 @@ def _qualnames(module, filename):
     """[first line, co_name, qualname] of the methods in the module's classes (before 3.11).
     Only class dictionaries are read: no attribute access runs the target's code."""
     out = []
-    for value in list(vars(module).values()):
-        if not isinstance(value, type):
+    for value in list(reflect.module_dict(module).values()):
+        if not reflect.is_class(value):
             continue
-        for attr in list(type.__dict__["__dict__"].__get__(value).values()):
-            fn = attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr
+        for attr in list((reflect.type_dict(value) or {}).values()):  # None: a C type not ready (<3.12)
+            kind = type(attr)
+            fn = (reflect.static_function(attr) if issubclass(kind, staticmethod) else
+                  reflect.class_function(attr) if issubclass(kind, classmethod) else attr)
             code = getattr(fn, "__code__", None) if type(fn) is type(probe) else None
             if code is not None and code.co_filename == filename and fn.__qualname__ != code.co_name:
                 out.append([code.co_firstlineno, code.co_name, fn.__qualname__])
