@@ -183,8 +183,17 @@ export class SafeDir {
     if (create) {
       const r = syscall(SYS.mkdirat, dirFd, ptr(cstr(name)), 0o700);
       const made = r === 0;
-      if (!made && errno() !== E.EEXIST) throw new SysError(`mkdir ${path}`, errno());
-      const fd = SafeDir.openChecked(dirFd, path, name);
+      const failure = made ? 0 : errno();
+      let fd: number;
+      try {
+        // opened whatever mkdir said: errno is only read after the call, and the runtime may
+        // overwrite it on this thread in between (EAGAIN was once seen from four parallel
+        // attaches), so a folder another attach made meanwhile must not fail on it
+        fd = SafeDir.openChecked(dirFd, path, name);
+      } catch (e) {
+        if (!made && failure !== E.EEXIST) throw new SysError(`mkdir ${path}`, failure);
+        throw e;
+      }
       // Ours alone from mkdir to here (no one else may rename in a sticky /tmp or in U's
       // 0700 directory but U, for whom it is made): hand it to the target's user.
       if (made) {
