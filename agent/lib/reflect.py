@@ -167,12 +167,33 @@ def read_attribute(o, name, error=Unreadable):
     return static_attribute(o, type(o), name, False, error)
 
 
+def _function_name(obj):
+    """(module, qualified name) of a function of any kind, from the C fields of its own type: the
+    generic attributes would ask a bound method's callable, or a builtin method's class (through
+    its metaclass), for theirs."""
+    for _ in range(8):
+        if type(obj) is not FUNCTIONS[2]:
+            break
+        obj = obj.__func__                             # a bound method: what it calls
+    t = type(obj)
+    if t is FUNCTIONS[0]:
+        return obj.__module__, obj.__qualname__
+    if t is not FUNCTIONS[1] and t is not FUNCTIONS[3]:
+        return None, qualified_name(obj)               # a callable object: its class
+    if t is FUNCTIONS[3]:                              # a slot wrapper bound: the class defining it
+        return None, "%s.%s" % (type_name(obj.__objclass__), obj.__name__)
+    owner, name = obj.__self__, obj.__name__
+    if owner is None or is_module(owner):              # a builtin function
+        return obj.__module__, name
+    return None, "%s.%s" % (type_name(owner if is_class(owner) else type(owner)), name)
+
+
 def qualified_name(obj):
     """'module.QualName' of a class or function ('QualName' for builtins); of its class otherwise."""
     try:
         t = type(obj)
         if issubclass(t, FUNCTIONS):
-            module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+            module, name = _function_name(obj)
         else:
             t = obj if issubclass(t, type) else t
             module, name = type_module(t), type_name(t)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
@@ -482,6 +483,44 @@ def deep_raise(n):
     deep_raise(n - 1)
 
 
+class Prying(type):
+    """A metaclass that records every attribute asked of its classes."""
+
+    def __getattribute__(cls, name):
+        CALLS.append("Prying.__getattribute__ " + name)
+        return type.__getattribute__(cls, name)
+
+
+class PriedList(list, metaclass=Prying):
+    pass
+
+
+class Forwarder(object):
+    """A callable that records every attribute asked of it."""
+
+    def __getattribute__(self, name):
+        CALLS.append("Forwarder.__getattribute__ " + name)
+        return object.__getattribute__(self, name)
+
+    def __call__(self, *args):
+        pass
+
+
+def check_function_names(qn):
+    """qualified_name of functions of every kind reads their C fields: a builtin method's class
+    (through its metaclass) and a bound method's callable are never asked."""
+    items = PriedList()
+    functions = (items.append, items.__len__, list.__init__.__get__(items), len, types.MethodType(Forwarder(), 1),
+                 (1).__add__, dict.fromkeys, Forwarder().__call__)
+    del CALLS[:]
+    got = [qn(f) for f in functions]
+    check("qualified_name of functions runs no code of theirs", not CALLS, CALLS)
+    check("qualified_name of functions", got == [
+        "PriedList.append", "list.__len__", "list.__init__", "len", "__main__.Forwarder", "int.__add__",
+        "dict.fromkeys", "__main__.Forwarder.__call__"], got)
+    del CALLS[:]
+
+
 def test_serialize(S):
     to_json, safe_repr, exception_info, qn = S["to_json"], S["safe_repr"], S["exception_info"], S["qualified_name"]
 
@@ -574,6 +613,7 @@ def test_serialize(S):
     same("qualified_name nested", qn(Order.mutate), "__main__.Order.mutate")
     same("qualified_name stdlib", qn(os.path.join), os.path.join.__module__ + ".join")
     same("qualified_name instance", qn(order), "__main__.Order")
+    check_function_names(qn)
     try:
         deep_raise(30)
     except ValueError as e:
