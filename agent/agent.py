@@ -1119,21 +1119,20 @@ class _Agent(object):
         copies of the sockets and unlinks nothing; each library undoes what it changed in the
         child's memory (instrument: the watched functions' code). A later attach to the child
         starts a new agent with the child's own session. The agent's threads do not exist
-        here and may have held its locks at the fork: no lock of the agent is taken."""
+        here and may have held its locks at the fork: no lock of the agent is taken.
+
+        The rest is left as the fork copied it, unreferenced but for the atexit entry (which
+        does nothing in another pid): freeing it would write to every page it sits on, each
+        then copied for the child (copy-on-write) and kept, private, by the child's allocator."""
         self.stopping = True
         self._gen += 1
         self._can_log = False        # agent.log is the parent's
-        _quietly(atexit.unregister, self._atexit)
         for _, module in list(self.libs.values()):
             forget = vars(module).get("after_fork_in_child")
             if callable(forget):
                 _quietly(forget)
         for sock in list(self._listeners) + [conn.sock for conn in list(self._conns)]:
             _quietly(sock.close)     # the child's copy of the descriptor; the parent's stays open
-        self._listeners, self._conns = set(), set()
-        # what only the parent's threads used: freed in the child
-        self.libs, self.snippets, self.dependents, self._bound_libs, self.state = {}, {}, {}, {}, {}
-        self.thread_idents, self.thread_native_ids = set(), set()
 
     def _atexit(self):
         if os.getpid() == self.pid:  # a forked child must not delete the parent's session

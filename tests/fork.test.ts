@@ -70,7 +70,7 @@ function assertClean(s: State, ours: number[], where: string) {
 
 for (const py of pythons()) {
   Deno.test(`${py.version}: nothing of peeka crosses fork() or exec`, async (t) => {
-    const target = await Target.start(py, "", { script: FORKER });
+    const target = await Target.start(py, "", { script: FORKER, env: { FORKER_PYTHON: py.path } });
     const env = cliEnv();
     const pid = String(target.pid);
     const ask = async <T = State>(cmd: string) => (await target.ask(cmd)) as T;

@@ -7,8 +7,9 @@
 #                   answers its pid
 #   pool METHOD     a multiprocessing Pool (fork, spawn or forkserver) of 2 workers, each reporting
 #                   state()
-#   exec            subprocess.run([sys.executable, this file, "--state"]): the exec'd child's state()
-#   forks N         the time of N os.fork() + waitpid() (the child exits at once), in ns per fork
+#   exec            subprocess.run([PYTHON, this file, "--state"]): the exec'd child's state()
+#   forks N         N times os.fork() + waitpid() (the child exits at once): ns per fork, the
+#                   median ns from fork() to the child's first line, and of peeka's at-fork hook
 import json
 import os
 import subprocess
@@ -31,6 +32,22 @@ def plain(x):
     return x + 1
 
 
+# The time the at-fork hooks registered after this one (peeka's) take in a child: from this mark,
+# run first, to the one forks() registers once peeka's hook is there (after-fork hooks run in the
+# order they were registered).
+_marks = {}
+
+
+def _mark(name):
+    def mark():
+        _marks[name] = time.perf_counter_ns()
+    return mark
+
+
+os.register_at_fork(after_in_child=_mark("first"))
+# What starts this interpreter (a launcher script for some builds, where sys.executable is the bare
+# binary that cannot start alone): for exec and the spawn/forkserver pools.
+PYTHON = os.environ.get("FORKER_PYTHON") or sys.executable
 WORK_CODE = work.__code__    # taken before any attach: a child must run exactly this code
 CALLS = 20000
 
@@ -122,24 +139,43 @@ def keep(connection):
 
 def pool(method):
     import multiprocessing
-    with multiprocessing.get_context(method).Pool(2) as workers:
+    context = multiprocessing.get_context(method)
+    context.set_executable(PYTHON)
+    with context.Pool(2) as workers:
         return {"workers": workers.map(pool_worker, range(2), chunksize=1)}
 
 
 def exec_child():
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--state"], stdout=subprocess.PIPE,
+    out = subprocess.run([PYTHON, os.path.abspath(__file__), "--state"], stdout=subprocess.PIPE,
                          check=True)
     return json.loads(out.stdout)
 
 
 def forks(n):
-    t0 = time.perf_counter_ns()
+    """n times os.fork() + waitpid() of a child that exits at once: the mean of the whole, the
+    median time from fork() to the child's first line, and the median time of peeka's at-fork
+    hook (0 while it is not registered)."""
+    import mmap
+    import struct
+    if hasattr(sys, "_peeka_at_fork") and not _marks.get("late"):
+        _marks["late"] = True
+        os.register_at_fork(after_in_child=_mark("last"))
+    shared = mmap.mmap(-1, 16)      # MAP_SHARED: the child's writes are seen here
+    starts, hooks = [], []
+    began = time.perf_counter_ns()
     for _ in range(n):
+        t0 = time.perf_counter_ns()
         pid = os.fork()
         if pid == 0:
+            hook = _marks["last"] - _marks["first"] if "last" in _marks else 0
+            shared[:] = struct.pack("qq", time.perf_counter_ns() - t0, hook)
             os._exit(0)
         os.waitpid(pid, 0)
-    return {"fork_ns": (time.perf_counter_ns() - t0) / n}
+        start, hook = struct.unpack("qq", shared[:])
+        starts.append(start)
+        hooks.append(hook)
+    return {"fork_ns": (time.perf_counter_ns() - began) / n, "child_start_ns": sorted(starts)[n // 2],
+            "hook_ns": sorted(hooks)[n // 2]}
 
 
 def answer(words, connection):
