@@ -122,6 +122,7 @@ for (const py of pythons()) console.log(await benchLook(py));
 console.log(await (await import("./tasks.ts")).benchTasksAll());
 console.log(await (await import("./async.ts")).benchAsyncAll());
 console.log(await (await import("./processes.ts")).benchProcessesAll());
+console.log(await (await import("./fork.ts")).benchForkAll());
 
 /** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */
 function tenPlugins(): string {
