@@ -14,6 +14,7 @@ import {
   Target,
   waitUntil,
 } from "./helpers/env.ts";
+import { selfTest } from "./helpers/selftest.ts";
 
 const FORKER = `${REPO}/tests/targets/forker.py`;
 
@@ -76,6 +77,10 @@ for (const py of pythons()) {
     const ask = async <T = State>(cmd: string) => (await target.ask(cmd)) as T;
     let kept = 0;
     try {
+      await t.step("the engine's and a probe's locks held by a thread at the fork", async () => {
+        await selfTest(py.path, [`${REPO}/tests/agent/fork_selftest.py`]);
+      });
+
       assertEquals((await cli(["attach", pid, "--json"], env)).code, 0);
       const session = sessionDirOf(target.pid)!;
 
