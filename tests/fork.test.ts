@@ -127,6 +127,23 @@ for (const py of pythons()) {
       );
 
       await t.step(
+        "a child forked inside a traced call: the trace's profile function leaves",
+        async () => {
+          const tr = new StreamingCli(["trace", "forker.fork_traced", "--pid", pid], env);
+          try {
+            await tr.waitFor((l) => l.event === "trace_started");
+            const s = await ask<State & { profile: boolean }>("fork_traced");
+            assertClean(s, agentSocketInodes(session), "child of a traced call");
+            assertEquals(s.profile, false, JSON.stringify(s));
+            await tr.waitFor((l) => l.type === "observation");
+          } finally {
+            tr.kill("SIGINT");
+            await tr.done;
+          }
+        },
+      );
+
+      await t.step(
         "a kept child is attached on its own; each detach leaves the other",
         async () => {
           kept = (await ask<{ pid: number }>("keep")).pid;

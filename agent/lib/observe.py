@@ -188,8 +188,11 @@ class ObservingProbe(object):
 
     def after_fork_in_child(self):
         """In a child forked while this probe was installed (instrument.after_fork_in_child):
-        it is uninstalled there and wants nothing more, whatever still reaches it."""
+        it is uninstalled there and wants nothing more, whatever still reaches it; the
+        observation ends as at a stop (on_stop: e.g. trace's profile function, set on the
+        thread that forked if it was inside a traced call, removes itself)."""
         self.times, self.count = 0, 0
+        self.on_stop()
 
     # -- what Observation asks ---------------------------------------------
     def follow(self, ctx, stop):

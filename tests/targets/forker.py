@@ -3,6 +3,7 @@
 #   report          this process: its own state() (without the cost measurement)
 #   call N          calls work() N times here (what the parent's watch sees)
 #   fork            os.fork(): the child calls work() many times, then reports state()
+#   fork_traced     fork_traced(): os.fork() inside a call that a trace may watch; the child's state()
 #   keep            os.fork(): the child calls work() every 10 ms until its parent is gone;
 #                   answers its pid
 #   pool METHOD     a multiprocessing Pool (fork, spawn or forkserver) of 2 workers, each reporting
@@ -123,6 +124,12 @@ def forked(run):
     return json.loads(b"".join(chunks))
 
 
+def fork_traced():
+    """A call that forks (trace it): its child reports state() and whether a profile function is
+    still set on its thread once it has made calls (the trace's removes itself at its next event)."""
+    return forked(lambda: dict(state(measure=False), profile=sys.getprofile() is not None))
+
+
 def keep(connection):
     pid = os.fork()
     if pid != 0:
@@ -184,6 +191,8 @@ def answer(words, connection):
         return {"calls": sum(work(i) * 0 + 1 for i in range(int(arg)))}
     if verb == "fork":
         return forked(state)
+    if verb == "fork_traced":
+        return fork_traced()
     if verb == "keep":
         return keep(connection)
     if verb == "pool":
