@@ -69,6 +69,22 @@ function assertClean(s: State, ours: number[], where: string) {
   }
 }
 
+/** Runs `body` while a streaming command (watch, trace) is armed; Ctrl-C ends it, also on failure. */
+async function whileStreaming(
+  args: string[],
+  env: Record<string, string>,
+  body: (stream: StreamingCli) => Promise<void>,
+) {
+  const stream = new StreamingCli(args, env);
+  try {
+    await stream.waitFor((l) => String(l.event).endsWith("_started"));
+    await body(stream);
+  } finally {
+    stream.kill("SIGINT");
+    await stream.done;
+  }
+}
+
 for (const py of pythons()) {
   Deno.test(`${py.version}: nothing of peeka crosses fork() or exec`, async (t) => {
     const target = await Target.start(py, "", { script: FORKER, env: { FORKER_PYTHON: py.path } });
@@ -87,59 +103,53 @@ for (const py of pythons()) {
       await t.step(
         "a child forked during a watch starts clean; the parent's watch goes on",
         async () => {
-          const w = new StreamingCli(["watch", "forker.work", "--rate", "0", "--pid", pid], env);
-          try {
-            await w.waitFor((l) => l.event === "watch_started");
-            await ask("call 5");
-            await waitUntil(() => w.observations().length === 5, 5000, "5 observations");
-            const ours = agentSocketInodes(session);
-            // the check can fail: the parent holds the listener and the watch's connection
-            assert(
-              socketInodesOf(target.pid).filter((i) => ours.includes(i)).length >= 2,
-              String(ours),
-            );
-            // ... and its watched function is instrumented (what a child must not get)
-            const parent = await ask("report");
-            const instrumented = parent.local_events
-              ? parent.local_events.some((e) => e !== 0)
-              : !parent.own_code;
-            assertEquals([instrumented, parent.agent], [true, true], JSON.stringify(parent));
-
-            assertClean(await ask("fork"), ours, "os.fork child");
-            const pool = await ask<{ workers: State[] }>("pool fork");
-            pool.workers.forEach((s) => assertClean(s, ours, "fork pool worker"));
-            for (const method of ["spawn", "forkserver"]) {
-              const { workers } = await ask<{ workers: State[] }>(`pool ${method}`);
-              workers.forEach((s) =>
-                assertEquals(s.sockets.filter((i) => ours.includes(i)), [], method)
+          await whileStreaming(
+            ["watch", "forker.work", "--rate", "0", "--pid", pid],
+            env,
+            async (w) => {
+              await ask("call 5");
+              await waitUntil(() => w.observations().length === 5, 5000, "5 observations");
+              const ours = agentSocketInodes(session);
+              // the check can fail: the parent holds the listener and the watch's connection
+              assert(
+                socketInodesOf(target.pid).filter((i) => ours.includes(i)).length >= 2,
+                String(ours),
               );
-            }
-            const exec = await ask("exec");
-            assertEquals(exec.sockets.filter((i) => ours.includes(i)), [], JSON.stringify(exec));
+              // ... and its watched function is instrumented (what a child must not get)
+              const parent = await ask("report");
+              const instrumented = parent.local_events
+                ? parent.local_events.some((e) => e !== 0)
+                : !parent.own_code;
+              assertEquals([instrumented, parent.agent], [true, true], JSON.stringify(parent));
 
-            await ask("call 5");
-            await waitUntil(() => w.observations().length === 10, 5000, "5 more observations");
-          } finally {
-            w.kill("SIGINT");
-            await w.done;
-          }
+              assertClean(await ask("fork"), ours, "os.fork child");
+              const pool = await ask<{ workers: State[] }>("pool fork");
+              pool.workers.forEach((s) => assertClean(s, ours, "fork pool worker"));
+              for (const method of ["spawn", "forkserver"]) {
+                const { workers } = await ask<{ workers: State[] }>(`pool ${method}`);
+                workers.forEach((s) =>
+                  assertEquals(s.sockets.filter((i) => ours.includes(i)), [], method)
+                );
+              }
+              const exec = await ask("exec");
+              assertEquals(exec.sockets.filter((i) => ours.includes(i)), [], JSON.stringify(exec));
+
+              await ask("call 5");
+              await waitUntil(() => w.observations().length === 10, 5000, "5 more observations");
+            },
+          );
         },
       );
 
       await t.step(
         "a child forked inside a traced call: the trace's profile function leaves",
         async () => {
-          const tr = new StreamingCli(["trace", "forker.fork_traced", "--pid", pid], env);
-          try {
-            await tr.waitFor((l) => l.event === "trace_started");
+          await whileStreaming(["trace", "forker.fork_traced", "--pid", pid], env, async (tr) => {
             const s = await ask<State & { profile: boolean }>("fork_traced");
             assertClean(s, agentSocketInodes(session), "child of a traced call");
             assertEquals(s.profile, false, JSON.stringify(s));
             await tr.waitFor((l) => l.type === "observation");
-          } finally {
-            tr.kill("SIGINT");
-            await tr.done;
-          }
+          });
         },
       );
 
