@@ -1117,7 +1117,8 @@ class _Agent(object):
         forked, the only one the child has; sys._peeka_agent is already gone). The listener,
         the connections and the session directory are the parent's: the child closes its
         copies of the sockets and unlinks nothing; each library undoes what it changed in the
-        child's memory (instrument: the watched functions' code). A later attach to the child
+        child's memory (instrument: the watched functions' code; any library or snippet may
+        define a module-level after_fork_in_child() for this). A later attach to the child
         starts a new agent with the child's own session. The agent's threads do not exist
         here and may have held its locks at the fork: no lock of the agent is taken.
 
@@ -1127,10 +1128,13 @@ class _Agent(object):
         self.stopping = True
         self._gen += 1
         self._can_log = False        # agent.log is the parent's
-        for _, module in list(self.libs.values()):
-            forget = vars(module).get("after_fork_in_child")
+        namespaces = [vars(module) for _, module in list(self.libs.values())]
+        namespaces += [getattr(run, "__globals__", {}) for run in list(self.snippets.values())]
+        for namespace in namespaces:
+            forget = namespace.get("after_fork_in_child")
             if callable(forget):
                 _quietly(forget)
+        # close, never shutdown: that would end the parent's listener and connections too
         for sock in list(self._listeners) + [conn.sock for conn in list(self._conns)]:
             _quietly(sock.close)     # the child's copy of the descriptor; the parent's stays open
 
