@@ -228,14 +228,16 @@ class Client(object):
             self.stream.append(msg)
 
     def call(self, name, src, args=None, **kw):
-        """Like the CLI: call by hash, load the snippet on SNIPPET_MISSING and the thread
-        command's library on LIB_MISSING, retry."""
-        for _ in range(3):
+        """Like the CLI: call by hash; on SNIPPET_MISSING load the snippet, on LIB_MISSING (of
+        the call or of the snippet's load) the library named, then retry."""
+        for _ in range(6):
             reply = self.request("call", command=name, hash=sha(src), args=args or {}, **kw)
             if reply.get("code") == "SNIPPET_MISSING":
                 loaded = self.request("load", name=name, hash=sha(src), source=src)
-            elif reply.get("code") == "LIB_MISSING" and name == "thread":
-                loaded = self.load_lib("threads")
+                if loaded.get("code") == "LIB_MISSING":
+                    loaded = self.load_lib(loaded["lib"])
+            elif reply.get("code") == "LIB_MISSING":
+                loaded = self.load_lib(reply.get("lib") or "threads")
             else:
                 return reply
             if loaded.get("type") != "loaded":
@@ -328,6 +330,10 @@ def test_basics(t, st):
     missing = c.request("call", command="thread", hash=sha(THREAD_SRC), args={})
     check(missing["type"] == "error" and missing["code"] == "SNIPPET_MISSING"
           and missing["error"] == "snippet for 'thread' not loaded", "SNIPPET_MISSING", missing)
+    early = c.request("load", name="thread", hash=sha(THREAD_SRC), source=THREAD_SRC)
+    check(early.get("code") == "LIB_MISSING" and early.get("lib") == "reflect",
+          "a snippet loaded before a library it requires: LIB_MISSING naming it", early)
+    check(c.load_lib("reflect")["type"] == "loaded", "the required library loaded first, as the CLI does")
     loaded = c.request("load", name="thread", hash=sha(THREAD_SRC), source=THREAD_SRC)
     check(loaded == {"id": loaded["id"], "type": "loaded", "name": "thread", "hash": sha(THREAD_SRC)},
           "load reply", loaded)
