@@ -19,7 +19,7 @@ import collections
 import sys
 import time
 
-REQUIRES = ("real",)  # built in: the interpreter's own locks, even under gevent
+REQUIRES = ("real", "reflect")  # real: the interpreter's own locks, even under gevent
 
 BATCH_MAX = 512          # observations per frame
 TICK = 0.005             # how often a queue is drained (s): bounds call-to-line latency
@@ -54,8 +54,10 @@ class RateLimit(object):
 def thread_name(ident):
     """The threading name of a thread, without importing threading or running its code."""
     threading = sys.modules.get("threading")
-    t = threading and getattr(threading, "_active", {}).get(ident)
-    return getattr(t, "name", None) if t is not None else None
+    active = reflect.module_dict(threading).get("_active") if threading is not None else None
+    t = active.get(ident) if type(active) is dict else None
+    name = reflect.fields(t).get("_name") if t is not None else None  # not .name: a subclass's
+    return name if type(name) is str else None
 
 
 _ASYNC_KINDS = ("coroutine", "async_generator")
