@@ -104,6 +104,17 @@ def _parse_level(logging, text):
     return level
 
 
+_changed_by = []  # the agent whose state holds levels peeka changed (for a forked child)
+
+
+def after_fork_in_child():
+    """A child forked from the target starts with the target's own levels (the agent calls
+    this in the child; the parent keeps peeka's until reset or detach)."""
+    for agent in _changed_by:
+        restore(agent)
+    del _changed_by[:]
+
+
 def restore(agent):
     """Puts back every level peeka changed; returns what was restored."""
     saved = agent.state.pop("logger_levels", {})
@@ -145,6 +156,8 @@ def run(ctx, args):
     saved = ctx.agent.state.setdefault("logger_levels", {})
     saved.setdefault(name, old)             # the original, however many times it is changed
     ctx.agent.on_detach("logger", lambda: restore(ctx.agent))
+    if ctx.agent not in _changed_by:
+        _changed_by.append(ctx.agent)
     lg.setLevel(new)
     return {"action": "set", "name": name, "old_level": _level_name(logging, old), "old_level_num": old,
             "new_level": _level_name(logging, new), "new_level_num": new,

@@ -45,6 +45,12 @@ class LoggerSnippet(unittest.TestCase):
         self.assertEqual(self.db.level, logging.NOTSET)
         self.assertNotIn("logger_levels", self.ctx.agent.state)
 
+    def test_a_forked_child_gets_the_targets_levels(self):
+        self.run_snippet(name="shopapp.db", level="DEBUG")
+        snippet["after_fork_in_child"]()  # what the agent calls in a child it was forked into
+        self.assertEqual(self.db.level, logging.NOTSET)
+        self.assertNotIn("logger_levels", self.ctx.agent.state)
+
     def test_reset_puts_levels_back_and_says_which(self):
         self.run_snippet(name="shopapp.db", level="WARNING")
         reset = self.run_snippet(reset=True)

@@ -64,11 +64,22 @@ def overview(ctx, limit):
     return info
 
 
+_tracing = []  # [True] while a trace of ours runs tracemalloc
+
+
+def after_fork_in_child():
+    """A child forked during `memory --trace` must not pay for tracemalloc its whole life."""
+    if _tracing:
+        del _tracing[:]
+        sys.modules["tracemalloc"].stop()
+
+
 def trace(ctx, seconds, limit, nframe):
     import tracemalloc
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start(nframe)
+        _tracing.append(True)
     ours = (tracemalloc.Filter(False, "<peeka*"), tracemalloc.Filter(False, tracemalloc.__file__))
     try:
         first = tracemalloc.take_snapshot().filter_traces(ours)
@@ -79,6 +90,7 @@ def trace(ctx, seconds, limit, nframe):
         current, peak = tracemalloc.get_traced_memory()
     finally:
         if not was_tracing:
+            del _tracing[:]
             tracemalloc.stop()      # as it was: frees its memory too
     site = lambda tb: {"file": tb[0].filename, "line": tb[0].lineno}
     top = [dict(site(s.traceback), size_bytes=s.size, count=s.count)
