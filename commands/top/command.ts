@@ -15,6 +15,7 @@ import { callCommand, untilInterrupted } from "../../core/call.ts";
 import { type Collapsed, flameGraphSvg, speedscopeJson } from "../../core/flamegraph.ts";
 import { CalibrationError, type Probe, RemoteStacks } from "./remote.ts";
 import { Names, Profile, type Row } from "./profile.ts";
+import { Ticker } from "./clock.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
 /** "10ms", "2s", "1.5" (in the given unit) → that unit. */
@@ -36,8 +37,11 @@ export function parseDuration(text: unknown, unit: "ms" | "s"): number {
 
 function renderTable(o: Record<string, unknown>): string {
   const rows = o.functions as Row[];
+  const taken = o.samples_asked === undefined
+    ? ""
+    : `, ${o.samples_taken} of ${o.samples_asked} samples taken`;
   const head = `${o.final ? "final" : "top"}: ${o.thread_samples} samples over ${o.seconds}s` +
-    ` (${o.idle_skipped} idle skipped, sampling cost ${o.sampling_cpu_ms} ms CPU)`;
+    ` (${o.idle_skipped} idle skipped${taken}, sampling cost ${o.sampling_cpu_ms} ms CPU)`;
   const lines = [
     head,
     "  %Own  %Total   Own  Total  Function (file:line)",
@@ -179,7 +183,7 @@ async function sampleRemotely(
   let failure: unknown = null;
   let profile: Profile | null = null;
   let reader: RemoteStacks | null = null;
-  let readerMs = 0, started = 0;
+  let readerMs = 0, started = 0, asked = 0;
   const observation = (final: boolean, agentCpu = 0) => ({
     type: "observation",
     top_id: topId,
@@ -187,6 +191,8 @@ async function sampleRemotely(
     timestamp: Date.now() / 1000,
     seconds: Math.round(performance.now() - started) / 1000,
     samples: profile!.samples,
+    samples_asked: asked,
+    samples_taken: profile!.samples,
     thread_samples: profile!.threadSamples,
     idle_skipped: profile!.idleSkipped,
     sampling_cpu_ms: agentCpu,
@@ -196,8 +202,9 @@ async function sampleRemotely(
     ...(final ? { final: true } : {}),
   });
   const loop = async (stacks: RemoteStacks) => {
-    started = performance.now();
-    let next = started, nextRefresh = started + req.refresh * 1000;
+    const ticker = new Ticker(req.interval_ms);
+    started = ticker.started;
+    let nextRefresh = started + req.refresh * 1000;
     const ends = req.duration === null ? Infinity : started + req.duration * 1000;
     showFrame({
       type: "event",
@@ -209,21 +216,24 @@ async function sampleRemotely(
         sampler: "remote",
       },
     }, ctx);
-    while (!stop.signal.aborted) {
-      const now = performance.now();
-      if (now >= ends) break;
-      if (now >= next) {
-        profile!.add(stacks.sample((ident) => names.hidden.has(ident)));
-        readerMs += performance.now() - now;
-        next += req.interval_ms;
-        if (next < now) next = now + req.interval_ms; // fell behind: no burst to catch up
+    try {
+      while (!stop.signal.aborted) {
+        const now = performance.now();
+        if (now >= ends) break;
+        if (ticker.due(now)) {
+          profile!.add(stacks.sample((ident) => names.hidden.has(ident)));
+          readerMs += performance.now() - now;
+        }
+        asked = ticker.asked;
+        if (now >= nextRefresh) {
+          nextRefresh += req.refresh * 1000;
+          showFrame(observation(false), ctx);
+        }
+        ticker.sleep(Math.min(nextRefresh, ends));
+        await ticker.yieldToEvents();
       }
-      if (now >= nextRefresh) {
-        nextRefresh += req.refresh * 1000;
-        showFrame(observation(false), ctx);
-      }
-      const wait = Math.min(next, nextRefresh, ends) - performance.now();
-      await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+    } finally {
+      ticker.close();
     }
     stop.abort(); // the duration is over: the agent's call ends too
   };
@@ -275,6 +285,8 @@ async function sampleRemotely(
       top_id: topId,
       sampler: "remote",
       samples: profile!.samples,
+      samples_asked: asked,
+      samples_taken: profile!.samples,
       thread_samples: profile!.threadSamples,
       idle_skipped: profile!.idleSkipped,
       stacks_dropped: profile!.stacksDropped,

@@ -3,6 +3,8 @@
 import type { CodeInfo } from "./remote.ts";
 
 const MAX_STACKS = 20000;
+const RUN_STATE_MS = 10;
+const MAX_THREADS_TRACKED = 4096;
 // The innermost function's name says a thread waits (the agent's `threads` library uses the
 // same words), when its run state cannot tell a lock wait from a wait for the GIL.
 const WAITING = /^_*(wait|acquire|accept|recv|read|select|poll)|^(get|join)$|sleep/;
@@ -108,13 +110,16 @@ export class Profile {
   private own = new Map<bigint, number>();
   private total = new Map<bigint, number>();
   private stacks = new Map<string, { thread: string; codes: bigint[]; count: number }>();
+  private runStates: RunStates;
 
   constructor(
     private pid: number,
     private names: Names,
     private info: (code: bigint) => CodeInfo | null,
     private idle: boolean,
-  ) {}
+  ) {
+    this.runStates = new RunStates(pid);
+  }
 
   add(threads: { ident: number; codes: bigint[] }[]): void {
     this.samples++;
@@ -172,14 +177,45 @@ export class Profile {
     const name = this.info(innermost)?.name ?? "";
     const own = this.names.threads.get(ident)?.native;
     const native = own ? this.names.hostTid(this.pid, own) : null;
-    if (!native) return WAITING.test(name);
-    const stat = readProc(`/proc/${this.pid}/task/${native}/stat`);
-    if (stat === null) return WAITING.test(name);
-    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "R") return false;
-    const call = Number((readProc(`/proc/${this.pid}/task/${native}/syscall`) ?? "").split(" ")[0]);
-    if (SLEEPING.has(call)) return true;
-    return FUTEX.has(call) ? WAITING.test(name) : false;
+    const state = native ? this.runStates.of(native) : null;
+    if (state === null) return WAITING.test(name);
+    if (state.running) return false;
+    if (SLEEPING.has(state.call)) return true;
+    return FUTEX.has(state.call) ? WAITING.test(name) : false;
   }
+}
+
+/** Threads' run states from /proc, each read again only after RUN_STATE_MS: at 1-10 kHz two
+ * files per thread per sample cost more than the whole stack walk (~20 µs a read), and a
+ * thread's state a few ms old still tells a sleeper from a runner. */
+export class RunStates {
+  private known = new Map<number, { at: number; state: RunState | null }>();
+
+  constructor(private pid: number, private maxAgeMs = RUN_STATE_MS) {}
+
+  of(tid: number): RunState | null {
+    const now = performance.now();
+    const known = this.known.get(tid);
+    if (known && now - known.at < this.maxAgeMs) return known.state;
+    if (this.known.size >= MAX_THREADS_TRACKED) this.known.clear();
+    const state = this.read(tid);
+    this.known.set(tid, { at: now, state });
+    return state;
+  }
+
+  private read(tid: number): RunState | null {
+    const stat = readProc(`/proc/${this.pid}/task/${tid}/stat`);
+    if (stat === null) return null;
+    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "R") return { running: true, call: -1 };
+    const call = Number((readProc(`/proc/${this.pid}/task/${tid}/syscall`) ?? "").split(" ")[0]);
+    return { running: false, call };
+  }
+}
+
+interface RunState {
+  running: boolean;
+  /** The system call it waits in (x86-64 number), or -1. */
+  call: number;
 }
 
 function readProc(path: string): string | null {

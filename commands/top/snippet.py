@@ -143,8 +143,11 @@ def run(ctx, args):
     duration = args.get("duration")
     refresh = float(args.get("refresh") or 1.0)
     limit = int(args.get("limit") or 20)
-    if not 0.001 <= interval <= 10 or (duration is not None and float(duration) <= 0) or not 1 <= limit <= 500:
-        raise errors.CommandError("-i must be 1 ms..10 s, -d positive, --limit 1..500", code="BAD_ARGS")
+    # Read from outside, a sample costs the target nothing: 10 kHz is allowed (as py-spy's rates).
+    lowest = 0.0001 if args.get("sampler") == "remote" else 0.001
+    if not lowest <= interval <= 10 or (duration is not None and float(duration) <= 0) or not 1 <= limit <= 500:
+        raise errors.CommandError("-i must be %g ms..10 s, -d positive, --limit 1..500" % (lowest * 1000),
+                                  code="BAD_ARGS")
     top_id = "top_%06x" % (id(ctx) & 0xFFFFFF)
     if args.get("sampler") == "remote":
         return _park(ctx, top_id, refresh)
