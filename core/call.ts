@@ -108,6 +108,11 @@ export function setActiveGuard(guard: InterruptGuard | null): void {
   activeGuard = guard;
 }
 
+/** The guard of the command being run, if any (a command run inside another one uses it). */
+export function currentGuard(): InterruptGuard | null {
+  return activeGuard;
+}
+
 /** Runs `work` with an AbortSignal that Ctrl-C (or SIGTERM) aborts; says whether it did.
  * A second signal, or no answer to the first within INTERRUPT_GRACE_MS, exits with 130. */
 export async function untilInterrupted<T>(

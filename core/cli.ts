@@ -11,7 +11,13 @@ import {
 } from "./command.ts";
 import { Output } from "./output.ts";
 import { AgentClient, AgentGoneError, AgentTimeoutError, SessionEndedError } from "./protocol.ts";
-import { callCommand, InterruptGuard, setActiveGuard, untilInterrupted } from "./call.ts";
+import {
+  callCommand,
+  currentGuard,
+  InterruptGuard,
+  setActiveGuard,
+  untilInterrupted,
+} from "./call.ts";
 import { hasSocket, resolvePid, SessionError, type SessionPaths, sessionPaths } from "./session.ts";
 import { diagnose, type Diagnosis, glance } from "./diagnose.ts";
 import { parsePidList, type TargetSet, targetSet } from "./fleet.ts";
@@ -286,8 +292,11 @@ async function runCommand(
 ): Promise<number> {
   const base = { out, opts, args, registry };
   const ctx = targetContext(cmd, base);
-  const guard = interruptGuard(cmd, ctx.knownPid, out).install();
-  setActiveGuard(guard);
+  // A command run inside another (the demo's steps) keeps the outer one's guard: the first
+  // Ctrl-C then reaches the outer command, which cleans up, instead of exiting in the step.
+  const outer = currentGuard();
+  const guard = outer ?? interruptGuard(cmd, ctx.knownPid, out).install();
+  if (!outer) setActiveGuard(guard);
   try {
     const set = targetSet(opts);
     if (!set) return await runTarget(cmd, ctx, guard);
@@ -296,8 +305,10 @@ async function runCommand(
   } catch (e) {
     return failed(cmd, e, undefined, out, guard.signalled);
   } finally {
-    guard.uninstall();
-    setActiveGuard(null);
+    if (!outer) {
+      guard.uninstall();
+      setActiveGuard(null);
+    }
   }
 }
 

@@ -133,17 +133,28 @@ Deno.test(`demo (Python ${py.version}): attach, watch --condition, trace, reset,
 Deno.test(`demo (Python ${py.version}): Ctrl-C detaches and stops the service`, async () => {
   await withDemo(cliEnv(), async (c, pid) => {
     // While the first watch streams (~0.3 s until its third call): Ctrl-C stops that step and
-    // the demo, which detaches and stops its service. (Between two steps, the step's own
-    // Ctrl-C handling exits at once: the next test's case.)
+    // the demo, which detaches and stops its service.
     await c.waitFor((l) => l.event === "watch_started");
-    c.kill("SIGINT");
-    assertEquals(await c.done, 130, c.stderr);
-    const cleanup = steps(c.lines).at(-1)!;
-    assertEquals([cleanup.message, cleanup.note], [`$ peeka detach ${pid}`, "cleaning up"]);
-    assert(c.lines.some((l) => l.type === "success" && l.command === "detach"), c.stderr);
-    await nothingLeft(pid, folderOf(c.lines));
+    await interruptedAndCleaned(c, pid);
   });
 });
+
+Deno.test(`demo (Python ${py.version}): Ctrl-C during attach also detaches and stops the service`, async () => {
+  await withDemo(cliEnv(), async (c, pid) => {
+    // a step with nothing to cancel (attach) hands the Ctrl-C to the demo, which cleans up
+    await c.waitFor((l) => l.step === "attach");
+    await interruptedAndCleaned(c, pid);
+  });
+});
+
+async function interruptedAndCleaned(c: StreamingCli, pid: number): Promise<void> {
+  c.kill("SIGINT");
+  assertEquals(await c.done, 130, c.stderr);
+  const cleanup = steps(c.lines).at(-1)!;
+  assertEquals([cleanup.message, cleanup.note], [`$ peeka detach ${pid}`, "cleaning up"]);
+  assert(c.lines.some((l) => l.type === "success" && l.command === "detach"), c.stderr);
+  await nothingLeft(pid, folderOf(c.lines));
+}
 
 Deno.test(`demo (Python ${py.version}): killed, its service stops by itself`, async () => {
   await withDemo(cliEnv(), async (c, pid) => {
