@@ -19,6 +19,7 @@ import inspect from "./inspect/command.ts";
 import memory from "./memory/command.ts";
 import top from "./top/command.ts";
 import plugins from "./plugins/command.ts";
+import dump from "./dump/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -37,6 +38,7 @@ export const builtinCommands: PeekaCommand[] = [
   inspect,
   memory,
   top,
+  dump,
   plugins,
   demo,
 ];

@@ -1,0 +1,146 @@
+// dump: every Python thread's stack, which thread holds the GIL and what each thread does in
+// the kernel, read from outside (process/pystate.ts): no agent, no injection, and by default
+// not even a pause, so it answers when the target is too stuck to attach to.
+import { defineCommand, UsageError } from "../../core/command.ts";
+import type { Output } from "../../core/output.ts";
+import { type PyStacks, PyStateReader, type PyThread } from "../../process/pystate.ts";
+import { type TaskState, taskStates } from "../../process/taskstate.ts";
+import { withThreadsStopped } from "../../process/freeze.ts";
+import { PeekaError } from "../../process/errors.ts";
+
+interface DumpedThread {
+  ident: number;
+  native_id: number | null;
+  name: string | null;
+  is_main: boolean;
+  holds_gil: boolean;
+  /** Innermost frame last, as `thread` shows it; null when the thread moved too fast. */
+  stack: { function: string; qualname: string; file: string; line: number | null }[] | null;
+  os_state: {
+    tid: number;
+    state: string;
+    state_name: string;
+    syscall: string | null;
+    syscall_number: number | null;
+  } | null;
+}
+
+/** One read of the process (threads held still around it with --blocking). */
+function readProcess(pid: number, blocking: boolean): { stacks: PyStacks; tasks: TaskState[] } {
+  const reader = PyStateReader.open(pid);
+  // The kernel's view first: while held, every thread would read as stopped.
+  const tasks = [...taskStates(pid).values()];
+  const stacks = blocking ? withThreadsStopped(pid, () => reader.read()) : reader.read();
+  return { stacks, tasks };
+}
+
+function describe(thread: PyThread, tasks: TaskState[], pid: number): DumpedThread {
+  // Python knows a thread by its id inside the target's PID namespace.
+  const task = tasks.find((t) => t.nsTid === thread.nativeId);
+  return {
+    ident: thread.threadId,
+    native_id: thread.nativeId,
+    name: task?.name ?? null,
+    is_main: task?.tid === pid,
+    holds_gil: thread.holdsGil,
+    stack: thread.stack?.map((f) => ({ ...f })).reverse() ?? null,
+    os_state: task
+      ? {
+        tid: task.tid,
+        state: task.state,
+        state_name: task.stateName,
+        syscall: task.syscall?.name ?? null,
+        syscall_number: task.syscall?.number ?? null,
+      }
+      : null,
+  };
+}
+
+/** No Python thread is one of the process's threads: the layout read something else. */
+function unmatched(pid: number): PeekaError {
+  return new PeekaError(
+    "LAYOUT_UNVERIFIED",
+    `process ${pid}: no Python thread state names a thread of the process; no stack is shown ` +
+      "rather than a wrong one (a custom build?)",
+  );
+}
+
+function osText(t: DumpedThread): string {
+  const os = t.os_state;
+  if (!os) return "";
+  return os.syscall ? `${os.state_name} in ${os.syscall}` : os.state_name;
+}
+
+function render(
+  pid: number,
+  version: string,
+  threads: DumpedThread[],
+  ms: number,
+  blocking: boolean,
+) {
+  const lines = [
+    `Process ${pid} (Python ${version}): ${threads.length} thread(s), read in ${
+      ms.toFixed(1)
+    } ms ` +
+    (blocking ? "with the threads paused" : "without stopping it"),
+  ];
+  for (const t of threads) {
+    const tags = [
+      t.name ? `"${t.name}"` : null,
+      t.native_id !== null ? `native ${t.native_id}` : null,
+      t.is_main ? "main" : null,
+    ].filter(Boolean).join(", ");
+    lines.push("");
+    lines.push(
+      `Thread ${t.ident} (${tags})${t.holds_gil ? " [holds the GIL]" : ""} ${osText(t)}`.trimEnd(),
+    );
+    if (t.stack === null) lines.push("    (stack changed while read; try --blocking)");
+    else if (!t.stack.length) lines.push("    (no Python frame)");
+    for (const f of t.stack ?? []) lines.push(`    ${f.qualname} (${f.file}:${f.line ?? "?"})`);
+  }
+  return lines.join("\n");
+}
+
+function dumpOne(out: Output, pid: number, blocking: boolean): void {
+  const started = performance.now();
+  const { stacks, tasks } = readProcess(pid, blocking);
+  const elapsed = performance.now() - started;
+  const threads = stacks.threads.map((t) => describe(t, tasks, pid));
+  if (!threads.some((t) => t.os_state)) throw unmatched(pid);
+  for (const t of threads) out.event("thread", { pid, ...t });
+  const holder = threads.find((t) => t.holds_gil);
+  out.result("dump", {
+    pid,
+    python: stacks.version,
+    blocking,
+    threads: threads.length,
+    gil: { locked: stacks.gil.locked, holder: holder?.ident ?? null },
+    elapsed_ms: Math.round(elapsed * 100) / 100,
+  }, () => render(pid, stacks.version, threads, elapsed, blocking));
+}
+
+export default defineCommand({
+  name: "dump",
+  summary: "Show every thread's stack from outside, with no agent (for a stuck process)",
+  description: "Read every Python thread's stack (function, file, line), which thread holds the " +
+    "GIL and each thread's OS state (running, sleeping, in which system call) straight from the " +
+    "target's memory: nothing is injected and no agent starts, so it works on a process too " +
+    "stuck to attach to. CPython 3.8 to 3.15. The threads keep running unless --blocking.",
+  arguments: [{ name: "pid", description: "processes to read, as PID... or --pid 12,13" }],
+  options: [{
+    flags: "--blocking",
+    description: "pause the threads (ptrace, no signal) for a consistent snapshot; always resumed",
+  }],
+  needsTarget: true,
+  run(ctx) {
+    // `dump 12 13` as `dump --pid 12,13` (which the runner fans out, one run per pid).
+    const listed = ctx.args.map(Number);
+    if (listed.some((p) => !Number.isInteger(p) || p <= 0)) {
+      throw new UsageError(`not a process id: ${ctx.args.join(" ")}`);
+    }
+    for (const pid of listed.length ? listed : [ctx.targetPid()]) {
+      dumpOne(ctx.out, pid, Boolean(ctx.opts.blocking));
+    }
+    return Promise.resolve(0);
+  },
+});

@@ -1,0 +1,309 @@
+// Every Python thread's stack, read from outside the target with no agent (process_vm_readv):
+// _PyRuntime (an exported symbol) -> the main interpreter -> its thread states -> each one's
+// frames -> their code objects. The layouts come from process/pylayouts.ts (3.13+: the
+// target's _Py_DebugOffsets where it says); each is checked against the target first (object
+// types, back links, thread ids) and a layout that does not check out is refused with
+// LAYOUT_UNVERIFIED: a wrong stack is worse than none. Nothing is ever written.
+import { MemoryReader } from "./libc.ts";
+import { findInterpreter, type Interpreter, NotPythonError } from "./procfs.ts";
+import { DEBUG_COOKIE, DEBUG_HEAD, DEBUG_TAILS, DebugOffsets } from "./debugoffsets.ts";
+import { PeekaError } from "./errors.ts";
+import { PY_LAYOUTS, type PyLayout } from "./pylayouts.ts";
+import { lineFrom310, lineFromLnotab, lineFromLocations } from "./linetable.ts";
+
+export interface PyFrame {
+  function: string;
+  /** co_qualname (3.11+), else the function's name. */
+  qualname: string;
+  file: string;
+  line: number | null;
+}
+
+export interface PyThread {
+  /** threading.get_ident() of the thread (its pthread_t). */
+  threadId: number;
+  /** The OS thread id (as /proc/PID/task lists it), null when it could not be read. */
+  nativeId: number | null;
+  /** Innermost frame first; null when the thread changed too fast to read (see `--blocking`). */
+  stack: PyFrame[] | null;
+  holdsGil: boolean;
+}
+
+export interface PyStacks {
+  version: string;
+  threads: PyThread[];
+  gil: { locked: boolean; holder: number | null };
+}
+
+const MAX_THREADS = 4096;
+const MAX_DEPTH = 1024;
+const MAX_TABLE = 1 << 16;
+const TRIES = 3;
+/** glibc x86-64: where struct pthread (at pthread_t) keeps the kernel's thread id. */
+const PTHREAD_TID = 0x2d0;
+const MASK = ~7n;
+const TRAMPOLINE = "<interpreter trampoline>";
+
+const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
+
+function unverified(pid: number, what: string): PeekaError {
+  return new PeekaError(
+    "LAYOUT_UNVERIFIED",
+    `process ${pid}: the Python structures do not match what peeka expects (${what}); ` +
+      "no stack is shown rather than a wrong one (a custom or debug build?)",
+  );
+}
+
+/** A thread's frame chain changed under the reader: read it again. */
+class Torn extends Error {}
+
+export class PyStateReader {
+  private memory: MemoryReader;
+  private names = new Map<bigint, PyFrame | null>();
+  private readonly interp: bigint;
+  private readonly runtime: bigint;
+  private readonly codeType: bigint;
+  private readonly strType: bigint;
+  private readonly bytesType: bigint;
+  private readonly none: bigint;
+
+  private constructor(
+    readonly pid: number,
+    readonly version: string,
+    private layout: PyLayout,
+    python: Interpreter,
+  ) {
+    this.memory = new MemoryReader(pid);
+    const at = (name: string) => {
+      const v = python.elf.symbols.get(name);
+      if (v === undefined) throw new NotPythonError(`${python.path} does not export ${name}`);
+      return BigInt(python.loadBias + v);
+    };
+    this.runtime = at("_PyRuntime");
+    this.codeType = at("PyCode_Type");
+    this.strType = at("PyUnicode_Type");
+    this.bytesType = at("PyBytes_Type");
+    this.none = at("_Py_NoneStruct");
+    this.useDebugOffsets();
+    const interp = this.ptr(this.runtime + BigInt(this.layout.interpretersHead));
+    if (interp === null) throw unverified(pid, "no interpreter in _PyRuntime");
+    this.interp = interp;
+  }
+
+  /** Opens a process: its interpreter, version and layout; throws a PeekaError saying why not. */
+  static open(pid: number): PyStateReader {
+    let python: Interpreter;
+    try {
+      python = findInterpreter(pid);
+    } catch (e) {
+      if (e instanceof NotPythonError) throw new PeekaError("NOT_PYTHON", e.message);
+      throw e;
+    }
+    const v = python.version ? `${python.version.major}.${python.version.minor}` : "?";
+    const layout = PY_LAYOUTS[v];
+    if (!layout) {
+      throw new PeekaError(
+        "UNSUPPORTED_VERSION",
+        `process ${pid} runs Python ${v}; peeka dump reads CPython 3.8 to 3.15`,
+      );
+    }
+    try {
+      return new PyStateReader(pid, v, structuredClone(layout), python);
+    } catch (e) {
+      if (e instanceof NotPythonError) throw unverified(pid, e.message);
+      throw e;
+    }
+  }
+
+  /** 3.13+: the target's own offsets, where peeka knows the place of the field in the struct. */
+  private useDebugOffsets(): void {
+    const minor = Number(this.version.split(".")[1]);
+    if (minor < 13) return;
+    const bytes = this.memory.read(this.runtime, DEBUG_TAILS[this.version]?.size ?? DEBUG_HEAD.end);
+    const debug = bytes && new DebugOffsets(bytes);
+    if (debug?.cookie !== DEBUG_COOKIE || debug.version !== this.version) {
+      throw unverified(this.pid, "no _Py_DebugOffsets of this version at _PyRuntime");
+    }
+    const L = this.layout;
+    L.interpretersHead = Number(debug.value(DEBUG_HEAD.runtime.interpretersHead));
+    L.threadsHead = Number(debug.value(DEBUG_HEAD.interp.threadsHead));
+    const tail = DEBUG_TAILS[this.version];
+    if (tail) {
+      L.thread.next = Number(debug.value(tail.thread.next));
+      L.thread.nativeThreadId = Number(debug.value(tail.thread.nativeThreadId));
+    }
+  }
+
+  /** One read of every thread; a thread whose frames changed while read is tried again. */
+  read(): PyStacks {
+    const L = this.layout;
+    const threads: PyThread[] = [];
+    const seen = new Set<bigint>();
+    for (let t = this.ptr(this.interp + BigInt(L.threadsHead)); t !== null;) {
+      if (seen.has(t) || seen.size >= MAX_THREADS) throw unverified(this.pid, "thread list loops");
+      seen.add(t);
+      if (this.ptr(t + BigInt(L.thread.interp)) !== this.interp) {
+        throw unverified(this.pid, "a thread state does not point back to its interpreter");
+      }
+      threads.push(this.thread(t));
+      const next = this.u64(t + BigInt(L.thread.next));
+      t = next !== null && plausible(next) ? next : null;
+    }
+    if (!threads.length) throw unverified(this.pid, "the interpreter has no thread");
+    const gil = this.gil(seen);
+    for (const th of threads) th.holdsGil = gil.holder === th.threadId;
+    return { version: this.version, threads, gil };
+  }
+
+  private thread(tstate: bigint): PyThread {
+    const L = this.layout.thread;
+    const threadId = this.u64(tstate + BigInt(L.threadId)) ?? 0n;
+    const native = L.nativeThreadId !== null
+      ? this.u64(tstate + BigInt(L.nativeThreadId))
+      : this.u32(threadId + BigInt(PTHREAD_TID));
+    let stack: PyFrame[] | null = null;
+    for (let i = 0; i < TRIES && stack === null; i++) {
+      try {
+        stack = this.stack(tstate);
+      } catch (e) {
+        if (!(e instanceof Torn)) throw e;
+      }
+    }
+    return {
+      threadId: Number(threadId),
+      nativeId: native ? Number(native) : null,
+      stack,
+      holdsGil: false,
+    };
+  }
+
+  private stack(tstate: bigint): PyFrame[] {
+    const L = this.layout;
+    let f = this.u64(tstate + BigInt(L.thread.frame)) ?? 0n;
+    if (L.thread.cframeCurrent !== null && f) {
+      f = this.u64(f + BigInt(L.thread.cframeCurrent)) ?? 0n;
+    }
+    const frames: PyFrame[] = [];
+    for (let depth = 0; f !== 0n; depth++) {
+      if (!plausible(f) || depth >= MAX_DEPTH) throw new Torn();
+      const size = Math.max(L.frame.back, L.frame.code, L.frame.position) + 8;
+      const view = this.view(f, size);
+      if (!view) throw new Torn();
+      let code = view.getBigUint64(L.frame.code, true);
+      if (L.frame.tagged) code &= MASK;
+      const frame = this.frame(code, view);
+      if (frame && frame.function !== TRAMPOLINE) frames.push(frame);
+      f = view.getBigUint64(L.frame.back, true);
+    }
+    return frames;
+  }
+
+  /** The frame's function and line; null for a frame that runs no Python (3.13+'s C-stack
+   * entry frames hold None); a code that is not a code object means the chain moved. */
+  private frame(code: bigint, view: DataView): PyFrame | null {
+    if (code === this.none) return null;
+    const info = this.codeInfo(code);
+    if (!info) throw new Torn();
+    const L = this.layout;
+    const table = this.bytes(this.u64(code + BigInt(L.code.linetable)));
+    if (!table) throw new Torn();
+    let line: number | null;
+    if (L.lines === "locations") {
+      const at = view.getBigUint64(L.frame.position, true);
+      const index = Number(at - (code + BigInt(L.code.instructions!))) / 2;
+      line = lineFromLocations(table, info.firstLine, Math.floor(index));
+    } else {
+      const lasti = view.getInt32(L.frame.position, true);
+      line = L.lines === "lnotab"
+        ? lineFromLnotab(table, info.firstLine, lasti)
+        : lineFrom310(table, info.firstLine, lasti);
+    }
+    return { function: info.function, qualname: info.qualname, file: info.file, line };
+  }
+
+  /** Names of a code object, read once (code objects are immutable). */
+  private codeInfo(code: bigint): (PyFrame & { firstLine: number }) | null {
+    if (!plausible(code) || this.u64(code + 8n) !== this.codeType) return null;
+    const L = this.layout.code;
+    const view = this.view(code, Math.max(L.filename, L.name, L.qualname ?? 0, L.firstlineno) + 8);
+    if (!view) return null;
+    const fn = this.text(view.getBigUint64(L.name, true));
+    const file = this.text(view.getBigUint64(L.filename, true));
+    const qual = L.qualname === null ? fn : this.text(view.getBigUint64(L.qualname, true));
+    if (fn === null || file === null || qual === null) return null;
+    return {
+      function: fn,
+      qualname: qual,
+      file,
+      line: null,
+      firstLine: view.getInt32(L.firstlineno, true),
+    };
+  }
+
+  /** Which thread holds the GIL: its last holder, while it is locked. */
+  private gil(threads: Set<bigint>): PyStacks["gil"] {
+    const G = this.layout.gil;
+    const state = G.inRuntime
+      ? this.runtime + BigInt(G.offset)
+      : this.ptr(this.interp + BigInt(G.offset));
+    if (state === null) throw unverified(this.pid, "no GIL state");
+    const holder = this.u64(state + 8n);
+    const locked = this.view(state + 16n, 4)?.getInt32(0, true);
+    if (holder === null || locked === undefined || (locked !== 0 && locked !== 1)) {
+      throw unverified(this.pid, "the GIL state does not read as one");
+    }
+    if (locked !== 1 || !threads.has(holder)) return { locked: locked === 1, holder: null };
+    const ident = this.u64(holder + BigInt(this.layout.thread.threadId));
+    return { locked: true, holder: ident === null ? null : Number(ident) };
+  }
+
+  private text(addr: bigint): string | null {
+    if (!plausible(addr)) return null;
+    const head = this.view(addr, 40);
+    if (!head || head.getBigUint64(8, true) !== this.strType) return null;
+    const length = Number(head.getBigInt64(16, true));
+    const state = head.getUint32(32, true);
+    const kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
+    if (!compact || length < 0 || length > 4096 || ![1, 2, 4].includes(kind)) return null;
+    const S = this.layout.str;
+    const data = this.memory.read(addr + BigInt(ascii ? S.ascii : S.compact), length * kind);
+    if (!data) return null;
+    if (kind === 1) return ascii ? new TextDecoder().decode(data) : String.fromCharCode(...data);
+    const dv = new DataView(data.buffer);
+    const units: number[] = [];
+    for (let i = 0; i < length; i++) {
+      const unit = kind === 2 ? dv.getUint16(2 * i, true) : dv.getUint32(4 * i, true);
+      if (unit > 0x10ffff) return null;
+      units.push(unit);
+    }
+    return String.fromCodePoint(...units);
+  }
+
+  /** The contents of a bytes object (a line table), bounded. */
+  private bytes(addr: bigint | null): Uint8Array | null {
+    if (addr === null || !plausible(addr)) return null;
+    const head = this.view(addr, 32);
+    if (!head || head.getBigUint64(8, true) !== this.bytesType) return null;
+    const size = Number(head.getBigInt64(16, true));
+    if (size < 0 || size > MAX_TABLE) return null;
+    return size === 0 ? new Uint8Array(0) : this.memory.read(addr + 32n, size);
+  }
+
+  private ptr(addr: bigint): bigint | null {
+    const p = this.u64(addr);
+    return p !== null && plausible(p) ? p : null;
+  }
+
+  private u64(addr: bigint): bigint | null {
+    return this.view(addr, 8)?.getBigUint64(0, true) ?? null;
+  }
+
+  private u32(addr: bigint): number | null {
+    return plausible(addr & MASK) ? this.view(addr, 4)?.getUint32(0, true) ?? null : null;
+  }
+
+  private view(addr: bigint, len: number): DataView | null {
+    const b = this.memory.read(addr, len);
+    return b && new DataView(b.buffer);
+  }
+}
