@@ -1,0 +1,119 @@
+// dump reads stacks from outside: against a target whose main thread holds the GIL in a C call
+// that does not return (ctypes.PyDLL keeps it) while two other threads are deadlocked on each
+// other's lock, on every interpreter. The stacks name the functions and lines, the GIL holder
+// is the sleeping thread, --blocking leaves the target running, and nothing is left behind:
+// no agent, no session folder, no thread, no tracer, and the target computes what it would have.
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { cli, cliEnv, pythons, REPO, sessionDirOf, Target } from "./helpers/env.ts";
+
+const SCRIPT = `${REPO}/tests/targets/stuck.py`;
+const SOURCE = Deno.readTextFileSync(SCRIPT).split("\n");
+
+/** The line number of the first `text` after the line starting with `after` in stuck.py. */
+function lineOf(after: string, text: string): number {
+  const start = SOURCE.findIndex((l) => l.startsWith(after));
+  const found = SOURCE.findIndex((l, i) => i > start && l.trim().startsWith(text));
+  assert(start >= 0 && found > start, `stuck.py has no ${text} after ${after}`);
+  return found + 1;
+}
+
+const EXPECTED = {
+  gil: { function: "hold_gil_in_c", line: lineOf("def hold_gil_in_c", "return ctypes") },
+  caller: { function: "<module>", line: lineOf("time.sleep(0.2)", "left = hold_gil_in_c()") },
+  first: { function: "take_first_then_second", line: lineOf("def take_first_then", "with second") },
+  second: {
+    function: "take_second_then_first",
+    line: lineOf("def take_second_then", "with first"),
+  },
+};
+
+interface DumpedThread {
+  ident: number;
+  is_main: boolean;
+  holds_gil: boolean;
+  stack: { function: string; file: string; line: number }[];
+  os_state: { state: string; syscall: string | null };
+}
+
+async function dump(pid: number, ...extra: string[]) {
+  const r = await cli(["dump", "--pid", String(pid), "--json", ...extra], cliEnv());
+  assertEquals(r.code, 0, `dump failed: ${r.stderr}`);
+  const threads = r.lines.filter((l) => l.event === "thread").map((l) => l.data as DumpedThread);
+  const result = r.lines.find((l) => l.type === "result")?.data as Record<string, unknown>;
+  return { threads, result };
+}
+
+/** The thread whose innermost frame runs `fn`, checked frame by frame from there. */
+function threadIn(threads: DumpedThread[], ...frames: { function: string; line: number }[]) {
+  const found = threads.find((t) => t.stack.at(-1)?.function === frames[0].function);
+  assert(
+    found,
+    `no thread in ${frames[0].function}: ${JSON.stringify(threads.map((t) => t.stack))}`,
+  );
+  frames.forEach((want, i) => {
+    const got = found.stack.at(-1 - i)!;
+    assertEquals([got.function, got.line, got.file], [want.function, want.line, SCRIPT]);
+  });
+  return found;
+}
+
+function checkStuck(threads: DumpedThread[], result: Record<string, unknown>) {
+  assertEquals(threads.length, 3);
+  const holder = threadIn(threads, EXPECTED.gil, EXPECTED.caller);
+  assert(holder.holds_gil && holder.is_main, "the sleeping main thread holds the GIL");
+  assertEquals(holder.os_state.syscall?.endsWith("nanosleep"), true);
+  assertEquals(result.gil, { locked: true, holder: holder.ident });
+  for (const want of [EXPECTED.first, EXPECTED.second]) {
+    const t = threadIn(threads, want);
+    assert(!t.holds_gil, `${want.function} does not hold the GIL`);
+    assertEquals([t.os_state.state, t.os_state.syscall], ["S", "futex"]);
+  }
+}
+
+function tasksHeld(pid: number): string[] {
+  return [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/task/${e.name}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0];
+  }).filter((s) => s === "t" || s === "T");
+}
+
+for (const python of pythons()) {
+  Deno.test(`dump: a GIL held in C and a deadlock, from outside (${python.version})`, async () => {
+    const target = await Target.start(python, "60", { script: SCRIPT });
+    try {
+      const tasks = target.taskCount();
+      const plain = await dump(target.pid);
+      checkStuck(plain.threads, plain.result);
+      assertEquals(plain.result.python, python.version);
+
+      const held = await dump(target.pid, "--blocking");
+      checkStuck(held.threads, held.result);
+      assertEquals(held.result.blocking, true);
+      assertEquals(tasksHeld(target.pid), [], "--blocking resumed every thread");
+      assert(/^TracerPid:\s+0$/m.test(Deno.readTextFileSync(`/proc/${target.pid}/status`)));
+
+      assertEquals(sessionDirOf(target.pid), null, "no agent session was made");
+      assertEquals(target.taskCount(), tasks, "no thread was added to the target");
+      Deno.kill(target.pid, "SIGUSR1"); // ends the C call: the target finishes its work
+      await target.waitFor((l) => l.startsWith("woke"));
+      assertEquals(target.lines.at(-1), "woke True 499500 3");
+      assertEquals(target.errText, "");
+    } finally {
+      await target.stop();
+    }
+  });
+}
+
+Deno.test("dump: a process that is not Python gets a clear error", async () => {
+  const other = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    const r = await cli(["dump", "--pid", String(other.pid), "--json"], cliEnv());
+    assertEquals(r.code, 1);
+    const error = r.lines.find((l) => l.type === "error")!;
+    assertEquals(error.code, "NOT_PYTHON");
+    assert(String(error.error).includes("not a CPython process"), String(error.error));
+  } finally {
+    other.kill("SIGKILL");
+    await other.status;
+  }
+});
