@@ -57,9 +57,13 @@ function unverified(pid: number, what: string): PeekaError {
 /** A thread's frame chain changed under the reader: read it again. */
 class Torn extends Error {}
 
+/** A code object's names, first line and (3.11+) length in code units. */
+type CodeInfo = PyFrame & { firstLine: number; units: number };
+
 export class PyStateReader {
   private memory: MemoryReader;
-  private names = new Map<bigint, PyFrame | null>();
+  /** Code objects already read (one reader reads one moment of the process). */
+  private codes = new Map<bigint, CodeInfo | null>();
   private readonly interp: bigint;
   private readonly runtime: bigint;
   private readonly codeType: bigint;
@@ -150,6 +154,10 @@ export class PyStateReader {
       t = next !== null && plausible(next) ? next : null;
     }
     if (!threads.length) throw unverified(this.pid, "the interpreter has no thread");
+    // One thread may move too fast to read; all of them failing is a layout that is wrong.
+    if (threads.every((t) => t.stack === null)) {
+      throw unverified(this.pid, "no thread's frames read as code objects");
+    }
     const gil = this.gil(seen);
     for (const th of threads) th.holdsGil = gil.holder === th.threadId;
     return { version: this.version, threads, gil };
@@ -210,8 +218,10 @@ export class PyStateReader {
     let line: number | null;
     if (L.lines === "locations") {
       const at = view.getBigUint64(L.frame.position, true);
-      const index = Number(at - (code + BigInt(L.code.instructions!))) / 2;
-      line = lineFromLocations(table, info.firstLine, Math.floor(index));
+      const index = Math.floor(Number(at - (code + BigInt(L.code.instructions!))) / 2);
+      // -1: a frame that has not run its first instruction (3.11/3.12).
+      if (index < -1 || index >= info.units) throw new Torn();
+      line = lineFromLocations(table, info.firstLine, index);
     } else {
       const lasti = view.getInt32(L.frame.position, true);
       line = L.lines === "lnotab"
@@ -222,7 +232,12 @@ export class PyStateReader {
   }
 
   /** Names of a code object, read once (code objects are immutable). */
-  private codeInfo(code: bigint): (PyFrame & { firstLine: number }) | null {
+  private codeInfo(code: bigint): CodeInfo | null {
+    if (!this.codes.has(code)) this.codes.set(code, this.readCode(code));
+    return this.codes.get(code)!;
+  }
+
+  private readCode(code: bigint): CodeInfo | null {
     if (!plausible(code) || this.u64(code + 8n) !== this.codeType) return null;
     const L = this.layout.code;
     const view = this.view(code, Math.max(L.filename, L.name, L.qualname ?? 0, L.firstlineno) + 8);
@@ -230,14 +245,11 @@ export class PyStateReader {
     const fn = this.text(view.getBigUint64(L.name, true));
     const file = this.text(view.getBigUint64(L.filename, true));
     const qual = L.qualname === null ? fn : this.text(view.getBigUint64(L.qualname, true));
-    if (fn === null || file === null || qual === null) return null;
-    return {
-      function: fn,
-      qualname: qual,
-      file,
-      line: null,
-      firstLine: view.getInt32(L.firstlineno, true),
-    };
+    const firstLine = view.getInt32(L.firstlineno, true);
+    if (fn === null || file === null || qual === null || firstLine < 0) return null;
+    // 3.11+ code objects are variable-size: ob_size counts their code units.
+    const units = Number(view.getBigInt64(16, true));
+    return { function: fn, qualname: qual, file, line: null, firstLine, units };
   }
 
   /** Which thread holds the GIL: its last holder, while it is locked. */
