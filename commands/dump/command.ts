@@ -26,12 +26,14 @@ interface DumpedThread {
 }
 
 /** One read of the process (threads held still around it with --blocking). */
-function readProcess(pid: number, blocking: boolean): { stacks: PyStacks; tasks: TaskState[] } {
+function readProcess(pid: number, blocking: boolean) {
+  const opened = performance.now();
   const reader = PyStateReader.open(pid);
+  const openMs = performance.now() - opened;
   // The kernel's view first: while held, every thread would read as stopped.
   const tasks = [...taskStates(pid).values()];
   const stacks = blocking ? withThreadsStopped(pid, () => reader.read()) : reader.read();
-  return { stacks, tasks };
+  return { stacks, tasks, openMs };
 }
 
 function describe(thread: PyThread, tasks: TaskState[], pid: number): DumpedThread {
@@ -101,9 +103,11 @@ function render(
   return lines.join("\n");
 }
 
+const round = (ms: number) => Math.round(ms * 100) / 100;
+
 function dumpOne(out: Output, pid: number, blocking: boolean): void {
   const started = performance.now();
-  const { stacks, tasks } = readProcess(pid, blocking);
+  const { stacks, tasks, openMs } = readProcess(pid, blocking);
   const elapsed = performance.now() - started;
   const threads = stacks.threads.map((t) => describe(t, tasks, pid));
   if (!threads.some((t) => t.os_state)) throw unmatched(pid);
@@ -115,7 +119,9 @@ function dumpOne(out: Output, pid: number, blocking: boolean): void {
     blocking,
     threads: threads.length,
     gil: { locked: stacks.gil.locked, holder: holder?.ident ?? null },
-    elapsed_ms: Math.round(elapsed * 100) / 100,
+    elapsed_ms: round(elapsed),
+    /** Of which: finding the interpreter and its symbols (ELF tables) before reading. */
+    open_ms: round(openMs),
   }, () => render(pid, stacks.version, threads, elapsed, blocking));
 }
 
