@@ -1,9 +1,11 @@
-// Where CPython 3.8-3.15 keep what a stack reader needs, per minor version: offsets in the
-// release builds' private structs (_PyRuntimeState, PyInterpreterState, PyThreadState, the
-// frames, PyCodeObject, str), as the headers of each version lay them out on x86-64 Linux and
-// as measured on the pyenv and Debian builds. 3.13+ targets also describe the first few in
-// their own _Py_DebugOffsets, which override these (process/pystate.ts). Every value is
-// checked against the target before a stack is shown (pystate.ts `verify`).
+// Where CPython keeps what a stack reader needs. 3.8-3.12 have no description of their own
+// private structs, so peeka carries it: offsets in the release builds' _PyRuntimeState,
+// PyInterpreterState, PyThreadState, frames, PyCodeObject and str, as each version's headers
+// lay them out on x86-64 Linux (checked on the pyenv builds). 3.13+ describe them in
+// _Py_DebugOffsets, and their layout is built from the target's own values
+// (`layoutFromDebugOffsets`). Either way the reader checks them against the target before a
+// stack is shown (process/pystate.ts).
+import type { DebugFields } from "./debugfields.ts";
 
 export type LineFormat = "lnotab" | "linetable310" | "locations";
 
@@ -42,9 +44,17 @@ export interface PyLayout {
   };
   lines: LineFormat;
   str: { ascii: number; compact: number };
-  /** The GIL's state: `_gil_runtime_state` inside _PyRuntime (3.8-3.11), or pointed to by the
-   * interpreter (3.12+); in it, last_holder at +8 and locked at +16. */
-  gil: { inRuntime: boolean; offset: number };
+  /** Where a bytes object's data starts. */
+  bytesData: number;
+  /** The GIL's `_gil_runtime_state`: inside _PyRuntime (3.8-3.11), pointed to by the
+   * interpreter (3.12), or inside the interpreter (3.13+: its own GIL); `holder` and `locked`
+   * are last_holder's and locked's offsets from `offset`. */
+  gil: {
+    in: "runtime" | "interp" | "interp-pointer";
+    offset: number;
+    holder: number;
+    locked: number;
+  };
 }
 
 const FRAME_OBJECTS = { back: 24, code: 32, tagged: false };
@@ -74,15 +84,6 @@ const code311 = (firstlineno: number, instructions: number) => ({
   linetable: 136,
   instructions,
 });
-const thread313 = (threadId: number) => ({
-  next: 8,
-  interp: 16,
-  threadId,
-  nativeThreadId: threadId + 8,
-  frame: 72,
-  cframeCurrent: null,
-});
-const frame313 = (tagged: boolean) => ({ back: 8, code: 0, position: 56, tagged });
 
 export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
   "3.8": {
@@ -93,7 +94,8 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     code: CODE_38,
     lines: "lnotab",
     str: STR_OLD,
-    gil: { inRuntime: true, offset: 1152 },
+    bytesData: 32,
+    gil: { in: "runtime", offset: 1152, holder: 8, locked: 16 },
   },
   "3.9": {
     interpretersHead: 32,
@@ -103,7 +105,8 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     code: CODE_38,
     lines: "lnotab",
     str: STR_OLD,
-    gil: { inRuntime: true, offset: 352 },
+    bytesData: 32,
+    gil: { in: "runtime", offset: 352, holder: 8, locked: 16 },
   },
   "3.10": {
     interpretersHead: 32,
@@ -113,7 +116,8 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     code: CODE_38,
     lines: "linetable310",
     str: STR_OLD,
-    gil: { inRuntime: true, offset: 352 },
+    bytesData: 32,
+    gil: { in: "runtime", offset: 352, holder: 8, locked: 16 },
   },
   "3.11": {
     interpretersHead: 40,
@@ -130,7 +134,8 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     code: code311(72, 184),
     lines: "locations",
     str: STR_OLD,
-    gil: { inRuntime: true, offset: 360 },
+    bytesData: 32,
+    gil: { in: "runtime", offset: 360, holder: 8, locked: 16 },
   },
   "3.12": {
     interpretersHead: 40,
@@ -147,36 +152,53 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     code: code311(68, 192),
     lines: "locations",
     str: STR_NEW,
-    gil: { inRuntime: false, offset: 384 },
-  },
-  "3.13": {
-    interpretersHead: 632,
-    threadsHead: 7344,
-    thread: thread313(152),
-    frame: frame313(false),
-    code: code311(68, 200),
-    lines: "locations",
-    str: STR_NEW,
-    gil: { inRuntime: false, offset: 16 },
-  },
-  "3.14": {
-    interpretersHead: 808,
-    threadsHead: 7344,
-    thread: thread313(152),
-    frame: frame313(true),
-    code: code311(68, 208),
-    lines: "locations",
-    str: STR_NEW,
-    gil: { inRuntime: false, offset: 16 },
-  },
-  "3.15": {
-    interpretersHead: 936,
-    threadsHead: 7336,
-    thread: thread313(176),
-    frame: frame313(true),
-    code: code311(68, 208),
-    lines: "locations",
-    str: STR_NEW,
-    gil: { inRuntime: false, offset: 16 },
+    bytesData: 32,
+    gil: { in: "interp-pointer", offset: 384, holder: 8, locked: 16 },
   },
 };
+
+/** A 3.13+ layout from the values of the target's _Py_DebugOffsets (`value(position)`), read
+ * at the places `fields` gives for its version. */
+export function layoutFromDebugOffsets(
+  minor: number,
+  heads: { interpretersHead: number; threadsHead: number },
+  fields: DebugFields,
+  value: (position: number) => number,
+): PyLayout {
+  const ascii = value(fields.asciiSize);
+  return {
+    ...heads,
+    thread: {
+      next: value(fields.thread.next),
+      interp: value(fields.thread.interp),
+      threadId: value(fields.thread.threadId),
+      nativeThreadId: value(fields.thread.nativeThreadId),
+      frame: value(fields.thread.currentFrame),
+      cframeCurrent: null,
+    },
+    frame: {
+      back: value(fields.frame.previous),
+      code: value(fields.frame.executable),
+      position: value(fields.frame.instrPtr),
+      tagged: minor >= 14, // _PyStackRef since 3.14: the low bits are flags
+    },
+    code: {
+      filename: value(fields.code.filename),
+      name: value(fields.code.name),
+      qualname: value(fields.code.qualname),
+      firstlineno: value(fields.code.firstlineno),
+      linetable: value(fields.code.linetable),
+      instructions: value(fields.code.codeAdaptive),
+    },
+    lines: "locations",
+    // PyCompactUnicodeObject: the ASCII header, then utf8_length and utf8.
+    str: { ascii, compact: ascii + 16 },
+    bytesData: value(fields.bytesData),
+    gil: {
+      in: "interp",
+      offset: 0,
+      holder: value(fields.gil.holder),
+      locked: value(fields.gil.locked),
+    },
+  };
+}

@@ -1,14 +1,17 @@
 // Every Python thread's stack, read from outside the target with no agent (process_vm_readv):
 // _PyRuntime (an exported symbol) -> the main interpreter -> its thread states -> each one's
-// frames -> their code objects. The layouts come from process/pylayouts.ts (3.13+: the
-// target's _Py_DebugOffsets where it says); each is checked against the target first (object
-// types, back links, thread ids) and a layout that does not check out is refused with
-// LAYOUT_UNVERIFIED: a wrong stack is worse than none. Nothing is ever written.
+// frames -> their code objects. The offsets are peeka's for 3.8-3.12 (process/pylayouts.ts)
+// and the target's own _Py_DebugOffsets on 3.13+; either way every object read is checked
+// (ob_type of code, str and bytes objects, thread states pointing back to the interpreter,
+// instruction pointers inside their code, thread ids that are the process's) and a layout
+// that does not check out is refused with LAYOUT_UNVERIFIED: a wrong stack is worse than none.
+// Nothing is ever written. Reusable by any reader from outside (`top` may adopt it).
 import { MemoryReader } from "./libc.ts";
 import { findInterpreter, type Interpreter, NotPythonError } from "./procfs.ts";
-import { DEBUG_COOKIE, DEBUG_HEAD, DEBUG_TAILS, DebugOffsets } from "./debugoffsets.ts";
+import { DEBUG_COOKIE, DEBUG_HEAD, DebugOffsets } from "./debugoffsets.ts";
+import { DEBUG_FIELDS, DEBUG_FIELDS_SIZE } from "./debugfields.ts";
 import { PeekaError } from "./errors.ts";
-import { PY_LAYOUTS, type PyLayout } from "./pylayouts.ts";
+import { layoutFromDebugOffsets, PY_LAYOUTS, type PyLayout } from "./pylayouts.ts";
 import { lineFrom310, lineFromLnotab, lineFromLocations } from "./linetable.ts";
 
 export interface PyFrame {
@@ -60,36 +63,45 @@ class Torn extends Error {}
 /** A code object's names, first line and (3.11+) length in code units. */
 type CodeInfo = PyFrame & { firstLine: number; units: number };
 
+/** The addresses in the target of what the reader compares with: _PyRuntime and the types
+ * whose objects it reads (an object is only believed when its ob_type is the right one). */
+interface Symbols {
+  runtime: bigint;
+  codeType: bigint;
+  strType: bigint;
+  bytesType: bigint;
+  none: bigint;
+}
+
+function symbolsOf(pid: number, python: Interpreter): Symbols {
+  const at = (name: string) => {
+    const v = python.elf.symbols.get(name);
+    if (v === undefined) throw unverified(pid, `${python.path} does not export ${name}`);
+    return BigInt(python.loadBias + v);
+  };
+  return {
+    runtime: at("_PyRuntime"),
+    codeType: at("PyCode_Type"),
+    strType: at("PyUnicode_Type"),
+    bytesType: at("PyBytes_Type"),
+    none: at("_Py_NoneStruct"),
+  };
+}
+
 export class PyStateReader {
   private memory: MemoryReader;
   /** Code objects already read (one reader reads one moment of the process). */
   private codes = new Map<bigint, CodeInfo | null>();
   private readonly interp: bigint;
-  private readonly runtime: bigint;
-  private readonly codeType: bigint;
-  private readonly strType: bigint;
-  private readonly bytesType: bigint;
-  private readonly none: bigint;
 
   private constructor(
     readonly pid: number,
     readonly version: string,
     private layout: PyLayout,
-    python: Interpreter,
+    private sym: Symbols,
   ) {
     this.memory = new MemoryReader(pid);
-    const at = (name: string) => {
-      const v = python.elf.symbols.get(name);
-      if (v === undefined) throw new NotPythonError(`${python.path} does not export ${name}`);
-      return BigInt(python.loadBias + v);
-    };
-    this.runtime = at("_PyRuntime");
-    this.codeType = at("PyCode_Type");
-    this.strType = at("PyUnicode_Type");
-    this.bytesType = at("PyBytes_Type");
-    this.none = at("_Py_NoneStruct");
-    this.useDebugOffsets();
-    const interp = this.ptr(this.runtime + BigInt(this.layout.interpretersHead));
+    const interp = this.ptr(sym.runtime + BigInt(layout.interpretersHead));
     if (interp === null) throw unverified(pid, "no interpreter in _PyRuntime");
     this.interp = interp;
   }
@@ -104,38 +116,32 @@ export class PyStateReader {
       throw e;
     }
     const v = python.version ? `${python.version.major}.${python.version.minor}` : "?";
-    const layout = PY_LAYOUTS[v];
+    const sym = symbolsOf(pid, python);
+    const layout = PY_LAYOUTS[v] ?? PyStateReader.debugLayout(pid, v, sym.runtime);
     if (!layout) {
       throw new PeekaError(
         "UNSUPPORTED_VERSION",
         `process ${pid} runs Python ${v}; peeka dump reads CPython 3.8 to 3.15`,
       );
     }
-    try {
-      return new PyStateReader(pid, v, structuredClone(layout), python);
-    } catch (e) {
-      if (e instanceof NotPythonError) throw unverified(pid, e.message);
-      throw e;
-    }
+    return new PyStateReader(pid, v, layout, sym);
   }
 
-  /** 3.13+: the target's own offsets, where peeka knows the place of the field in the struct. */
-  private useDebugOffsets(): void {
-    const minor = Number(this.version.split(".")[1]);
-    if (minor < 13) return;
-    const bytes = this.memory.read(this.runtime, DEBUG_TAILS[this.version]?.size ?? DEBUG_HEAD.end);
+  /** 3.13+: the layout the target describes in its _Py_DebugOffsets. */
+  private static debugLayout(pid: number, version: string, runtime: bigint): PyLayout | null {
+    const fields = DEBUG_FIELDS[version];
+    if (!fields) return null;
+    const bytes = new MemoryReader(pid).read(runtime, DEBUG_FIELDS_SIZE);
     const debug = bytes && new DebugOffsets(bytes);
-    if (debug?.cookie !== DEBUG_COOKIE || debug.version !== this.version) {
-      throw unverified(this.pid, "no _Py_DebugOffsets of this version at _PyRuntime");
+    if (debug?.cookie !== DEBUG_COOKIE || debug.version !== version) {
+      throw unverified(pid, "no _Py_DebugOffsets of this version at _PyRuntime");
     }
-    const L = this.layout;
-    L.interpretersHead = Number(debug.value(DEBUG_HEAD.runtime.interpretersHead));
-    L.threadsHead = Number(debug.value(DEBUG_HEAD.interp.threadsHead));
-    const tail = DEBUG_TAILS[this.version];
-    if (tail) {
-      L.thread.next = Number(debug.value(tail.thread.next));
-      L.thread.nativeThreadId = Number(debug.value(tail.thread.nativeThreadId));
-    }
+    const value = (position: number) => Number(debug.value(position));
+    const heads = {
+      interpretersHead: value(DEBUG_HEAD.runtime.interpretersHead),
+      threadsHead: value(DEBUG_HEAD.interp.threadsHead),
+    };
+    return layoutFromDebugOffsets(Number(version.split(".")[1]), heads, fields, value);
   }
 
   /** One read of every thread; a thread whose frames changed while read is tried again. */
@@ -209,7 +215,7 @@ export class PyStateReader {
   /** The frame's function and line; null for a frame that runs no Python (3.13+'s C-stack
    * entry frames hold None); a code that is not a code object means the chain moved. */
   private frame(code: bigint, view: DataView): PyFrame | null {
-    if (code === this.none) return null;
+    if (code === this.sym.none) return null;
     const info = this.codeInfo(code);
     if (!info) throw new Torn();
     const L = this.layout;
@@ -238,7 +244,7 @@ export class PyStateReader {
   }
 
   private readCode(code: bigint): CodeInfo | null {
-    if (!plausible(code) || this.u64(code + 8n) !== this.codeType) return null;
+    if (!plausible(code) || this.u64(code + 8n) !== this.sym.codeType) return null;
     const L = this.layout.code;
     const view = this.view(code, Math.max(L.filename, L.name, L.qualname ?? 0, L.firstlineno) + 8);
     if (!view) return null;
@@ -255,12 +261,14 @@ export class PyStateReader {
   /** Which thread holds the GIL: its last holder, while it is locked. */
   private gil(threads: Set<bigint>): PyStacks["gil"] {
     const G = this.layout.gil;
-    const state = G.inRuntime
-      ? this.runtime + BigInt(G.offset)
+    const state = G.in === "runtime"
+      ? this.sym.runtime + BigInt(G.offset)
+      : G.in === "interp"
+      ? this.interp + BigInt(G.offset)
       : this.ptr(this.interp + BigInt(G.offset));
     if (state === null) throw unverified(this.pid, "no GIL state");
-    const holder = this.u64(state + 8n);
-    const locked = this.view(state + 16n, 4)?.getInt32(0, true);
+    const holder = this.u64(state + BigInt(G.holder));
+    const locked = this.view(state + BigInt(G.locked), 4)?.getInt32(0, true);
     if (holder === null || locked === undefined || (locked !== 0 && locked !== 1)) {
       throw unverified(this.pid, "the GIL state does not read as one");
     }
@@ -272,7 +280,7 @@ export class PyStateReader {
   private text(addr: bigint): string | null {
     if (!plausible(addr)) return null;
     const head = this.view(addr, 40);
-    if (!head || head.getBigUint64(8, true) !== this.strType) return null;
+    if (!head || head.getBigUint64(8, true) !== this.sym.strType) return null;
     const length = Number(head.getBigInt64(16, true));
     const state = head.getUint32(32, true);
     const kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
@@ -295,10 +303,12 @@ export class PyStateReader {
   private bytes(addr: bigint | null): Uint8Array | null {
     if (addr === null || !plausible(addr)) return null;
     const head = this.view(addr, 32);
-    if (!head || head.getBigUint64(8, true) !== this.bytesType) return null;
+    if (!head || head.getBigUint64(8, true) !== this.sym.bytesType) return null;
     const size = Number(head.getBigInt64(16, true));
     if (size < 0 || size > MAX_TABLE) return null;
-    return size === 0 ? new Uint8Array(0) : this.memory.read(addr + 32n, size);
+    return size === 0
+      ? new Uint8Array(0)
+      : this.memory.read(addr + BigInt(this.layout.bytesData), size);
   }
 
   private ptr(addr: bigint): bigint | null {
