@@ -3,7 +3,7 @@
 // not even a pause, so it answers when the target is too stuck to attach to.
 import { defineCommand, UsageError } from "../../core/command.ts";
 import type { Output } from "../../core/output.ts";
-import { type PyStacks, PyStateReader, type PyThread } from "../../process/pystate.ts";
+import { PyStateReader, type PyThread } from "../../process/pystate.ts";
 import { type TaskState, taskStates } from "../../process/taskstate.ts";
 import { withThreadsStopped } from "../../process/freeze.ts";
 import { PeekaError } from "../../process/errors.ts";
