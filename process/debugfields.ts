@@ -27,52 +27,76 @@ export interface DebugFields {
   asciiSize: number;
 }
 
-export const DEBUG_FIELDS: Readonly<Record<string, DebugFields>> = {
-  "3.13": {
-    thread: { next: 168, interp: 176, currentFrame: 184, threadId: 192, nativeThreadId: 200 },
-    frame: { previous: 232, executable: 240, instrPtr: 248 },
-    code: {
-      filename: 280,
-      name: 288,
-      qualname: 296,
-      linetable: 304,
-      firstlineno: 312,
-      codeAdaptive: 344,
+/** One version's places. Inside each section of the struct the fields used here follow one
+ * another (8 bytes each) in the order of DebugFields; only where each run starts moves. */
+function places(at: {
+  threadNext: number;
+  threadId: number;
+  framePrevious: number;
+  codeFilename: number;
+  codeAdaptive: number;
+  gilLocked: number;
+  bytesData: number;
+  asciiSize: number;
+}): DebugFields {
+  return {
+    thread: {
+      next: at.threadNext,
+      interp: at.threadNext + 8,
+      currentFrame: at.threadNext + 16,
+      threadId: at.threadId,
+      nativeThreadId: at.threadId + 8,
     },
-    gil: { locked: 136, holder: 144 },
+    frame: {
+      previous: at.framePrevious,
+      executable: at.framePrevious + 8,
+      instrPtr: at.framePrevious + 16,
+    },
+    code: {
+      filename: at.codeFilename,
+      name: at.codeFilename + 8,
+      qualname: at.codeFilename + 16,
+      linetable: at.codeFilename + 24,
+      firstlineno: at.codeFilename + 32,
+      codeAdaptive: at.codeAdaptive,
+    },
+    gil: { locked: at.gilLocked, holder: at.gilLocked + 8 },
+    bytesData: at.bytesData,
+    asciiSize: at.asciiSize,
+  };
+}
+
+export const DEBUG_FIELDS: Readonly<Record<string, DebugFields>> = {
+  "3.13": places({
+    threadNext: 168,
+    threadId: 192,
+    framePrevious: 232,
+    codeFilename: 280,
+    codeAdaptive: 344,
+    gilLocked: 136,
     bytesData: 528,
     asciiSize: 560,
-  },
-  "3.14": {
-    thread: { next: 192, interp: 200, currentFrame: 208, threadId: 216, nativeThreadId: 224 },
-    frame: { previous: 256, executable: 264, instrPtr: 272 },
-    code: {
-      filename: 320,
-      name: 328,
-      qualname: 336,
-      linetable: 344,
-      firstlineno: 352,
-      codeAdaptive: 384,
-    },
-    gil: { locked: 144, holder: 152 },
+  }),
+  "3.14": places({
+    threadNext: 192,
+    threadId: 216,
+    framePrevious: 256,
+    codeFilename: 320,
+    codeAdaptive: 384,
+    gilLocked: 144,
     bytesData: 608,
     asciiSize: 640,
-  },
-  "3.15": {
-    thread: { next: 192, interp: 200, currentFrame: 208, threadId: 240, nativeThreadId: 248 },
-    frame: { previous: 320, executable: 328, instrPtr: 336 },
-    code: {
-      filename: 384,
-      name: 392,
-      qualname: 400,
-      linetable: 408,
-      firstlineno: 416,
-      codeAdaptive: 448,
-    },
-    gil: { locked: 144, holder: 152 },
+  }),
+  "3.15": places({
+    threadNext: 192,
+    threadId: 240,
+    framePrevious: 320,
+    codeFilename: 384,
+    codeAdaptive: 448,
+    gilLocked: 144,
     bytesData: 704,
     asciiSize: 736,
-  },
+  }),
 };
 
 /** Bytes of the struct to read to reach every field above. */

@@ -76,6 +76,15 @@ const THREAD_38 = {
   frame: 24,
   cframeCurrent: null,
 };
+/** 3.11/3.12: the current frame is cframe->current_frame (cframe at 56). */
+const thread311 = (threadId: number, cframeCurrent: number) => ({
+  next: 8,
+  interp: 16,
+  threadId,
+  nativeThreadId: threadId + 8,
+  frame: 56,
+  cframeCurrent,
+});
 const code311 = (firstlineno: number, instructions: number) => ({
   filename: 112,
   name: 120,
@@ -85,51 +94,32 @@ const code311 = (firstlineno: number, instructions: number) => ({
   instructions,
 });
 
+const LAYOUT_38: PyLayout = {
+  interpretersHead: 32,
+  threadsHead: 8,
+  thread: THREAD_38,
+  frame: { ...FRAME_OBJECTS, position: 104 },
+  code: CODE_38,
+  lines: "lnotab",
+  str: STR_OLD,
+  bytesData: 32,
+  gil: { in: "runtime", offset: 1152, holder: 8, locked: 16 },
+};
+
 export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
-  "3.8": {
-    interpretersHead: 32,
-    threadsHead: 8,
-    thread: THREAD_38,
-    frame: { ...FRAME_OBJECTS, position: 104 },
-    code: CODE_38,
-    lines: "lnotab",
-    str: STR_OLD,
-    bytesData: 32,
-    gil: { in: "runtime", offset: 1152, holder: 8, locked: 16 },
-  },
-  "3.9": {
-    interpretersHead: 32,
-    threadsHead: 8,
-    thread: THREAD_38,
-    frame: { ...FRAME_OBJECTS, position: 104 },
-    code: CODE_38,
-    lines: "lnotab",
-    str: STR_OLD,
-    bytesData: 32,
-    gil: { in: "runtime", offset: 352, holder: 8, locked: 16 },
-  },
+  "3.8": LAYOUT_38,
+  "3.9": { ...LAYOUT_38, gil: { ...LAYOUT_38.gil, offset: 352 } },
+  // 3.10: f_lasti moved (f_stackdepth replaced f_stacktop) and counts instructions.
   "3.10": {
-    interpretersHead: 32,
-    threadsHead: 8,
-    thread: THREAD_38,
+    ...LAYOUT_38,
     frame: { ...FRAME_OBJECTS, position: 96 },
-    code: CODE_38,
     lines: "linetable310",
-    str: STR_OLD,
-    bytesData: 32,
-    gil: { in: "runtime", offset: 352, holder: 8, locked: 16 },
+    gil: { ...LAYOUT_38.gil, offset: 352 },
   },
   "3.11": {
     interpretersHead: 40,
     threadsHead: 16,
-    thread: {
-      next: 8,
-      interp: 16,
-      threadId: 152,
-      nativeThreadId: 160,
-      frame: 56,
-      cframeCurrent: 8,
-    },
+    thread: thread311(152, 8),
     frame: { back: 48, code: 32, position: 56, tagged: false },
     code: code311(72, 184),
     lines: "locations",
@@ -140,14 +130,7 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
   "3.12": {
     interpretersHead: 40,
     threadsHead: 72,
-    thread: {
-      next: 8,
-      interp: 16,
-      threadId: 136,
-      nativeThreadId: 144,
-      frame: 56,
-      cframeCurrent: 0,
-    },
+    thread: thread311(136, 0),
     frame: { back: 8, code: 0, position: 56, tagged: false },
     code: code311(68, 192),
     lines: "locations",
