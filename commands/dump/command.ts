@@ -109,7 +109,10 @@ function dumpOne(out: Output, pid: number, blocking: boolean): void {
   const started = performance.now();
   const { stacks, tasks, openMs } = readProcess(pid, blocking);
   const elapsed = performance.now() - started;
-  const threads = stacks.threads.map((t) => describe(t, tasks, pid));
+  // The main thread first, then by OS thread id (the order the threads started, mostly).
+  const threads = stacks.threads.map((t) => describe(t, tasks, pid)).sort((a, b) =>
+    Number(b.is_main) - Number(a.is_main) || (a.native_id ?? 0) - (b.native_id ?? 0)
+  );
   if (!threads.some((t) => t.os_state)) throw unmatched(pid);
   for (const t of threads) out.event("thread", { pid, ...t });
   const holder = threads.find((t) => t.holds_gil);
