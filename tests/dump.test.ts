@@ -117,3 +117,54 @@ Deno.test("dump: a process that is not Python gets a clear error", async () => {
     await other.status;
   }
 });
+
+/** The target in a PID and mount namespace of its own (a container): started by unshare, it
+ * is pid 1 there. Returns the host pid of the Python process and a way to end it all. */
+async function containedTarget(python: { path: string }) {
+  const child = new Deno.Command("/usr/bin/unshare", {
+    args: ["--pid", "--fork", "--kill-child", "--mount-proc", python.path, "-u", SCRIPT, "60"],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let pid = 0;
+  const stop = async () => {
+    if (pid) Deno.kill(pid, "SIGKILL");
+    child.kill("SIGKILL"); // --kill-child: its child (pid 1 inside) gets SIGKILL too
+    await reader.cancel().catch(() => {});
+    await child.status;
+  };
+  try {
+    let text = "";
+    while (!text.includes("ready")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the contained target ended before it was ready: ${text}`);
+      text += value;
+    }
+    const children = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`);
+    pid = Number(children.trim().split(" ")[0]);
+    return { pid, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+// One interpreter before 3.11 (OS thread ids from glibc's pthread) and one after (thread states
+// keep them): both are the ids inside the namespace, mapped to the host's by NSpid.
+for (const python of [pythons()[0], pythons().at(-1)!]) {
+  Deno.test(`dump: a target in a PID namespace (container) (${python.version})`, async () => {
+    const target = await containedTarget(python);
+    try {
+      const { threads } = await dump(target.pid);
+      const main = threadIn(threads, EXPECTED.gil, EXPECTED.caller);
+      assert(main.is_main && main.holds_gil, "the main thread, pid 1 inside, holds the GIL");
+      assertEquals((main as unknown as { native_id: number }).native_id, 1);
+      assertEquals((main.os_state as unknown as { tid: number }).tid, target.pid);
+      threadIn(threads, EXPECTED.first);
+      threadIn(threads, EXPECTED.second);
+    } finally {
+      await target.stop();
+    }
+  });
+}
