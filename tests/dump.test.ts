@@ -29,10 +29,11 @@ const EXPECTED = {
 
 interface DumpedThread {
   ident: number;
+  native_id: number;
   is_main: boolean;
   holds_gil: boolean;
   stack: { function: string; file: string; line: number }[];
-  os_state: { state: string; syscall: string | null };
+  os_state: { tid: number; state: string; syscall: string | null };
 }
 
 async function dump(pid: number, ...extra: string[]) {
@@ -159,8 +160,8 @@ for (const python of [pythons()[0], pythons().at(-1)!]) {
       const { threads } = await dump(target.pid);
       const main = threadIn(threads, EXPECTED.gil, EXPECTED.caller);
       assert(main.is_main && main.holds_gil, "the main thread, pid 1 inside, holds the GIL");
-      assertEquals((main as unknown as { native_id: number }).native_id, 1);
-      assertEquals((main.os_state as unknown as { tid: number }).tid, target.pid);
+      assertEquals(main.native_id, 1);
+      assertEquals(main.os_state.tid, target.pid);
       threadIn(threads, EXPECTED.first);
       threadIn(threads, EXPECTED.second);
     } finally {
