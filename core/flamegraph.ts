@@ -1,5 +1,6 @@
 // Flame graphs from collapsed stacks ("thread;outer (file:1);inner (file:2)" → samples):
-// an SVG a browser opens (hover a frame for its samples), or a speedscope JSON file.
+// an SVG a browser opens (hover a frame for its samples), a speedscope JSON file, or the
+// folded text itself (Brendan Gregg's format, read by flamegraph.pl, speedscope, Grafana).
 
 export type Collapsed = [string, number][];
 
@@ -113,4 +114,9 @@ export function speedscopeJson(stacks: Collapsed, name: string): string {
     activeProfileIndex: 0,
     exporter: "peeka",
   });
+}
+
+/** Folded stacks: one "root;...;leaf count" line per stack (the count after the last space). */
+export function foldedText(stacks: Collapsed): string {
+  return stacks.map(([stack, count]) => `${stack} ${count}\n`).join("");
 }

@@ -12,7 +12,12 @@ import {
 import { printFrame } from "../../core/stream.ts";
 import type { AgentClient, Frame } from "../../core/protocol.ts";
 import { callCommand, untilInterrupted } from "../../core/call.ts";
-import { type Collapsed, flameGraphSvg, speedscopeJson } from "../../core/flamegraph.ts";
+import {
+  type Collapsed,
+  flameGraphSvg,
+  foldedText,
+  speedscopeJson,
+} from "../../core/flamegraph.ts";
 import { CalibrationError, type Probe, RemoteStacks } from "./remote.ts";
 import { Names, Profile, type Row } from "./profile.ts";
 import { Ticker } from "./clock.ts";
@@ -35,7 +40,8 @@ export function parseDuration(text: unknown, unit: "ms" | "s"): number {
   return unit === "ms" ? ms : ms / 1000;
 }
 
-function renderTable(o: Record<string, unknown>): string {
+/** The table a terminal shows; its head says how many samples were asked and taken. */
+export function renderTable(o: Record<string, unknown>): string {
   const rows = o.functions as Row[];
   const taken = o.samples_asked === undefined
     ? ""
@@ -59,7 +65,8 @@ const top: PeekaCommand = defineCommand({
   summary: "Sample the target: the functions with most own and total time (like py-spy top)",
   description: "Samples every thread's stack each interval. Idle threads " +
     "(waiting in sleep, locks, sockets) are left out unless --idle. --flamegraph writes the stacks " +
-    "as an SVG flame graph (or speedscope JSON with --format speedscope).",
+    "as an SVG flame graph (speedscope JSON with --format speedscope, folded stacks with " +
+    "--format collapsed).",
   options: [
     {
       flags: "-i, --interval <time>",
@@ -79,7 +86,7 @@ const top: PeekaCommand = defineCommand({
     },
     {
       flags: "--format <fmt>",
-      description: "file format for --flamegraph: svg or speedscope",
+      description: "file format for --flamegraph: svg, speedscope or collapsed (folded stacks)",
       default: "svg",
     },
     {
@@ -127,8 +134,8 @@ const top: PeekaCommand = defineCommand({
 export default top;
 
 function request(opts: Options) {
-  if (!["svg", "speedscope"].includes(String(opts.format))) {
-    throw new UsageError(`--format must be svg or speedscope, not '${opts.format}'`);
+  if (!Object.hasOwn(RENDERERS, String(opts.format))) {
+    throw new UsageError(`--format must be svg, speedscope or collapsed, not '${opts.format}'`);
   }
   return {
     interval_ms: parseDuration(opts.interval, "ms"),
@@ -139,6 +146,12 @@ function request(opts: Options) {
   };
 }
 
+const RENDERERS: Record<string, (stacks: Collapsed, title: string) => string> = {
+  svg: flameGraphSvg,
+  speedscope: speedscopeJson,
+  collapsed: (stacks) => foldedText(stacks),
+};
+
 function showFrame(frame: Frame, ctx: CommandContext): void {
   if (frame.type === "profile") {
     const file = ctx.opts.flamegraph as string | undefined;
@@ -146,12 +159,7 @@ function showFrame(frame: Frame, ctx: CommandContext): void {
     const stacks = frame.stacks as Collapsed;
     const title =
       `peeka top: pid ${ctx.targetPid()}, ${frame.samples} samples every ${frame.interval_ms} ms`;
-    Deno.writeTextFileSync(
-      file,
-      ctx.opts.format === "speedscope"
-        ? speedscopeJson(stacks, title)
-        : flameGraphSvg(stacks, title),
-    );
+    Deno.writeTextFileSync(file, RENDERERS[String(ctx.opts.format)](stacks, title));
     ctx.out.status(`wrote ${file} (${frame.samples} samples, ${stacks.length} distinct stacks)`, {
       file,
       format: ctx.opts.format,

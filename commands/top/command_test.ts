@@ -1,6 +1,7 @@
-// Unit test: top's duration parser ("10ms", "5s", a bare number in the option's unit).
+// Unit tests: top's duration parser ("10ms", "5s", a bare number in the option's unit) and
+// the head of its table.
 import { strictEqual, throws } from "node:assert";
-import { parseDuration } from "./command.ts";
+import { parseDuration, renderTable } from "./command.ts";
 import { UsageError } from "../../core/command.ts";
 
 Deno.test("parseDuration: units convert into the one asked for", () => {
@@ -23,4 +24,15 @@ Deno.test("parseDuration: anything else is a usage error that shows the syntax",
       return e instanceof UsageError && /not a duration: .*\(e\.g\. 10ms, 5s\)/.test(e.message);
     }, String(bad));
   }
+});
+
+Deno.test("renderTable: the head says how many samples were asked and taken", () => {
+  const o = { thread_samples: 7, seconds: 1, idle_skipped: 2, sampling_cpu_ms: 0, functions: [] };
+  const head = (extra: Record<string, unknown>) => renderTable({ ...o, ...extra }).split("\n")[0];
+  strictEqual(
+    head({ final: true, samples_asked: 10, samples_taken: 9 }),
+    "final: 7 samples over 1s (2 idle skipped, 9 of 10 samples taken, sampling cost 0 ms CPU)",
+  );
+  // The agent's sampler does not count them: nothing is claimed.
+  strictEqual(head({}), "top: 7 samples over 1s (2 idle skipped, sampling cost 0 ms CPU)");
 });

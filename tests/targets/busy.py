@@ -1,5 +1,7 @@
-# A busy target for `top` at high rates: N threads (argv[1], default 1) each call spin_leaf()
-# without pause. Prints "ready <pid> <port>"; on its TCP socket (one command per connection):
+# A busy target for `top` at high rates: argv[1] is "THREADS[:BUSY]" (default 1:1): BUSY of the
+# THREADS threads call spin_leaf() without pause, the others wait on an Event (as a server's
+# idle workers do; 50 threads all busy on 2 cores starve the agent's own thread of the GIL).
+# Prints "ready <pid> <port>"; on its TCP socket (one command per connection):
 #   rate S    calls per second over the next S seconds, all threads together (the target's
 #             own work rate, to compare with and without a sampler)
 import itertools
@@ -25,6 +27,10 @@ def spin(slot):
         done[slot] += 1
 
 
+def idle_worker(never):
+    never.wait()
+
+
 def rate(seconds):
     before, t0 = sum(done), time.perf_counter()
     time.sleep(seconds)
@@ -32,10 +38,14 @@ def rate(seconds):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    done.extend([0] * threads)
-    for slot in range(threads):
+    shape = (sys.argv[1] if len(sys.argv) > 1 else "1").split(":")
+    threads, busy = int(shape[0]), int(shape[-1]) if len(shape) > 1 else 1
+    done.extend([0] * busy)
+    for slot in range(busy):
         threading.Thread(target=spin, args=(slot,), name="spin-%d" % slot, daemon=True).start()
+    never = threading.Event()
+    for n in range(threads - busy):
+        threading.Thread(target=idle_worker, args=(never,), name="idle-%d" % n, daemon=True).start()
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(4)
