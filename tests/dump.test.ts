@@ -105,7 +105,7 @@ for (const python of pythons()) {
   });
 }
 
-Deno.test("dump: a process that is not Python gets a clear error", async () => {
+Deno.test("dump: a process that is not Python, or not a pid, gets a clear error", async () => {
   const other = new Deno.Command("sleep", { args: ["30"] }).spawn();
   try {
     const r = await cli(["dump", "--pid", String(other.pid), "--json"], cliEnv());
@@ -113,6 +113,8 @@ Deno.test("dump: a process that is not Python gets a clear error", async () => {
     const error = r.lines.find((l) => l.type === "error")!;
     assertEquals(error.code, "NOT_PYTHON");
     assert(String(error.error).includes("not a CPython process"), String(error.error));
+    const usage = await cli(["dump", "abc", "--json"], cliEnv());
+    assertEquals([usage.code, usage.lines.find((l) => l.type === "error")?.code], [2, "USAGE"]);
   } finally {
     other.kill("SIGKILL");
     await other.status;

@@ -1,7 +1,7 @@
 // dump: every Python thread's stack, which thread holds the GIL and what each thread does in
 // the kernel, read from outside (process/pystate.ts): no agent, no injection, and by default
 // not even a pause, so it answers when the target is too stuck to attach to.
-import { defineCommand, UsageError } from "../../core/command.ts";
+import { type CommandContext, defineCommand, UsageError } from "../../core/command.ts";
 import type { Output } from "../../core/output.ts";
 import { PyStateReader, type PyThread } from "../../process/pystate.ts";
 import { type TaskState, taskStates } from "../../process/taskstate.ts";
@@ -128,6 +128,16 @@ function dumpOne(out: Output, pid: number, blocking: boolean): void {
   }, () => render(pid, stacks.version, threads, elapsed, blocking));
 }
 
+/** --pid, or the attached process; dump needs no attach, so say to give a pid when none is. */
+function defaultPid(ctx: CommandContext): number {
+  try {
+    return ctx.targetPid();
+  } catch (e) {
+    if (!(e instanceof PeekaError) || e.code !== "NOT_ATTACHED") throw e;
+    throw new UsageError("which process? give its pid: peeka dump PID (no attach needed)");
+  }
+}
+
 export default defineCommand({
   name: "dump",
   summary: "Show every thread's stack from outside, with no agent (for a stuck process)",
@@ -135,7 +145,7 @@ export default defineCommand({
     "GIL and each thread's OS state (running, sleeping, in which system call) straight from the " +
     "target's memory: nothing is injected and no agent starts, so it works on a process too " +
     "stuck to attach to. CPython 3.8 to 3.15. The threads keep running unless --blocking.",
-  arguments: [{ name: "pid", description: "processes to read, as PID... or --pid 12,13" }],
+  arguments: [{ name: "pid...", description: "processes to read (or --pid 12,13)" }],
   options: [{
     flags: "--blocking",
     description: "pause the threads (ptrace, no signal) for a consistent snapshot; always resumed",
@@ -143,11 +153,12 @@ export default defineCommand({
   needsTarget: true,
   run(ctx) {
     // `dump 12 13` as `dump --pid 12,13` (which the runner fans out, one run per pid).
-    const listed = ctx.args.map(Number);
+    // (commander hands the variadic argument over as one array: flattened by String)
+    const listed = ctx.args.flatMap((a) => String(a).split(",")).filter(Boolean).map(Number);
     if (listed.some((p) => !Number.isInteger(p) || p <= 0)) {
       throw new UsageError(`not a process id: ${ctx.args.join(" ")}`);
     }
-    for (const pid of listed.length ? listed : [ctx.targetPid()]) {
+    for (const pid of listed.length ? listed : [defaultPid(ctx)]) {
       dumpOne(ctx.out, pid, Boolean(ctx.opts.blocking));
     }
     return Promise.resolve(0);
