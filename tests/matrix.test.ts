@@ -112,8 +112,11 @@ for (const py of pythons()) {
       assertEquals(a.code, 1);
       const err = a.lines.find((l) => l.type === "error") as { code: string; error: string };
       assertEquals(err.code, "ATTACH_TIMEOUT");
+      // Mostly no safe point is reached; under load the bootstrap may begin just before the C
+      // call, and then its agent cannot answer: cancelled, with its own message.
       assert(
-        /safe point/.test(err.error) && a.stderr.split("\n").filter(Boolean).length === 1,
+        /safe point|began starting/.test(err.error) &&
+          a.stderr.split("\n").filter(Boolean).length === 1,
         a.stderr,
       );
       assert(t.alive() && !"tT".includes(t.state()), "target keeps running, not stopped");

@@ -459,8 +459,10 @@ class Observation(object):
             self.emit_event("started", probe.started_data(self))
             probe.follow(ctx, stop)
         finally:
-            probe.on_stop()
+            # counted before the probe stops taking calls: a call skipped after that would be
+            # in `calls` but never evaluated by the condition
             self.calls = handle.calls_seen()
+            probe.on_stop()
             inst.uninstall(handle)
             registry.pop(self.id, None)
         summary = probe.summary(self)
