@@ -36,6 +36,10 @@ export interface PyStacks {
   version: string;
   threads: PyThread[];
   gil: { locked: boolean; holder: number | null };
+  /** Whether the OS thread ids come from the thread states (3.11+), so that one that is not a
+   * thread of the process means a wrong layout; before, they come from glibc's pthread struct,
+   * which another C library (musl) lays out differently: then they are only missing. */
+  nativeIdsFromState: boolean;
 }
 
 const MAX_THREADS = 4096;
@@ -166,7 +170,8 @@ export class PyStateReader {
     }
     const gil = this.gil(seen);
     for (const th of threads) th.holdsGil = gil.holder === th.threadId;
-    return { version: this.version, threads, gil };
+    const nativeIdsFromState = this.layout.thread.nativeThreadId !== null;
+    return { version: this.version, threads, gil, nativeIdsFromState };
   }
 
   private thread(tstate: bigint): PyThread {

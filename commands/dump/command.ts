@@ -113,7 +113,7 @@ function dumpOne(out: Output, pid: number, blocking: boolean): void {
   const threads = stacks.threads.map((t) => describe(t, tasks, pid)).sort((a, b) =>
     Number(b.is_main) - Number(a.is_main) || (a.native_id ?? 0) - (b.native_id ?? 0)
   );
-  if (!threads.some((t) => t.os_state)) throw unmatched(pid);
+  if (stacks.nativeIdsFromState && !threads.some((t) => t.os_state)) throw unmatched(pid);
   for (const t of threads) out.event("thread", { pid, ...t });
   const holder = threads.find((t) => t.holds_gil);
   out.result("dump", {
