@@ -242,6 +242,7 @@ async function sampleRemotely(
       }
     } finally {
       ticker.close();
+      profile!.close();
     }
     stop.abort(); // the duration is over: the agent's call ends too
   };

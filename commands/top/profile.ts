@@ -183,32 +183,82 @@ export class Profile {
     if (SLEEPING.has(state.call)) return true;
     return FUTEX.has(state.call) ? WAITING.test(name) : false;
   }
+
+  /** Closes the /proc files kept open for run states. */
+  close(): void {
+    this.runStates.close();
+  }
 }
 
-/** Threads' run states from /proc, each read again only after RUN_STATE_MS: at 1-10 kHz two
- * files per thread per sample cost more than the whole stack walk (~20 µs a read), and a
- * thread's state a few ms old still tells a sleeper from a runner. */
+/** Threads' run states from /proc, each read again only after RUN_STATE_MS and through files
+ * kept open (read from the start again): at 1-10 kHz opening two files per thread per sample
+ * cost more than the whole stack walk, and a state a few ms old still tells a sleeper from a
+ * runner. `close()` when done. */
 export class RunStates {
-  private known = new Map<number, { at: number; state: RunState | null }>();
+  private known = new Map<number, { at: number; state: RunState | null; files: TaskFiles }>();
 
   constructor(private pid: number, private maxAgeMs = RUN_STATE_MS) {}
 
   of(tid: number): RunState | null {
     const now = performance.now();
-    const known = this.known.get(tid);
+    let known = this.known.get(tid);
     if (known && now - known.at < this.maxAgeMs) return known.state;
-    if (this.known.size >= MAX_THREADS_TRACKED) this.known.clear();
-    const state = this.read(tid);
-    this.known.set(tid, { at: now, state });
-    return state;
+    if (!known) {
+      if (this.known.size >= MAX_THREADS_TRACKED) this.close();
+      const dir = `/proc/${this.pid}/task/${tid}`;
+      known = {
+        at: now,
+        state: null,
+        files: [new ProcFile(`${dir}/stat`), new ProcFile(`${dir}/syscall`)],
+      };
+      this.known.set(tid, known);
+    }
+    known.at = now;
+    known.state = readState(known.files);
+    return known.state;
   }
 
-  private read(tid: number): RunState | null {
-    const stat = readProc(`/proc/${this.pid}/task/${tid}/stat`);
-    if (stat === null) return null;
-    if (stat.slice(stat.lastIndexOf(")") + 2)[0] === "R") return { running: true, call: -1 };
-    const call = Number((readProc(`/proc/${this.pid}/task/${tid}/syscall`) ?? "").split(" ")[0]);
-    return { running: false, call };
+  close(): void {
+    for (const { files } of this.known.values()) for (const f of files) f.close();
+    this.known.clear();
+  }
+}
+
+type TaskFiles = [stat: ProcFile, syscall: ProcFile];
+
+function readState([stat, syscall]: TaskFiles): RunState | null {
+  const line = stat.read();
+  if (line === null) return null;
+  if (line.slice(line.lastIndexOf(")") + 2)[0] === "R") return { running: true, call: -1 };
+  return { running: false, call: Number((syscall.read() ?? "").split(" ")[0]) };
+}
+
+/** A /proc file opened once and read again from its start each time (null once it is gone). */
+class ProcFile {
+  private static buffer = new Uint8Array(1024);
+  private static decoder = new TextDecoder();
+  private file: Deno.FsFile | null | undefined;
+
+  constructor(private path: string) {}
+
+  read(): string | null {
+    try {
+      if (this.file === undefined) this.file = Deno.openSync(this.path);
+      if (this.file === null) return null;
+      this.file.seekSync(0, Deno.SeekMode.Start);
+      const n = this.file.readSync(ProcFile.buffer);
+      return n === null ? null : ProcFile.decoder.decode(ProcFile.buffer.subarray(0, n));
+    } catch {
+      this.close(); // the thread ended
+      this.file = null;
+      return null;
+    }
+  }
+
+  close(): void {
+    try {
+      this.file?.close();
+    } catch { /* closed */ }
   }
 }
 
