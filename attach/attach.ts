@@ -15,6 +15,7 @@ import {
 import { isNoSpace, type SafeDir } from "../process/safefs.ts";
 import { checkTarget, injectNative } from "./native.ts";
 import { AttachError } from "../process/errors.ts";
+import { PyStateReader } from "../process/pystate.ts";
 import {
   findInterpreter,
   type Interpreter,
@@ -397,9 +398,25 @@ function timeoutError(pid: number, ms: number, bootstrapRan = false): AttachErro
       `(its threads keep the GIL busy); attach cancelled, no agent will run. ` +
       `Retry with a longer --timeout, e.g. 30000`
     : `process ${pid} did not reach a safe point within ${ms} ms ` +
-      `(a thread may hold the GIL in a long C call); attach cancelled, no agent will start. ` +
-      `Retry later or with a longer --timeout`;
-  return new AttachError("ATTACH_TIMEOUT", why);
+      `(${gilHolder(pid) ?? "a thread may hold the GIL in a long C call"}); attach cancelled, ` +
+      `no agent will start. Retry later or with a longer --timeout`;
+  return new AttachError(
+    "ATTACH_TIMEOUT",
+    `${why}; \`peeka dump ${pid}\` shows every thread's stack without an agent`,
+  );
+}
+
+/** Which thread holds the GIL and where, read from outside (as `peeka dump`); null if unknown. */
+function gilHolder(pid: number): string | null {
+  try {
+    const holder = PyStateReader.open(pid).read().threads.find((t) => t.holdsGil);
+    if (!holder) return null;
+    const top = holder.stack?.[0];
+    const where = top ? ` in ${top.qualname} (${top.file}:${top.line ?? "?"})` : "";
+    return `thread ${holder.nativeId ?? holder.threadId} holds the GIL${where}`;
+  } catch {
+    return null; // the hint is a bonus: the timeout is said anyway
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -119,6 +119,11 @@ for (const py of pythons()) {
           a.stderr.split("\n").filter(Boolean).length === 1,
         a.stderr,
       );
+      // it names the thread holding the GIL and where (read from outside), and offers dump
+      assert(/peeka dump \d+/.test(err.error), err.error);
+      if (/safe point/.test(err.error)) {
+        assert(/holds the GIL in calibrated_c_call .*target.py:53/.test(err.error), err.error);
+      }
       assert(t.alive() && !"tT".includes(t.state()), "target keeps running, not stopped");
       await t.waitFor((l) => l === "stuck-end", 20000);
       await sleep(300);
