@@ -224,12 +224,14 @@ async function sampleRemotely(
         sampler: "remote",
       },
     }, ctx);
+    const hidden = (ident: number) => names.hidden.has(ident);
+    const knownIdle = (ident: number, frame: bigint) => profile!.knownIdle(ident, frame);
     try {
       while (!stop.signal.aborted) {
         const now = performance.now();
         if (now >= ends) break;
         if (ticker.due(now)) {
-          profile!.add(stacks.sample((ident) => names.hidden.has(ident)));
+          profile!.add(stacks.sample(hidden, knownIdle));
           readerMs += performance.now() - now;
         }
         asked = ticker.asked;

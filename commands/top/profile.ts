@@ -1,6 +1,6 @@
 // Counting remotely read samples as the agent's Sampler counts its own (snippet.py), so
 // that `top` prints the same table, flame graph and summary whichever way it sampled.
-import type { CodeInfo } from "./remote.ts";
+import type { CodeInfo, ThreadSample } from "./remote.ts";
 
 const MAX_STACKS = 20000;
 const RUN_STATE_MS = 10;
@@ -111,6 +111,7 @@ export class Profile {
   private total = new Map<bigint, number>();
   private stacks = new Map<string, { thread: string; codes: bigint[]; count: number }>();
   private runStates: RunStates;
+  private idleStacks = new Map<number, { frame: bigint; codes: bigint[] }>();
 
   constructor(
     private pid: number,
@@ -121,14 +122,16 @@ export class Profile {
     this.runStates = new RunStates(pid);
   }
 
-  add(threads: { ident: number; codes: bigint[] }[]): void {
+  add(threads: ThreadSample[]): void {
     this.samples++;
-    for (const { ident, codes } of threads) {
+    for (const { ident, frame, codes } of threads) {
       if (this.names.hidden.has(ident) || codes.length === 0) continue;
       if (!this.idle && this.waits(ident, codes[0])) {
         this.idleSkipped++;
+        this.rememberIdle(ident, frame, codes);
         continue;
       }
+      this.idleStacks.delete(ident);
       this.threadSamples++;
       this.own.set(codes[0], (this.own.get(codes[0]) ?? 0) + 1);
       for (const code of new Set(codes)) this.total.set(code, (this.total.get(code) ?? 0) + 1);
@@ -141,6 +144,20 @@ export class Profile {
         this.stacks.set(key, { thread, codes: rooted, count: 1 });
       } else this.stacksDropped++;
     }
+  }
+
+  /** An idle thread's stack from the last sample, while it has not run since (the same
+   * innermost frame, and /proc does not say it runs): waiting threads are not walked again. */
+  knownIdle(ident: number, frame: bigint): bigint[] | null {
+    const known = this.idleStacks.get(ident);
+    if (!known || known.frame !== frame || frame === 0n) return null;
+    const state = this.runState(ident);
+    return state && !state.running ? known.codes : null;
+  }
+
+  private rememberIdle(ident: number, frame: bigint, codes: bigint[]): void {
+    if (this.idleStacks.size >= MAX_THREADS_TRACKED) this.idleStacks.clear();
+    this.idleStacks.set(ident, { frame, codes });
   }
 
   table(limit: number): Row[] {
@@ -175,13 +192,17 @@ export class Profile {
    * in a futex (a lock or the GIL) its innermost function; without a native id, that alone. */
   private waits(ident: number, innermost: bigint): boolean {
     const name = this.info(innermost)?.name ?? "";
-    const own = this.names.threads.get(ident)?.native;
-    const native = own ? this.names.hostTid(this.pid, own) : null;
-    const state = native ? this.runStates.of(native) : null;
+    const state = this.runState(ident);
     if (state === null) return WAITING.test(name);
     if (state.running) return false;
     if (SLEEPING.has(state.call)) return true;
     return FUTEX.has(state.call) ? WAITING.test(name) : false;
+  }
+
+  private runState(ident: number): RunState | null {
+    const own = this.names.threads.get(ident)?.native;
+    const native = own ? this.names.hostTid(this.pid, own) : null;
+    return native ? this.runStates.of(native) : null;
   }
 
   /** Closes the /proc files kept open for run states. */

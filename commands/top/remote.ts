@@ -57,6 +57,13 @@ export interface CodeInfo {
 
 export class CalibrationError extends Error {}
 
+export interface ThreadSample {
+  ident: number;
+  /** Its innermost frame's address (0 when not read). */
+  frame: bigint;
+  codes: bigint[];
+}
+
 const STRUCT = 512; // bytes of a runtime, interpreter or thread state searched for a field
 const FRAME = 128; // bytes of a frame searched
 const MAX_THREADS = 4096;
@@ -91,11 +98,15 @@ export class RemoteStacks {
     return new RemoteStacks(pid, layout, BigInt(probe.code_type), probe.str_sizes);
   }
 
-  /** One sample: each thread's ident and its code objects, innermost first (threads that
-   * `skip` names are listed without their stacks). */
-  sample(skip: (ident: number) => boolean = () => false): { ident: number; codes: bigint[] }[] {
+  /** One sample: each thread's ident, its current frame and its code objects, innermost
+   * first (threads that `skip` names are listed without their stacks; `reuse` may give a
+   * thread's codes for its current frame, known from before, so that it is not walked). */
+  sample(
+    skip: (ident: number) => boolean = () => false,
+    reuse: (ident: number, frame: bigint) => bigint[] | null = () => null,
+  ): ThreadSample[] {
     const L = this.layout;
-    const out: { ident: number; codes: bigint[] }[] = [];
+    const out: ThreadSample[] = [];
     let t = this.ptr(L.interp, L.threadsHead);
     const size = Math.max(L.threadId, L.next, L.tstateFrame) + 8;
     const seen = new Set<bigint>(); // a list read while threads come and go may loop
@@ -104,7 +115,11 @@ export class RemoteStacks {
       const ts = this.read(t, size);
       if (!ts) break;
       const ident = Number(ts.getBigUint64(L.threadId, true));
-      out.push({ ident, codes: skip(ident) ? [] : this.walk(ts) });
+      if (skip(ident)) out.push({ ident, frame: 0n, codes: [] });
+      else {
+        const frame = this.currentFrame(ts);
+        out.push({ ident, frame, codes: reuse(ident, frame) ?? this.walk(frame) });
+      }
       const next = ts.getBigUint64(L.next, true);
       t = plausible(next) ? next : null;
     }
@@ -134,11 +149,18 @@ export class RemoteStacks {
     return info;
   }
 
-  private walk(ts: DataView): bigint[] {
+  /** The thread's innermost frame (0 when it runs none or the pointer is not plausible). */
+  private currentFrame(ts: DataView): bigint {
+    const L = this.layout;
+    const f = ts.getBigUint64(L.tstateFrame, true);
+    if (!plausible(f)) return 0n;
+    return L.cframeCurrent === null ? f : this.ptr(f, L.cframeCurrent) ?? 0n;
+  }
+
+  private walk(from: bigint): bigint[] {
     const L = this.layout;
     const codes: bigint[] = [];
-    let f = ts.getBigUint64(L.tstateFrame, true);
-    if (L.cframeCurrent !== null) f = plausible(f) ? this.ptr(f, L.cframeCurrent) ?? 0n : 0n;
+    let f = from;
     // 3.11+ keep a thread's frames on its own stack of memory, callers below callees: one
     // read of the page(s) below the current frame usually holds the whole walk.
     let window: { start: bigint; view: DataView } | null = null;
