@@ -123,6 +123,7 @@ console.log(await (await import("./tasks.ts")).benchTasksAll());
 console.log(await (await import("./async.ts")).benchAsyncAll());
 console.log(await (await import("./processes.ts")).benchProcessesAll());
 console.log(await (await import("./fork.ts")).benchForkAll());
+console.log(await (await import("./top_rate.ts")).benchTopRateHeadline());
 console.log(await (await import("./dump.ts")).benchDumpAll());
 
 /** Ten copies of the example plugin (TypeScript: each one is read, stripped and imported). */

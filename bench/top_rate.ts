@@ -102,6 +102,13 @@ export async function benchTopRate(
   return rows.join("\n");
 }
 
+/** For bench/run.ts: one interpreter (3.12 where there is one), with a title. */
+export async function benchTopRateHeadline(): Promise<string> {
+  const py = pythons().find((p) => p.version === "3.12") ?? pythons()[0];
+  return `\ntop at high rates vs py-spy record --nonblocking, ${SECONDS} s windows:\n` +
+    await benchTopRate(py);
+}
+
 if (import.meta.main) {
   const wanted = Deno.args[0] ?? "3.12";
   const py = pythons().find((p) => p.version === wanted);
