@@ -96,7 +96,8 @@ function notAttachedError(paths: SessionPaths): SessionError {
   }
   return new SessionError(
     "NOT_ATTACHED",
-    `process ${paths.pid} is not attached; run 'peeka attach ${paths.pid}' first`,
+    `process ${paths.pid} is not attached; run 'peeka attach ${paths.pid}' first ` +
+      `(or 'peeka dump ${paths.pid}': every thread's stack, read without attaching)`,
   );
 }
 

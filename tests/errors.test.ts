@@ -76,6 +76,15 @@ Deno.test("commands without an attached process, bad pid, bad usage", async () =
   const usage = await cli(["thread", "--depth", "x", "--json"], env);
   assertEquals(usage.code, 2);
   assertEquals((usage.lines[0] as { code: string }).code, "USAGE");
+  // a process that is not attached: attach it, or read its stacks from outside
+  const t = await Target.start(py, "idle");
+  try {
+    const alone = theError(await cli(["thread", "--pid", String(t.pid), "--json"], env));
+    assertEquals(alone.code, "NOT_ATTACHED");
+    assert(alone.error.includes(`peeka dump ${t.pid}`), alone.error);
+  } finally {
+    await t.stop();
+  }
 });
 
 Deno.test("a non-root user cannot attach to another user's process", async () => {
