@@ -24,7 +24,9 @@ interface Run {
   speed: number;
 }
 
-/** The target's calls per second over the middle of the window (the samplers start and stop). */
+/** The target's calls per second over the middle of the window (the samplers start and stop).
+ * Its rate unsampled is the mean of the windows just before and just after (the machine is
+ * shared: its load drifts). */
 const workRate = async (t: Target, seconds: number) =>
   Number((await t.ask(`rate ${seconds}`)).per_s);
 
@@ -37,28 +39,45 @@ async function withPeeka(t: Target, env: Record<string, string>, hz: number): Pr
   await top.waitFor((l) => l.event === "top_started" || l.type === "error", 30000);
   const sampled = await workRate(t, SECONDS - 2);
   await top.done;
+  const after = await workRate(t, SECONDS - 2);
   const end = top.lines.find((l) => l.event === "top_stopped")?.data as Record<string, number>;
   if (!end) throw new Error(`top failed: ${top.stderr} ${JSON.stringify(top.lines.slice(-3))}`);
-  return { asked: end.samples_asked, taken: end.samples_taken, speed: sampled / base };
+  return {
+    asked: end.samples_asked,
+    taken: end.samples_taken,
+    speed: 2 * sampled / (base + after),
+  };
 }
 
+/** py-spy's -d counts samples, not time (behind, it runs on): it is stopped by Ctrl-C after
+ * the window instead, and asked for what the rate asks over the time it ran. */
 async function withPySpy(t: Target, pySpyPath: string, hz: number): Promise<Run> {
   const base = await workRate(t, SECONDS - 2);
   const out = await Deno.makeTempFile({ suffix: ".txt" });
+  const started = performance.now();
   const child = new Deno.Command(pySpyPath, {
-    args: ["record", "--nonblocking", "-r", String(hz), "-d", String(SECONDS), "-p", String(t.pid)]
-      .concat(["-f", "raw", "-o", out]),
+    args: ["record", "--nonblocking", "-r", String(hz), "-p", String(t.pid), "-f", "raw"]
+      .concat(["-o", out]),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const window = new Promise((r) => setTimeout(r, SECONDS * 1000));
   await new Promise((r) => setTimeout(r, 1000));
   const sampled = await workRate(t, SECONDS - 2);
+  await window;
+  child.kill("SIGINT");
+  const seconds = (performance.now() - started) / 1000;
   const res = await child.output();
+  const after = await workRate(t, SECONDS - 2);
   Deno.removeSync(out);
   const text = new TextDecoder().decode(res.stdout) + new TextDecoder().decode(res.stderr);
   const taken = /Samples: (\d+)/.exec(text);
   if (!taken) throw new Error(`py-spy failed: ${text.slice(-400)}`);
-  return { asked: hz * SECONDS, taken: Number(taken[1]), speed: sampled / base };
+  return {
+    asked: Math.round(hz * seconds),
+    taken: Number(taken[1]),
+    speed: 2 * sampled / (base + after),
+  };
 }
 
 const share = (r: Run) => `${(100 * r.taken / r.asked).toFixed(0).padStart(3)}%`;
