@@ -6,6 +6,7 @@ import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, Target } from "./helpers/env.ts";
 
 const SECONDS = 3, INTERVAL_MS = 1;
+type Summary = Record<string, number>;
 
 for (const py of pythons()) {
   Deno.test(`${py.version}: top -i 1ms: samples asked and taken, folded stacks`, async (t) => {
@@ -22,12 +23,14 @@ for (const py of pythons()) {
           ...["--flamegraph", file, "--format", "collapsed", "--json"],
         ], env);
         assertEquals(r.code, 0, r.stderr);
-        const end = r.lines.find((l) => l.event === "top_stopped")?.data as Record<string, number>;
+        const end = r.lines.find((l) => l.event === "top_stopped")?.data as Summary;
         assertEquals(end.sampler, "remote", JSON.stringify(end));
         const ticks = SECONDS * 1000 / INTERVAL_MS;
         // Every deadline that passed is asked for (the loop may end a tick early).
         assert(end.samples_asked >= ticks - 2 && end.samples_asked <= ticks, JSON.stringify(end));
         assertEquals(end.samples_taken, end.samples);
+        // The main thread waits in accept() throughout: left out of (nearly) every sample.
+        assert(end.idle_skipped >= 0.9 * end.samples_taken, JSON.stringify(end));
         assert(end.samples_taken >= 0.7 * end.samples_asked, JSON.stringify(end));
         const final = r.lines.find((l) => l.final === true) as Record<string, number>;
         assertEquals([final.samples_asked, final.samples_taken], [
@@ -49,6 +52,28 @@ for (const py of pythons()) {
           ),
           spinning[0]![1],
         );
+      });
+
+      await t.step("49 waiting threads left out, the busy one sampled", async () => {
+        const many = await Target.start(py, "50:1", { script: `${REPO}/tests/targets/busy.py` });
+        try {
+          assertEquals((await cli(["attach", String(many.pid), "--json"], env)).code, 0);
+          const pid = String(many.pid);
+          const r = await cli(["top", "--pid", pid, "-i", "2ms", "-d", "2", "--json"], env);
+          assertEquals(r.code, 0, r.stderr);
+          const end = r.lines.find((l) => l.event === "top_stopped")?.data as Summary;
+          // 49 idle workers and the main thread, each sample, walked or kept from before.
+          assert(end.idle_skipped >= 0.9 * 50 * end.samples_taken, JSON.stringify(end));
+          const final = r.lines.find((l) => l.final === true) as {
+            functions: { function: string }[];
+          };
+          const names = final.functions.map((f) => f.function);
+          assert(names.includes("__main__.spin_leaf"), names.join());
+          assert(!names.includes("__main__.idle_worker"), names.join());
+          await cli(["detach", "--pid", pid, "--json"], env);
+        } finally {
+          await many.stop();
+        }
       });
 
       await t.step("--format must be svg, speedscope or collapsed", async () => {
