@@ -19,8 +19,6 @@ import { FRAMEWORK_TARGETS, frameworkPython } from "./helpers/frameworks.ts";
 
 const GEVENT_TARGET = `${FRAMEWORK_TARGETS}/gevent_target.py`;
 const PLAIN = `${REPO}/tests/targets/plain.py`;
-/** gunicorn's start is slow: its test runs on these only. */
-const GUNICORN_VERSIONS = ["3.8", "3.12", "3.14"];
 
 type Json = Record<string, unknown>;
 type Frame = { file: string; function: string };
@@ -134,7 +132,7 @@ class Gunicorn {
   }
 }
 
-for (const py of pythons().filter((p) => GUNICORN_VERSIONS.includes(p.version))) {
+for (const py of pythons()) {
   Deno.test(`${py.version}: gunicorn -k gevent + Flask: thread, watch, detach`, async (t) => {
     const server = Gunicorn.start(py);
     const env = cliEnv();

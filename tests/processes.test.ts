@@ -18,8 +18,6 @@ import {
 } from "./helpers/env.ts";
 import { childrenOf, type Gunicorn, killPid, spawnGunicorn } from "./helpers/family.ts";
 
-/** gunicorn's start is slow: its test runs on these only. */
-const GUNICORN_VERSIONS = ["3.8", "3.12", "3.14"];
 const WORKERS = 3;
 
 type Json = Record<string, unknown>;
@@ -91,7 +89,7 @@ async function psFamily(env: Record<string, string>): Promise<Map<number, Json>>
   return new Map(processes.map((p) => [p.pid as number, p]));
 }
 
-for (const py of pythons().filter((p) => GUNICORN_VERSIONS.includes(p.version))) {
+for (const py of pythons()) {
   Deno.test(`${py.version}: gunicorn with ${WORKERS} sync workers as one target`, async (t) => {
     const server = Server.start(py);
     const env = cliEnv();
