@@ -3,6 +3,7 @@
 // that likely holds the GIL, a thread stuck in the kernel, or no visible reason.
 
 import { processState, readText, tracerPid } from "../process/procfs.ts";
+import { PyStateReader } from "../process/pystate.ts";
 
 export type Verdict = "exited" | "zombie" | "stopped" | "traced" | "gil" | "kernel" | "unknown";
 
@@ -101,6 +102,7 @@ export async function diagnose(pid: number, sampleMs = 100): Promise<Diagnosis> 
   return glance(pid) ??
     gilVerdict(pid, now, before, sampleMs) ??
     kernelVerdict(pid, now) ??
+    recordedGilVerdict(pid, now) ??
     {
       pid,
       verdict: "unknown",
@@ -162,6 +164,30 @@ function gilVerdict(
     message: `thread ${holder.tid} (${holder.name}) of process ${pid} is running and likely ` +
       `holds the GIL (${waiting.length} other thread(s), the agent's among them, wait for it)`,
   };
+}
+
+/** When the CPU sample could not tell (a loaded machine): the GIL holder as the interpreter
+ * records it, read from outside as `peeka dump` does, while other threads wait on a futex. */
+function recordedGilVerdict(pid: number, threads: TaskStat[]): Diagnosis | null {
+  try {
+    const holder = PyStateReader.open(pid).read().threads.find((t) => t.holdsGil);
+    const task = holder && threads.find((t) => t.tid === holder.nativeId);
+    if (!holder || !task) return null;
+    const waiting = threads.filter((t) => t !== task && waitsOnFutex(pid, t.tid));
+    if (waiting.length === 0) return null;
+    const top = holder.stack?.[0];
+    const where = top ? `, in ${top.qualname} (${top.file}:${top.line ?? "?"})` : "";
+    return {
+      pid,
+      verdict: "gil",
+      tid: task.tid,
+      message: `thread ${task.tid} (${task.name}) of process ${pid} is running and likely ` +
+        `holds the GIL (the interpreter records it as the holder${where}; ${waiting.length} ` +
+        "other thread(s), the agent's among them, wait for it)",
+    };
+  } catch {
+    return null; // a layout that does not validate: no verdict rather than a wrong one
+  }
 }
 
 /** The one thread running and not in a futex, when the CPU sample was too short to tell. */
