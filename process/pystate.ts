@@ -148,6 +148,12 @@ export class PyStateReader {
     return layoutFromDebugOffsets(Number(version.split(".")[1]), heads, fields, value);
   }
 
+  /** The layout and addresses this reader uses, for a sampler that walks the same structures
+   * many times a second (`top` with no agent); meant after a `read()` has verified them. */
+  get shape(): { layout: PyLayout; interp: bigint; codeType: bigint } {
+    return { layout: this.layout, interp: this.interp, codeType: this.sym.codeType };
+  }
+
   /** One read of every thread; a thread whose frames changed while read is tried again. */
   read(): PyStacks {
     const L = this.layout;
