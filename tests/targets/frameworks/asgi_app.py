@@ -2,12 +2,10 @@
 # slow child coroutine: requests stay in flight for SLOW seconds, for `peeka tasks`.
 # Prints "ready <pid> <port>" once uvicorn serves; GET /rate/<cur> answers {"cur", "rate"}.
 import asyncio
-import contextlib
 import os
-import socket
 import sys
 
-import uvicorn
+from asgi_serve import announcing, listener, serve
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -27,18 +25,9 @@ async def rate_endpoint(request):
 
 
 def main():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        print("ready %d %d" % (os.getpid(), sock.getsockname()[1]), flush=True)
-        yield
-
-    app = Starlette(routes=[Route("/rate/{cur}", rate_endpoint)], lifespan=lifespan)
-    config = uvicorn.Config(app, loop="asyncio", log_level="warning", lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    sock = listener()
+    app = Starlette(routes=[Route("/rate/{cur}", rate_endpoint)], lifespan=announcing(sock))
+    serve(app, sock)
 
 
 if __name__ == "__main__":

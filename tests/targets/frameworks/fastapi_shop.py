@@ -3,28 +3,15 @@
 # GET /crunch does CPU work in small steps between awaits (other requests on the same loop).
 # Prints "ready <pid> <port>" once uvicorn serves.
 import asyncio
-import contextlib
-import os
-import socket
 import sys
 
-import uvicorn
+from asgi_serve import announcing, listener, serve
 from fastapi import FastAPI
 
 SLEEP = 0.05
 RATES = {"EUR": 1.5, "GBP": 2.0}
-LISTENER = socket.socket()
-LISTENER.bind(("127.0.0.1", 0))
-LISTENER.listen(64)
-
-
-@contextlib.asynccontextmanager
-async def lifespan(app):
-    print("ready %d %d" % (os.getpid(), LISTENER.getsockname()[1]), flush=True)
-    yield
-
-
-app = FastAPI(lifespan=lifespan)
+LISTENER = listener()
+app = FastAPI(lifespan=announcing(LISTENER))
 
 
 async def fetch_rate(cur):
@@ -52,8 +39,7 @@ async def crunch_steps(steps: int = 20):
 
 
 def main():
-    config = uvicorn.Config(app, loop="asyncio", log_level="warning", lifespan="on")
-    uvicorn.Server(config).run(sockets=[LISTENER])
+    serve(app, LISTENER)
 
 
 if __name__ == "__main__":
