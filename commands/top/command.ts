@@ -10,6 +10,7 @@ import {
   UsageError,
 } from "../../core/command.ts";
 import { printFrame } from "../../core/stream.ts";
+import { PeekaError } from "../../process/errors.ts";
 import type { AgentClient, Frame } from "../../core/protocol.ts";
 import { callCommand, untilInterrupted } from "../../core/call.ts";
 import {
@@ -19,8 +20,9 @@ import {
   speedscopeJson,
 } from "../../core/flamegraph.ts";
 import { CalibrationError, type Probe, RemoteStacks } from "./remote.ts";
-import { Names, Profile, type Row } from "./profile.ts";
-import { Ticker } from "./clock.ts";
+import { Names, type Row } from "./profile.ts";
+import { SamplingRun } from "./sampling.ts";
+import { openOutside } from "./outside.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
 /** "10ms", "2s", "1.5" (in the given unit) → that unit. */
@@ -46,8 +48,12 @@ export function renderTable(o: Record<string, unknown>): string {
   const taken = o.samples_asked === undefined
     ? ""
     : `, ${o.samples_taken} of ${o.samples_asked} samples taken`;
+  // With no agent the target spends nothing on sampling: say how it was read instead.
+  const cost = o.agent === false
+    ? "read from outside, no agent"
+    : `sampling cost ${o.sampling_cpu_ms} ms CPU`;
   const head = `${o.final ? "final" : "top"}: ${o.thread_samples} samples over ${o.seconds}s` +
-    ` (${o.idle_skipped} idle skipped${taken}, sampling cost ${o.sampling_cpu_ms} ms CPU)`;
+    ` (${o.idle_skipped} idle skipped${taken}, ${cost})`;
   const lines = [
     head,
     "  %Own  %Total   Own  Total  Function (file:line)",
@@ -91,9 +97,10 @@ const top: PeekaCommand = defineCommand({
     },
     {
       flags: "--sampler <how>",
-      description: "remote: the CLI reads the stacks from outside (the target is never " +
-        "stopped); agent: the agent samples from inside (takes the GIL each sample); auto: " +
-        "remote where it can be set up",
+      description: "remote: the CLI reads the stacks from outside, the agent describing the " +
+        "target (never stopped); outside: the same with no agent at all, for a stuck or " +
+        "unattachable process (as dump reads it); agent: the agent samples from inside (takes " +
+        "the GIL each sample); auto: remote where it can be set up, outside when not attached",
       default: "auto",
     },
   ],
@@ -103,12 +110,13 @@ const top: PeekaCommand = defineCommand({
   request,
   run: async (ctx) => {
     const how = String(ctx.opts.sampler);
-    if (!["auto", "remote", "agent"].includes(how)) {
-      throw new UsageError(`--sampler must be auto, remote or agent, not '${how}'`);
+    if (!["auto", "remote", "outside", "agent"].includes(how)) {
+      throw new UsageError(`--sampler must be auto, remote, outside or agent, not '${how}'`);
     }
     const req = request(ctx.opts);
-    const agent = await ctx.agent();
+    const agent = how === "outside" ? null : await agentIfAttached(ctx, how === "auto");
     const { interrupted } = await untilInterrupted(async (signal) => {
+      if (agent === null) return await sampleOutside(ctx, req, signal);
       if (how !== "agent") {
         const why = await sampleRemotely(ctx, agent, req, signal);
         if (why === null) return;
@@ -171,6 +179,18 @@ function showFrame(frame: Frame, ctx: CommandContext): void {
   printFrame(frame, ctx, renderTable);
 }
 
+/** The target's agent; with `orNone`, null when the process is not attached (a pid given or
+ * remembered, but no session): then top samples it with no agent. */
+async function agentIfAttached(ctx: CommandContext, orNone: boolean): Promise<AgentClient | null> {
+  ctx.targetPid(); // no pid at all stays an error
+  try {
+    return await ctx.agent();
+  } catch (e) {
+    if (orNone && e instanceof PeekaError && e.code === "NOT_ATTACHED") return null;
+    throw e;
+  }
+}
+
 /** Samples by reading the target's memory, the agent only parked to describe itself and to
  * send names. Returns null when done, or why it could not start (nothing printed yet). */
 async function sampleRemotely(
@@ -184,70 +204,11 @@ async function sampleRemotely(
   interrupt.addEventListener("abort", onInterrupt);
   const names = new Names();
   const pid = ctx.targetPid();
-  const topId = `top_${crypto.randomUUID().slice(0, 6)}`;
   let why: string | null = null;
   let sampling: Promise<void> | null = null;
   let calibrating: Promise<void> | null = null;
   let failure: unknown = null;
-  let profile: Profile | null = null;
-  let reader: RemoteStacks | null = null;
-  let readerMs = 0, started = 0, asked = 0;
-  const observation = (final: boolean, agentCpu = 0) => ({
-    type: "observation",
-    top_id: topId,
-    watch_id: topId,
-    timestamp: Date.now() / 1000,
-    seconds: Math.round(performance.now() - started) / 1000,
-    samples: profile!.samples,
-    samples_asked: asked,
-    samples_taken: profile!.samples,
-    thread_samples: profile!.threadSamples,
-    idle_skipped: profile!.idleSkipped,
-    sampling_cpu_ms: agentCpu,
-    reader_ms: Math.round(readerMs * 10) / 10,
-    sampler: "remote",
-    functions: profile!.table(req.limit),
-    ...(final ? { final: true } : {}),
-  });
-  const loop = async (stacks: RemoteStacks) => {
-    const ticker = new Ticker(req.interval_ms);
-    started = ticker.started;
-    let nextRefresh = started + req.refresh * 1000;
-    const ends = req.duration === null ? Infinity : started + req.duration * 1000;
-    showFrame({
-      type: "event",
-      event: "top_started",
-      data: {
-        top_id: topId,
-        interval_ms: req.interval_ms,
-        duration: req.duration,
-        sampler: "remote",
-      },
-    }, ctx);
-    const hidden = (ident: number) => names.hidden.has(ident);
-    const knownIdle = (ident: number, frame: bigint) => profile!.knownIdle(ident, frame);
-    try {
-      while (!stop.signal.aborted) {
-        const now = performance.now();
-        if (now >= ends) break;
-        if (ticker.due(now)) {
-          profile!.add(stacks.sample(hidden, knownIdle));
-          readerMs += performance.now() - now;
-        }
-        asked = ticker.asked;
-        if (now >= nextRefresh) {
-          nextRefresh += req.refresh * 1000;
-          showFrame(observation(false), ctx);
-        }
-        ticker.sleep(Math.min(nextRefresh, ends));
-        await ticker.yieldToEvents();
-      }
-    } finally {
-      ticker.close();
-      profile!.close();
-    }
-    stop.abort(); // the duration is over: the agent's call ends too
-  };
+  let run: SamplingRun | null = null;
   let result: Record<string, unknown>;
   try {
     result = await callCommand(agent, top, { ...req, sampler: "remote" }, {
@@ -255,12 +216,10 @@ async function sampleRemotely(
       onFrame: (f) => {
         if (f.event === "top_probe") {
           calibrating = calibrate(pid, (f.data as unknown) as Probe).then((stacks) => {
-            reader = stacks;
-            profile = new Profile(pid, names, (c) => stacks.codeInfo(c), req.idle);
-            sampling = loop(stacks).catch((e) => {
+            run = new SamplingRun(pid, stacks, names, req, "remote", (f) => showFrame(f, ctx));
+            sampling = run.run(stop.signal).catch((e) => {
               failure = e;
-              stop.abort(); // a bug here must not leave the agent's thread parked
-            });
+            }).finally(() => stop.abort()); // over (or a bug): the agent's call ends too
           }, (e) => {
             why = e instanceof Error ? e.message : String(e);
             stop.abort();
@@ -279,35 +238,31 @@ async function sampleRemotely(
   if (why !== null || !sampling) return why ?? "the agent sent no description of its stack";
   await sampling;
   if (failure !== null) throw failure;
-  const agentCpu = Number(result.agent_cpu_ms ?? 0);
-  showFrame(observation(true, agentCpu), ctx);
-  const stacks = profile!.collapsed();
-  showFrame({
-    type: "profile",
-    top_id: topId,
-    samples: profile!.threadSamples,
-    interval_ms: req.interval_ms,
-    stacks,
-  }, ctx);
-  showFrame({
-    type: "event",
-    event: "top_stopped",
-    data: {
-      top_id: topId,
-      sampler: "remote",
-      samples: profile!.samples,
-      samples_asked: asked,
-      samples_taken: profile!.samples,
-      thread_samples: profile!.threadSamples,
-      idle_skipped: profile!.idleSkipped,
-      stacks_dropped: profile!.stacksDropped,
-      seconds: Math.round(performance.now() - started) / 1000,
-      sampling_cpu_ms: agentCpu,
-      reader_ms: Math.round(readerMs * 10) / 10,
-      reads: reader!.reads,
-    },
-  }, ctx);
+  (run as SamplingRun | null)!.finish(Number(result.agent_cpu_ms ?? 0));
   return null;
+}
+
+/** Samples with no agent (see outside.ts): the target is only read. */
+async function sampleOutside(
+  ctx: CommandContext,
+  req: ReturnType<typeof request>,
+  interrupt: AbortSignal,
+): Promise<void> {
+  const pid = ctx.targetPid();
+  const outside = openOutside(pid);
+  ctx.out.status(
+    `process ${pid} (Python ${outside.version}): stacks read from outside, no agent`,
+  );
+  const run = new SamplingRun(
+    pid,
+    outside.stacks,
+    outside.names,
+    req,
+    "outside",
+    (f) => showFrame(f, ctx),
+  );
+  await run.run(interrupt, outside.refreshNames);
+  run.finish();
 }
 
 /** The agent's thread may not have reached its wait when the probe arrives: a few tries. */

@@ -36,3 +36,11 @@ Deno.test("renderTable: the head says how many samples were asked and taken", ()
   // The agent's sampler does not count them: nothing is claimed.
   strictEqual(head({}), "top: 7 samples over 1s (2 idle skipped, sampling cost 0 ms CPU)");
 });
+
+Deno.test("renderTable: with no agent the head says the stacks were read from outside", () => {
+  const o = { thread_samples: 7, seconds: 1, idle_skipped: 0, functions: [], agent: false };
+  strictEqual(
+    renderTable({ ...o, samples_asked: 10, samples_taken: 10, sampling_cpu_ms: 0 }).split("\n")[0],
+    "top: 7 samples over 1s (0 idle skipped, 10 of 10 samples taken, read from outside, no agent)",
+  );
+});

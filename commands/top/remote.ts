@@ -9,6 +9,7 @@
 import { MemoryReader } from "../../process/libc.ts";
 import { findInterpreter, symbolAddress } from "../../process/procfs.ts";
 import { DEBUG_COOKIE, DEBUG_HEAD, DebugOffsets } from "../../process/debugoffsets.ts";
+import type { PyLayout } from "../../process/pylayouts.ts";
 
 /** What the parked agent thread says about itself (see `probe()` in snippet.py). */
 export interface Probe {
@@ -96,6 +97,33 @@ export class RemoteStacks {
     const c = new Calibrator(pid, probe);
     const layout = c.find(runtime);
     return new RemoteStacks(pid, layout, BigInt(probe.code_type), probe.str_sizes);
+  }
+
+  /** With no agent: the layout `peeka dump` reads with (process/pystate.ts), which its reader
+   * has verified against the target. */
+  static fromLayout(
+    pid: number,
+    minor: number,
+    shape: { layout: PyLayout; interp: bigint; codeType: bigint },
+  ): RemoteStacks {
+    const { thread, frame, code, str } = shape.layout;
+    const layout: Layout = {
+      interp: shape.interp,
+      threadsHead: shape.layout.threadsHead,
+      next: thread.next,
+      threadId: thread.threadId,
+      tstateFrame: thread.frame,
+      cframeCurrent: thread.cframeCurrent,
+      back: frame.back,
+      code: frame.code,
+      tagged: frame.tagged,
+      stacked: minor >= 11,
+      filename: code.filename,
+      name: code.name,
+      qualname: code.qualname,
+      firstlineno: code.firstlineno,
+    };
+    return new RemoteStacks(pid, layout, shape.codeType, str);
   }
 
   /** One sample: each thread's ident, its current frame and its code objects, innermost
