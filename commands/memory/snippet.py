@@ -1,7 +1,10 @@
 # memory: the process's memory at a glance (RSS and peak, collector counters, the
-# object types with most instances and most bytes), and `--trace N`: tracemalloc for N
-# seconds, then the top allocation sites and what grew; tracemalloc is put back as it
-# was (stopped again if peeka started it).
+# object types with most instances and most bytes); `--trace N`: tracemalloc for N seconds, then
+# the top allocation sites and what grew (tracemalloc put back as it was: stopped again if peeka
+# started it); `--growth D`: two censuses of the tracked objects by type D apart and what grew
+# (no tracemalloc; with `trace`, the allocation sites of that window too); `--by-module`: the
+# objects by the module defining their type, and the biggest containers with their owner;
+# `--gc` / `--malloc-trim`: collect, give freed memory back to the OS, RSS before and after.
 import gc
 import os
 import sys
@@ -31,21 +34,14 @@ def _gc_info():
 
 def object_types(ctx, limit):
     """(objects walked, by count, by shallow size) over every object the collector tracks."""
-    counts, sizes, total = {}, {}, 0
-    for chunk in ctx.agent.lib("heap").tracked_objects(ctx.cancelled):
-        total += len(chunk)
-        for o in chunk:
-            t = type(o)
-            counts[t] = counts.get(t, 0) + 1
-            try:
-                sizes[t] = sizes.get(t, 0) + sys.getsizeof(o)
-            except Exception:
-                pass
-    name = reflect.qualified_name           # no attribute lookup on the classes
+    heap = ctx.agent.lib("heap")
+    census = heap.Census(ctx.cancelled, heap.Pauses()).take()
+    counts, sizes = census.counts, census.sizes
+    name = lambda k: reflect.qualified_name(census.types[k])   # no attribute lookup on the classes
     by_count = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
     by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:limit]
-    return total, ([{"type": name(t), "count": n, "size_bytes": sizes.get(t, 0)} for t, n in by_count],
-                   [{"type": name(t), "size_bytes": n, "count": counts.get(t, 0)} for t, n in by_size])
+    return census.objects, ([{"type": name(k), "count": n, "size_bytes": sizes[k]} for k, n in by_count],
+                            [{"type": name(k), "size_bytes": n, "count": counts[k]} for k, n in by_size])
 
 
 def overview(ctx, limit):
@@ -74,44 +70,340 @@ def after_fork_in_child():
         sys.modules["tracemalloc"].stop()
 
 
+class _Tracemalloc(object):
+    """tracemalloc for one window: started if it was off (stopped again by close()), left as it
+    was if the target runs it. Sites are flattened into two dicts of str -> int at once, so no
+    snapshot object outlives the call that took it (a census would count its thousands of
+    tuples as growth)."""
+
+    def __init__(self, nframe, session_dir):
+        self.loaded = set(sys.modules)
+        import tracemalloc
+        self.tm = tracemalloc
+        self.was_tracing = tracemalloc.is_tracing()
+        self.ours = (tracemalloc.Filter(False, "<peeka*"), tracemalloc.Filter(False, tracemalloc.__file__))
+        if session_dir:             # the agent's own code (boot.py) runs from its session folder
+            self.ours += (tracemalloc.Filter(False, os.path.join(session_dir, "*")),)
+        self.snapshot_ms = 0.0
+        if not self.was_tracing:
+            tracemalloc.start(nframe)
+            _tracing.append(True)
+
+    def sites(self):
+        """({'file:line': bytes}, {'file:line': count}) of the live traced blocks, peeka's left out."""
+        started = time.perf_counter()
+        stats = self.tm.take_snapshot().filter_traces(self.ours).statistics("lineno")
+        sizes, counts = {}, {}
+        for s in stats:
+            key = "%s:%d" % (s.traceback[0].filename, s.traceback[0].lineno)
+            sizes[key], counts[key] = s.size, s.count
+        self.snapshot_ms += (time.perf_counter() - started) * 1000
+        return sizes, counts
+
+    def close(self):
+        if not self.was_tracing:
+            del _tracing[:]
+            self.tm.stop()      # as it was: frees its memory too
+
+    def describe(self):
+        current, peak = self.tm.get_traced_memory()
+        return {"traced_bytes": current, "traced_peak_bytes": peak,
+                "tracemalloc_was_running": self.was_tracing, "modules_imported": sorted(set(sys.modules) - self.loaded),
+                "snapshot_ms": round(self.snapshot_ms, 1),
+                "tracemalloc_after": "left running (it was before)" if self.was_tracing else "stopped again"}
+
+
+def _site(key):
+    file, _, line = key.rpartition(":")
+    return {"file": file, "line": int(line)}
+
+
+def _top_sites(sites, limit):
+    sizes, counts = sites
+    ranked = sorted(sizes.items(), key=lambda kv: -kv[1])[:limit]
+    return [dict(_site(k), size_bytes=n, count=counts[k]) for k, n in ranked]
+
+
+def _site_growth(first, last, limit):
+    """The sites whose live traced bytes grew from `first` to `last`, most first."""
+    grew = [(n - first[0].get(k, 0), k) for k, n in last[0].items() if n > first[0].get(k, 0)]
+    grew.sort(key=lambda d: -d[0])
+    return [dict(_site(k), size_diff_bytes=d, size_bytes=last[0][k], count_diff=last[1][k] - first[1].get(k, 0))
+            for d, k in grew[:limit]]
+
+
 def trace(ctx, seconds, limit, nframe):
-    import tracemalloc
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(nframe)
-        _tracing.append(True)
-    ours = (tracemalloc.Filter(False, "<peeka*"), tracemalloc.Filter(False, tracemalloc.__file__))
+    tracing = _Tracemalloc(nframe, getattr(ctx.agent, "session_dir", None))
     try:
-        first = tracemalloc.take_snapshot().filter_traces(ours)
+        first = tracing.sites()
         started = time.time()
         ctx.cancelled.wait(seconds)
-        last = tracemalloc.take_snapshot().filter_traces(ours)
+        last = tracing.sites()
         elapsed = time.time() - started
-        current, peak = tracemalloc.get_traced_memory()
+        traced = tracing.describe()
     finally:
-        if not was_tracing:
-            del _tracing[:]
-            tracemalloc.stop()      # as it was: frees its memory too
-    site = lambda tb: {"file": tb[0].filename, "line": tb[0].lineno}
-    top = [dict(site(s.traceback), size_bytes=s.size, count=s.count)
-           for s in last.statistics("lineno")[:limit]]
-    growth = [dict(site(d.traceback), size_diff_bytes=d.size_diff, size_bytes=d.size, count_diff=d.count_diff)
-              for d in last.compare_to(first, "lineno")[:limit] if d.size_diff > 0]
-    return {"action": "trace", "seconds": round(elapsed, 3), "interrupted": ctx.cancelled.is_set(),
-            "traced_bytes": current, "traced_peak_bytes": peak, "top": top, "growth": growth,
-            "tracemalloc_was_running": was_tracing,
-            "tracemalloc_after": "left running (it was before)" if was_tracing else "stopped again"}
+        tracing.close()
+    return dict(traced, action="trace", seconds=round(elapsed, 3), interrupted=ctx.cancelled.is_set(),
+                top=_top_sites(last, limit), growth=_site_growth(first, last, limit))
 
 
-def run(ctx, args):
+UNTRACKED = ("counted: the objects the garbage collector tracks (containers and instances); atomic "
+             "objects (str, bytes, int, float) and containers it untracked (tuples and dicts holding "
+             "only such values) are not walked: their bytes show in RSS and, with --trace, at their "
+             "allocation sites")
+
+
+def _per(diff, seconds, unit):
+    return round(diff * unit / seconds, 1) if seconds > 0 else None
+
+
+def _type_growth(before, after, seconds, limit):
+    """(grew, shrank): the types whose count or bytes changed between the censuses, most bytes first."""
+    rows = []
+    for k, t in after.types.items():
+        dn, db = after.counts[k] - before.counts.get(k, 0), after.sizes[k] - before.sizes.get(k, 0)
+        if dn or db:
+            rows.append((db, dn, k, t))
+    for k, t in before.types.items():
+        if k not in after.types:
+            rows.append((-before.sizes[k], -before.counts[k], k, t))
+    rows.sort(key=lambda r: (-r[0], -r[1]))
+
+    def row(r):
+        db, dn, k, t = r
+        return {"type": reflect.qualified_name(t), "count": after.counts.get(k, 0), "count_diff": dn,
+                "bytes": after.sizes.get(k, 0), "bytes_diff": db,
+                "count_per_s": _per(dn, seconds, 1), "count_per_min": _per(dn, seconds, 60),
+                "bytes_per_s": _per(db, seconds, 1), "bytes_per_min": _per(db, seconds, 60)}
+    grew = [row(r) for r in rows if r[0] > 0 or (r[0] == 0 and r[1] > 0)][:limit]
+    shrank = [row(r) for r in reversed(rows) if r[0] < 0 or (r[0] == 0 and r[1] < 0)][:limit]
+    return grew, shrank
+
+
+def growth(ctx, seconds, limit, nframe):
+    """Two censuses `seconds` apart and the difference; with nframe, tracemalloc runs over the
+    window (only if it was off) and the sites that grew come too."""
+    heap = ctx.agent.lib("heap")
+    started, pauses = time.perf_counter(), heap.Pauses()
+    before = heap.Census(ctx.cancelled, pauses).take()
+    tracing = _Tracemalloc(nframe, getattr(ctx.agent, "session_dir", None)) if nframe else None
+    try:
+        first = tracing.sites() if tracing else None
+        ctx.cancelled.wait(max(0.0, seconds - (time.perf_counter() - before.taken_at)))
+        if ctx.cancelled.is_set():
+            return {"action": "growth", "interrupted": True}
+        last = tracing.sites() if tracing else None
+        traced = tracing.describe() if tracing else None
+    finally:
+        if tracing:
+            tracing.close()     # before the second walk: tracing would slow it several times
+    after = heap.Census(ctx.cancelled, pauses).take()
+    after.discount(before.own_containers() + (before,) + (first + last + (tracing, tracing.loaded, traced) if tracing else ()))
+    window = after.taken_at - before.taken_at
+    grew, shrank = _type_growth(before, after, window, limit)
+    result = dict(pauses.report(), action="growth", seconds=round(window, 3), interrupted=False,
+                  before={"objects": before.objects, "bytes": before.bytes},
+                  after={"objects": after.objects, "bytes": after.bytes},
+                  grew=grew, shrank=shrank, limit=limit, sizes=heap.SIZING, counted=UNTRACKED,
+                  walk_ms=[before.walk_ms, after.walk_ms],
+                  total_ms=round((time.perf_counter() - started) * 1000, 1))
+    if tracing:
+        result["trace"] = dict(traced, top=_top_sites(last, limit), growth=_site_growth(first, last, limit))
+    return result
+
+
+class _Biggest(object):
+    """The n biggest objects offered (by shallow size), kept in a short list sorted biggest first."""
+
+    def __init__(self, n):
+        self.n, self.items, self.floor = n, [], -1
+
+    def offer(self, obj, size):
+        if size <= self.floor:
+            return
+        items = self.items
+        i = len(items)
+        while i and items[i - 1][0] < size:
+            i -= 1
+        items.insert(i, (size, obj))
+        if len(items) > self.n:
+            items.pop()
+        if len(items) == self.n:
+            self.floor = items[-1][0]
+
+
+OWNER_BUDGET = 500000     # dictionary entries looked at, at most, to name the containers' owners
+
+
+def _owners(pauses, objs):
+    """{id(obj): 'module.NAME' / 'module.Class.attr' / 'module.NAME.attr'}: the one step from a
+    module global, a class attribute of a class defined in that module, or an attribute of a
+    global instance that holds each object (bounded; objects found nowhere are left out)."""
+    wanted, found, seen = set(id(o) for o in objs), {}, [0]
+
+    def look(items, prefix):
+        for key, value in items:
+            if id(value) in wanted and id(value) not in found and type(key) is str:
+                found[id(value)] = prefix + key
+        seen[0] += len(items)
+        if seen[0] >= heap_chunk[0]:
+            heap_chunk[0] += 20000
+            pauses.release()
+
+    heap_chunk = [20000]
+    for name, module in list(sys.modules.items()):
+        if len(found) == len(wanted) or seen[0] > OWNER_BUDGET:
+            break
+        if type(name) is not str or not reflect.is_module(module):
+            continue
+        g = reflect.module_dict(module)
+        if id(g) in wanted:
+            found.setdefault(id(g), "the globals of module " + name)
+        entries = list(g.items())
+        look(entries, name + ".")
+        for key, value in entries:
+            if type(key) is not str:
+                continue
+            if reflect.is_class(value):
+                attrs = reflect.type_dict(value) if reflect.type_module(value) == name else None
+                if attrs is not None:     # a class defined there (None: a type with no dict)
+                    look(list(attrs.items()), "%s.%s." % (name, key))
+            elif not reflect.is_module(value) and not issubclass(type(value), reflect.FUNCTIONS):
+                fields = reflect.instance_dict(value, type(value))
+                if fields is not None:
+                    if id(fields) in wanted:
+                        found.setdefault(id(fields), "%s.%s.__dict__" % (name, key))
+                    look(list(fields.items()), "%s.%s." % (name, key))
+    pauses.stop()
+    return found
+
+
+_CONTAINERS = (dict, list, set)
+
+
+def _container(obj, size, where):
+    t = type(obj)
+    base = reflect.builtin_base(t, dict((id(b), b) for b in _CONTAINERS))
+    return {"type": reflect.qualified_name(t), "len": base.__len__(obj), "bytes": size,
+            "referenced_from": where.get(id(obj))}
+
+
+def by_module(ctx, limit):
+    """The tracked objects grouped by the module defining their type; the biggest containers."""
+    heap = ctx.agent.lib("heap")
+    started, pauses, biggest = time.perf_counter(), heap.Pauses(), _Biggest(limit)
+    census = heap.Census(ctx.cancelled, pauses, biggest.offer, _CONTAINERS).take()
+    modules = {}
+    for k, t in census.types.items():
+        module = reflect.type_module(t)
+        module = module if type(module) is str else "?"
+        row = modules.get(module)
+        if row is None:
+            row = modules[module] = {"module": module, "count": 0, "bytes": 0, "types": 0, "_top": []}
+        row["count"] += census.counts[k]
+        row["bytes"] += census.sizes[k]
+        row["types"] += 1
+        row["_top"].append((census.sizes[k], reflect.type_name(t)))
+    rows = sorted(modules.values(), key=lambda r: -r["bytes"])[:limit]
+    for row in rows:
+        top = row.pop("_top")
+        top.sort(key=lambda st: -st[0])
+        row["top_types"] = [n if type(n) is str else "?" for _, n in top[:3]]
+    where = _owners(pauses, [o for _, o in biggest.items])
+    containers = [_container(o, size, where) for size, o in biggest.items]
+    del biggest.items[:]      # the containers are the target's: not one reference of ours is kept
+    return dict(pauses.report(), action="by_module", modules=rows, module_count=len(modules),
+                objects=census.objects, bytes=census.bytes, containers=containers, limit=limit,
+                owners="one step: a module global, a class attribute, or a global instance's attribute",
+                sizes=heap.SIZING, counted=UNTRACKED, total_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def _rss():
+    return _proc_status().get("VmRSS")
+
+
+def _collect():
+    """gc.collect generation by generation: the objects found unreachable in each. One C call
+    each, holding the GIL throughout; finalizers of what is freed run (the target's code)."""
+    before, started = _rss(), time.perf_counter()
+    collected = [gc.collect(g) for g in range(3)]
+    return {"step": "gc", "collected": collected, "uncollectable": len(gc.garbage),
+            "ms": round((time.perf_counter() - started) * 1000, 1), "rss_before": before, "rss_after": _rss()}
+
+
+def _glibc():
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _malloc_trim():
+    """glibc's malloc_trim(0) through ctypes (imported if the target had not: a cost, said in
+    the reply); the call runs without the GIL."""
+    libc = _glibc()
+    if not libc or not libc.startswith("glibc"):
+        raise errors.CommandError("--malloc-trim needs glibc; this process's C library is %s"
+                                  % (libc or "not glibc (musl?)"), code="NOT_GLIBC")
+    before, started = _rss(), time.perf_counter()
+    import ctypes
+    trim = ctypes.CDLL(None).malloc_trim
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    released = trim(0)
+    return {"step": "malloc_trim", "libc": libc, "released": bool(released),
+            "ms": round((time.perf_counter() - started) * 1000, 1), "rss_before": before, "rss_after": _rss()}
+
+
+def reclaim(ctx, args, limit):
+    """--gc, then --malloc-trim: RSS before and after each; the modules we had to import."""
+    loaded = set(sys.modules)
+    steps = ([_collect()] if args.get("gc") else []) + ([_malloc_trim()] if args.get("malloc_trim") else [])
+    result = {"action": "reclaim", "steps": steps, "rss_before": steps[0]["rss_before"],
+              "rss_after": steps[-1]["rss_after"], "modules_imported": sorted(set(sys.modules) - loaded)}
+    if args.get("summary"):
+        result["summary"] = overview(ctx, limit)
+    return result
+
+
+def _limit(args):
     limit = args.get("limit")
     limit = 20 if limit is None else int(limit)
     if not 1 <= limit <= 200:
         raise errors.CommandError("--limit must be 1..200", code="BAD_ARGS")
-    seconds = args.get("trace")
-    if seconds is None:
-        return overview(ctx, limit)
-    seconds, nframe = float(seconds), int(args.get("nframe") or 1)
-    if not 0 < seconds <= 3600 or not 1 <= nframe <= 50:
-        raise errors.CommandError("--trace takes 0..3600 seconds and --nframe 1..50", code="BAD_ARGS")
-    return trace(ctx, seconds, limit, nframe)
+    return limit
+
+
+def _nframe(args):
+    nframe = int(args.get("nframe") or 1)
+    if not 1 <= nframe <= 50:
+        raise errors.CommandError("--nframe must be 1..50", code="BAD_ARGS")
+    return nframe
+
+
+def _seconds(value, flag):
+    seconds = float(value)
+    if not 0 < seconds <= 3600:
+        raise errors.CommandError("%s takes 0..3600 seconds" % flag, code="BAD_ARGS")
+    return seconds
+
+
+def run(ctx, args):
+    limit = _limit(args)
+    actions = [a for a in ("growth", "by_module", "reclaim") if args.get(a)]
+    if args.get("trace") not in (None, True):
+        actions.append("trace")
+    if len(actions) > 1:
+        raise errors.CommandError("one of --growth, --by-module, --gc/--malloc-trim, --trace N at a time",
+                                  code="BAD_ARGS")
+    if args.get("growth") is not None:
+        return growth(ctx, _seconds(args["growth"], "--growth"), limit,
+                      _nframe(args) if args.get("trace") is True else None)
+    if args.get("trace") is True:
+        raise errors.CommandError("--trace without seconds goes with --growth", code="BAD_ARGS")
+    if args.get("by_module"):
+        return by_module(ctx, limit)
+    if args.get("reclaim"):
+        return reclaim(ctx, args, limit)
+    if args.get("trace") is not None:
+        return trace(ctx, _seconds(args["trace"], "--trace"), limit, _nframe(args))
+    return overview(ctx, limit)
