@@ -11,6 +11,7 @@ import watch from "./watch/command.ts";
 import stack from "./stack/command.ts";
 import monitor from "./monitor/command.ts";
 import trace from "./trace/command.ts";
+import line from "./line/command.ts";
 import reset from "./reset/command.ts";
 import sc from "./sc/command.ts";
 import sm from "./sm/command.ts";
@@ -30,6 +31,7 @@ export const builtinCommands: PeekaCommand[] = [
   watch,
   stack,
   trace,
+  line,
   monitor,
   reset,
   sc,
