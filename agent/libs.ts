@@ -14,6 +14,7 @@ import aio from "./lib/aio.py" with { type: "text" };
 import greenlets from "./lib/greenlets.py" with { type: "text" };
 import reflect from "./lib/reflect.py" with { type: "text" };
 import names from "./lib/names.py" with { type: "text" };
+import tunnel from "./lib/tunnel.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -27,6 +28,7 @@ const LIBS: Record<string, string> = {
   names,
   aio,
   greenlets,
+  tunnel,
 };
 
 /** Libraries the agent has built in, required without sending: `errors` (CommandError) and

@@ -21,6 +21,7 @@ import memory from "./memory/command.ts";
 import top from "./top/command.ts";
 import plugins from "./plugins/command.ts";
 import dump from "./dump/command.ts";
+import source from "./source/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -38,6 +39,7 @@ export const builtinCommands: PeekaCommand[] = [
   sm,
   logger,
   inspect,
+  source,
   memory,
   top,
   dump,
