@@ -7,6 +7,8 @@
 # A ticker thread adds what the elapsed time calls for (no drift under load). Commands on the TCP
 # socket: grow | stop | report (JSON: how many of each, a checksum of work done) | modules (the
 # sorted names in sys.modules) | referrers (what refers to one object of each leak, by kind).
+# For bench/memory.ts: fill N (N more Blob objects held by a global list; a heartbeat thread
+# starts) | gap (the longest the heartbeat waited past its 1 ms sleep since the last gap, in ms).
 import gc
 import json
 import sys
@@ -140,6 +142,26 @@ def referrers():
     return out
 
 
+FILL = []
+GAP = [0.0]
+
+
+def heartbeat():
+    """Sleeps 1 ms at a time and keeps the longest overshoot: a thread holding the GIL shows here."""
+    last = time.perf_counter()
+    while True:
+        time.sleep(0.001)
+        now = time.perf_counter()
+        GAP[0] = max(GAP[0], now - last - 0.001)
+        last = now
+
+
+def fill(n):
+    if not FILL:
+        threading.Thread(target=heartbeat, daemon=True).start()
+    FILL.extend(Blob(i) for i in range(n))
+
+
 def main():
     threading.Thread(target=ticker, daemon=True).start()
     threading.Thread(target=holder, daemon=True).start()
@@ -157,6 +179,12 @@ def main():
                                "checksum": checksum(), "tracing": tracing()}).encode())
         elif cmd == "modules":
             answer(json.dumps(sorted(sys.modules)).encode())
+        elif cmd.startswith("fill "):
+            fill(int(cmd.split()[1]))
+            answer(json.dumps({"filled": len(FILL), "tracked": len(gc.get_objects())}).encode())
+        elif cmd == "gap":
+            gap, GAP[0] = GAP[0], 0.0
+            answer(json.dumps({"gap_ms": round(gap * 1000, 2)}).encode())
         elif cmd == "referrers":
             answer(json.dumps(referrers()).encode())
 
