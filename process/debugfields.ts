@@ -12,7 +12,7 @@ export interface DebugFields {
     threadId: number;
     nativeThreadId: number;
   };
-  frame: { previous: number; executable: number; instrPtr: number };
+  frame: { previous: number; executable: number; instrPtr: number; localsplus: number };
   code: {
     filename: number;
     name: number;
@@ -20,9 +20,21 @@ export interface DebugFields {
     linetable: number;
     firstlineno: number;
     codeAdaptive: number;
+    localsplusNames: number;
+    localsplusKinds: number;
   };
   /** interpreter_state.gil_runtime_state_locked / _holder: the interpreter's own GIL. */
   gil: { locked: number; holder: number };
+  /** pyobject.ob_type, type_object.tp_name, tuple_object, float_object, long_object. */
+  objects: {
+    obType: number;
+    tpName: number;
+    tupleItems: number;
+    tupleSize: number;
+    floatValue: number;
+    longTag: number;
+    longDigits: number;
+  };
   bytesData: number;
   asciiSize: number;
 }
@@ -36,6 +48,8 @@ function places(at: {
   codeFilename: number;
   codeAdaptive: number;
   gilLocked: number;
+  obType: number;
+  tupleItems: number;
   bytesData: number;
   asciiSize: number;
 }): DebugFields {
@@ -51,6 +65,7 @@ function places(at: {
       previous: at.framePrevious,
       executable: at.framePrevious + 8,
       instrPtr: at.framePrevious + 16,
+      localsplus: at.framePrevious + 24,
     },
     code: {
       filename: at.codeFilename,
@@ -59,8 +74,21 @@ function places(at: {
       linetable: at.codeFilename + 24,
       firstlineno: at.codeFilename + 32,
       codeAdaptive: at.codeAdaptive,
+      // after argcount (codeFilename + 40)
+      localsplusNames: at.codeFilename + 48,
+      localsplusKinds: at.codeFilename + 56,
     },
     gil: { locked: at.gilLocked, holder: at.gilLocked + 8 },
+    objects: {
+      obType: at.obType,
+      tpName: at.obType + 16, // the next section: its size, then tp_name
+      tupleItems: at.tupleItems,
+      tupleSize: at.tupleItems + 8,
+      // float_object, long_object, then bytes_object: the run before bytes' ob_sval
+      floatValue: at.bytesData - 48,
+      longTag: at.bytesData - 32,
+      longDigits: at.bytesData - 24,
+    },
     bytesData: at.bytesData,
     asciiSize: at.asciiSize,
   };
@@ -74,6 +102,8 @@ export const DEBUG_FIELDS: Readonly<Record<string, DebugFields>> = {
     codeFilename: 280,
     codeAdaptive: 344,
     gilLocked: 136,
+    obType: 360,
+    tupleItems: 408,
     bytesData: 528,
     asciiSize: 560,
   }),
@@ -84,6 +114,8 @@ export const DEBUG_FIELDS: Readonly<Record<string, DebugFields>> = {
     codeFilename: 320,
     codeAdaptive: 384,
     gilLocked: 144,
+    obType: 408,
+    tupleItems: 456,
     bytesData: 608,
     asciiSize: 640,
   }),
@@ -94,6 +126,8 @@ export const DEBUG_FIELDS: Readonly<Record<string, DebugFields>> = {
     codeFilename: 384,
     codeAdaptive: 448,
     gilLocked: 144,
+    obType: 472,
+    tupleItems: 552,
     bytesData: 704,
     asciiSize: 736,
   }),

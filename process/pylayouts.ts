@@ -6,8 +6,16 @@
 // (`layoutFromDebugOffsets`). Either way the reader checks them against the target before a
 // stack is shown (process/pystate.ts).
 import type { DebugFields } from "./debugfields.ts";
+import { OBJECT_OFFSETS_38, type ObjectOffsets } from "./pyobjects.ts";
 
 export type LineFormat = "lnotab" | "linetable310" | "locations";
+
+/** How a code object names the slots of its frame's localsplus (`dump --locals`). */
+export type LocalsNames =
+  /** 3.8-3.10: co_varnames, then co_cellvars, then co_freevars. */
+  | { kind: "varnames"; varnames: number; cellvars: number; freevars: number }
+  /** 3.11+: co_localsplusnames, and co_localspluskinds (one kind byte per name). */
+  | { kind: "localsplus"; names: number; kinds: number };
 
 export interface PyLayout {
   /** _PyRuntime.interpreters.head */
@@ -30,8 +38,10 @@ export interface PyLayout {
     code: number;
     /** 3.8-3.10: f_lasti (an int); 3.11+: prev_instr / instr_ptr (a pointer into the code). */
     position: number;
-    /** 3.14+: f_executable is a tagged stack reference. */
+    /** 3.14+: f_executable and the locals are tagged stack references. */
     tagged: boolean;
+    /** Where the frame's local variables start (f_localsplus / localsplus). */
+    localsplus: number;
   };
   code: {
     filename: number;
@@ -41,11 +51,14 @@ export interface PyLayout {
     linetable: number;
     /** 3.11+: where the instructions start (co_code_adaptive). */
     instructions: number | null;
+    locals: LocalsNames;
   };
   lines: LineFormat;
   str: { ascii: number; compact: number };
   /** Where a bytes object's data starts. */
   bytesData: number;
+  /** The fields of the objects `dump --locals` renders. */
+  objects: ObjectOffsets;
   /** The GIL's `_gil_runtime_state`: inside _PyRuntime (3.8-3.11), pointed to by the
    * interpreter (3.12), or inside the interpreter (3.13+: its own GIL); `holder` and `locked`
    * are last_holder's and locked's offsets from `offset`. */
@@ -58,6 +71,12 @@ export interface PyLayout {
 }
 
 const FRAME_OBJECTS = { back: 24, code: 32, tagged: false };
+/** Offsets below: tools/pylayouts.c prints them from each version's headers
+ * (Include/frameobject.h or cpython/frameobject.h, internal/pycore_frame.h, cpython/code.h,
+ * internal/pycore_interp.h, pycore_runtime.h, pycore_gil.h); `deno run -A tools/pylayouts.ts`
+ * compares. */
+const VARNAMES_38 = { kind: "varnames" as const, varnames: 72, cellvars: 88, freevars: 80 };
+const LOCALSPLUS_311 = { kind: "localsplus" as const, names: 96, kinds: 104 };
 const CODE_38 = {
   filename: 104,
   name: 112,
@@ -65,6 +84,7 @@ const CODE_38 = {
   firstlineno: 40,
   linetable: 120,
   instructions: null,
+  locals: VARNAMES_38,
 };
 const STR_OLD = { ascii: 48, compact: 72 };
 const STR_NEW = { ascii: 40, compact: 56 };
@@ -92,17 +112,19 @@ const code311 = (firstlineno: number, instructions: number) => ({
   firstlineno,
   linetable: 136,
   instructions,
+  locals: LOCALSPLUS_311,
 });
 
 const LAYOUT_38: PyLayout = {
   interpretersHead: 32,
   threadsHead: 8,
   thread: THREAD_38,
-  frame: { ...FRAME_OBJECTS, position: 104 },
+  frame: { ...FRAME_OBJECTS, position: 104, localsplus: 360 },
   code: CODE_38,
   lines: "lnotab",
   str: STR_OLD,
   bytesData: 32,
+  objects: OBJECT_OFFSETS_38,
   gil: { in: "runtime", offset: 1152, holder: 8, locked: 16 },
 };
 
@@ -112,7 +134,7 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
   // 3.10: f_lasti moved (f_stackdepth replaced f_stacktop) and counts instructions.
   "3.10": {
     ...LAYOUT_38,
-    frame: { ...FRAME_OBJECTS, position: 96 },
+    frame: { ...FRAME_OBJECTS, position: 96, localsplus: 352 },
     lines: "linetable310",
     gil: { ...LAYOUT_38.gil, offset: 352 },
   },
@@ -120,22 +142,25 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     interpretersHead: 40,
     threadsHead: 16,
     thread: thread311(152, 8),
-    frame: { back: 48, code: 32, position: 56, tagged: false },
+    frame: { back: 48, code: 32, position: 56, tagged: false, localsplus: 72 },
     code: code311(72, 184),
     lines: "locations",
     str: STR_OLD,
     bytesData: 32,
+    objects: OBJECT_OFFSETS_38,
     gil: { in: "runtime", offset: 360, holder: 8, locked: 16 },
   },
   "3.12": {
     interpretersHead: 40,
     threadsHead: 72,
     thread: thread311(136, 0),
-    frame: { back: 8, code: 0, position: 56, tagged: false },
+    frame: { back: 8, code: 0, position: 56, tagged: false, localsplus: 72 },
     code: code311(68, 192),
     lines: "locations",
     str: STR_NEW,
     bytesData: 32,
+    // 3.12: an int's sign and digit count in lv_tag (Include/cpython/longintrepr.h)
+    objects: { ...OBJECT_OFFSETS_38, longTag: true },
     gil: { in: "interp-pointer", offset: 384, holder: 8, locked: 16 },
   },
 };
@@ -164,6 +189,7 @@ export function layoutFromDebugOffsets(
       code: value(fields.frame.executable),
       position: value(fields.frame.instrPtr),
       tagged: minor >= 14, // _PyStackRef since 3.14: the low bits are flags
+      localsplus: value(fields.frame.localsplus),
     },
     code: {
       filename: value(fields.code.filename),
@@ -172,11 +198,26 @@ export function layoutFromDebugOffsets(
       firstlineno: value(fields.code.firstlineno),
       linetable: value(fields.code.linetable),
       instructions: value(fields.code.codeAdaptive),
+      locals: {
+        kind: "localsplus",
+        names: value(fields.code.localsplusNames),
+        kinds: value(fields.code.localsplusKinds),
+      },
     },
     lines: "locations",
     // PyCompactUnicodeObject: the ASCII header, then utf8_length and utf8.
     str: { ascii, compact: ascii + 16 },
     bytesData: value(fields.bytesData),
+    objects: {
+      obType: value(fields.objects.obType),
+      tpName: value(fields.objects.tpName),
+      varSize: value(fields.objects.tupleSize),
+      tupleItems: value(fields.objects.tupleItems),
+      floatValue: value(fields.objects.floatValue),
+      longSize: value(fields.objects.longTag),
+      longTag: true,
+      longDigits: value(fields.objects.longDigits),
+    },
     gil: {
       in: "interp",
       offset: 0,

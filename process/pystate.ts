@@ -1,6 +1,7 @@
 // Every Python thread's stack, read from outside the target with no agent (process_vm_readv):
 // _PyRuntime (an exported symbol) -> the main interpreter -> its thread states -> each one's
-// frames -> their code objects. The offsets are peeka's for 3.8-3.12 (process/pylayouts.ts)
+// frames -> their code objects (and, when asked, each frame's local variables, rendered by
+// process/pyobjects.ts without running target code). The offsets are peeka's for 3.8-3.12 (process/pylayouts.ts)
 // and the target's own _Py_DebugOffsets on 3.13+; either way every object read is checked
 // (ob_type of code, str and bytes objects, thread states pointing back to the interpreter,
 // instruction pointers inside their code, thread ids that are the process's) and a layout
@@ -13,6 +14,14 @@ import { DEBUG_FIELDS, DEBUG_FIELDS_SIZE } from "./debugfields.ts";
 import { PeekaError } from "./errors.ts";
 import { layoutFromDebugOffsets, PY_LAYOUTS, type PyLayout } from "./pylayouts.ts";
 import { lineFrom310, lineFromLnotab, lineFromLocations } from "./linetable.ts";
+import { ObjectReader, type ObjectSymbols, plausible } from "./pyobjects.ts";
+
+/** One local variable of a frame: its name, short repr and type name (null: unreadable). */
+export interface PyLocal {
+  name: string;
+  repr: string;
+  type: string | null;
+}
 
 export interface PyFrame {
   function: string;
@@ -20,6 +29,10 @@ export interface PyFrame {
   qualname: string;
   file: string;
   line: number | null;
+  /** With `read({ locals: true })`: the frame's bound local variables, or null with a note
+   * saying why they could not be read. */
+  locals?: PyLocal[] | null;
+  localsNote?: string;
 }
 
 export interface PyThread {
@@ -45,13 +58,18 @@ export interface PyStacks {
 const MAX_THREADS = 4096;
 const MAX_DEPTH = 1024;
 const MAX_TABLE = 1 << 16;
+const MAX_TEXT = 4096;
+const MAX_LOCALS = 512;
+/** 3.11+ co_localspluskinds: CO_FAST_LOCAL, CO_FAST_CELL or CO_FAST_FREE, one of which
+ * every slot with a name is (the low bits vary by version). */
+const CO_FAST_NAMED = 0xe0;
 const TRIES = 3;
 /** glibc x86-64: where struct pthread (at pthread_t) keeps the kernel's thread id. */
 const PTHREAD_TID = 0x2d0;
 const MASK = ~7n;
+/** 3.14+ stack references: the low two bits tag a reference (1) or an int kept inline (3). */
+const STACKREF_TAG = 3n;
 const TRAMPOLINE = "<interpreter trampoline>";
-
-const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
 
 function unverified(pid: number, what: string): PeekaError {
   return new PeekaError(
@@ -67,6 +85,9 @@ class Torn extends Error {}
 /** A code object's names, first line and (3.11+) length in code units. */
 type CodeInfo = PyFrame & { firstLine: number; units: number };
 
+/** The names of a code's localsplus slots, or why they could not be read. */
+type SlotNames = { names: string[] } | { note: string };
+
 /** The addresses in the target of what the reader compares with: _PyRuntime and the types
  * whose objects it reads (an object is only believed when its ob_type is the right one). */
 interface Symbols {
@@ -75,28 +96,53 @@ interface Symbols {
   strType: bigint;
   bytesType: bigint;
   none: bigint;
+  /** What the renderer of locals compares with; null when the build does not export it all. */
+  objects: ObjectSymbols | null;
 }
 
 function symbolsOf(pid: number, python: Interpreter): Symbols {
-  const at = (name: string) => {
+  const find = (name: string) => {
     const v = python.elf.symbols.get(name);
-    if (v === undefined) throw unverified(pid, `${python.path} does not export ${name}`);
-    return BigInt(python.loadBias + v);
+    return v === undefined ? null : BigInt(python.loadBias + v);
   };
-  return {
+  const at = (name: string) => {
+    const v = find(name);
+    if (v === null) throw unverified(pid, `${python.path} does not export ${name}`);
+    return v;
+  };
+  const base = {
     runtime: at("_PyRuntime"),
     codeType: at("PyCode_Type"),
     strType: at("PyUnicode_Type"),
     bytesType: at("PyBytes_Type"),
     none: at("_Py_NoneStruct"),
   };
+  const rest = {
+    true: find("_Py_TrueStruct"),
+    false: find("_Py_FalseStruct"),
+    type: find("PyType_Type"),
+    int: find("PyLong_Type"),
+    float: find("PyFloat_Type"),
+    list: find("PyList_Type"),
+    tuple: find("PyTuple_Type"),
+    dict: find("PyDict_Type"),
+    cell: find("PyCell_Type"),
+  };
+  const complete = Object.values(rest).every((v) => v !== null);
+  const objects = complete
+    ? { ...rest, none: base.none, str: base.strType, bytes: base.bytesType } as ObjectSymbols
+    : null;
+  return { ...base, objects };
 }
 
 export class PyStateReader {
   private memory: MemoryReader;
   /** Code objects already read (one reader reads one moment of the process). */
   private codes = new Map<bigint, CodeInfo | null>();
+  private slotNames = new Map<bigint, SlotNames>();
   private readonly interp: bigint;
+  private objects: ObjectReader;
+  private withLocals = false;
 
   private constructor(
     readonly pid: number,
@@ -105,6 +151,13 @@ export class PyStateReader {
     private sym: Symbols,
   ) {
     this.memory = new MemoryReader(pid);
+    // Without every type to compare with, only str and bytes are read (names, line tables).
+    const objects = sym.objects ?? { none: sym.none, str: sym.strType, bytes: sym.bytesType };
+    this.objects = new ObjectReader(this.memory, objects as ObjectSymbols, {
+      ...layout.objects,
+      str: layout.str,
+      bytesData: layout.bytesData,
+    });
     const interp = this.ptr(sym.runtime + BigInt(layout.interpretersHead));
     if (interp === null) throw unverified(pid, "no interpreter in _PyRuntime");
     this.interp = interp;
@@ -154,8 +207,10 @@ export class PyStateReader {
     return { layout: this.layout, interp: this.interp, codeType: this.sym.codeType };
   }
 
-  /** One read of every thread; a thread whose frames changed while read is tried again. */
-  read(): PyStacks {
+  /** One read of every thread; a thread whose frames changed while read is tried again.
+   * `locals`: each frame's local variables too. */
+  read(options: { locals?: boolean } = {}): PyStacks {
+    this.withLocals = Boolean(options.locals);
     const L = this.layout;
     const threads: PyThread[] = [];
     const seen = new Set<bigint>();
@@ -217,6 +272,7 @@ export class PyStateReader {
       let code = view.getBigUint64(L.frame.code, true);
       if (L.frame.tagged) code &= MASK;
       const frame = this.frame(code, view);
+      if (frame && this.withLocals) this.addLocals(frame, f, code);
       if (frame && frame.function !== TRAMPOLINE) frames.push(frame);
       f = view.getBigUint64(L.frame.back, true);
     }
@@ -269,6 +325,71 @@ export class PyStateReader {
     return { function: fn, qualname: qual, file, line: null, firstLine, units };
   }
 
+  /** The frame's bound locals (unbound slots are left out), or a note saying why none. */
+  private addLocals(frame: PyFrame, f: bigint, code: bigint): void {
+    const locals = this.localsOf(f, code);
+    if (typeof locals === "string") Object.assign(frame, { locals: null, localsNote: locals });
+    else frame.locals = locals;
+  }
+
+  private localsOf(f: bigint, code: bigint): PyLocal[] | string {
+    if (!this.sym.objects) return "this build does not export the types to check values against";
+    const slots = this.slotNamesOf(code);
+    if ("note" in slots) return slots.note;
+    const count = slots.names.length;
+    const data = count
+      ? this.memory.read(f + BigInt(this.layout.frame.localsplus), count * 8)
+      : new Uint8Array(0);
+    if (!data) return "the frame's variables could not be read (the thread moved on?)";
+    const dv = new DataView(data.buffer);
+    const locals: PyLocal[] = [];
+    slots.names.forEach((name, i) => {
+      let value = dv.getBigUint64(8 * i, true);
+      if (this.layout.frame.tagged) {
+        if ((value & STACKREF_TAG) === STACKREF_TAG) {
+          locals.push({ name, repr: String(BigInt.asIntN(64, value) >> 2n), type: "int" });
+          return;
+        }
+        value &= ~STACKREF_TAG;
+      }
+      if (value !== 0n) locals.push({ name, ...this.objects.render(value) });
+    });
+    return locals;
+  }
+
+  /** The names of a code's localsplus slots, read once per code object. */
+  private slotNamesOf(code: bigint): SlotNames {
+    let names = this.slotNames.get(code);
+    if (!names) this.slotNames.set(code, names = this.readSlotNames(code));
+    return names;
+  }
+
+  private readSlotNames(code: bigint): SlotNames {
+    const N = this.layout.code.locals;
+    const tuple = (offset: number) => {
+      const addr = this.u64(code + BigInt(offset));
+      const items = addr === null ? null : this.objects.tupleItems(addr, MAX_LOCALS);
+      const names = items?.map((item) => this.objects.text(item, 256)?.text ?? null);
+      return names && names.every((n) => n !== null) ? names as string[] : null;
+    };
+    const bad = {
+      note: `the variable names of this code do not read as expected (Python ${this.version})`,
+    };
+    if (N.kind === "varnames") {
+      const parts = [tuple(N.varnames), tuple(N.cellvars), tuple(N.freevars)];
+      if (parts.some((p) => p === null)) return bad;
+      return { names: parts.flat() as string[] };
+    }
+    const names = tuple(N.names);
+    const kinds = this.bytes(this.u64(code + BigInt(N.kinds)));
+    // One kind byte per name: a check that both were read from the code object they name.
+    if (
+      !names || !kinds || kinds.length !== names.length ||
+      kinds.some((k) => !(k & CO_FAST_NAMED))
+    ) return bad;
+    return { names };
+  }
+
   /** Which thread holds the GIL: its last holder, while it is locked. */
   private gil(threads: Set<bigint>): PyStacks["gil"] {
     const G = this.layout.gil;
@@ -288,38 +409,16 @@ export class PyStateReader {
     return { locked: true, holder: ident === null ? null : Number(ident) };
   }
 
+  /** A whole str (a name or a file), bounded. */
   private text(addr: bigint): string | null {
-    if (!plausible(addr)) return null;
-    const head = this.view(addr, 40);
-    if (!head || head.getBigUint64(8, true) !== this.sym.strType) return null;
-    const length = Number(head.getBigInt64(16, true));
-    const state = head.getUint32(32, true);
-    const kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
-    if (!compact || length < 0 || length > 4096 || ![1, 2, 4].includes(kind)) return null;
-    const S = this.layout.str;
-    const data = this.memory.read(addr + BigInt(ascii ? S.ascii : S.compact), length * kind);
-    if (!data) return null;
-    if (kind === 1) return ascii ? new TextDecoder().decode(data) : String.fromCharCode(...data);
-    const dv = new DataView(data.buffer);
-    const units: number[] = [];
-    for (let i = 0; i < length; i++) {
-      const unit = kind === 2 ? dv.getUint16(2 * i, true) : dv.getUint32(4 * i, true);
-      if (unit > 0x10ffff) return null;
-      units.push(unit);
-    }
-    return String.fromCodePoint(...units);
+    const s = this.objects.text(addr, MAX_TEXT);
+    return s && s.length === s.text.length ? s.text : null;
   }
 
-  /** The contents of a bytes object (a line table), bounded. */
+  /** The contents of a bytes object (a line table, the kinds of locals), bounded. */
   private bytes(addr: bigint | null): Uint8Array | null {
-    if (addr === null || !plausible(addr)) return null;
-    const head = this.view(addr, 32);
-    if (!head || head.getBigUint64(8, true) !== this.sym.bytesType) return null;
-    const size = Number(head.getBigInt64(16, true));
-    if (size < 0 || size > MAX_TABLE) return null;
-    return size === 0
-      ? new Uint8Array(0)
-      : this.memory.read(addr + BigInt(this.layout.bytesData), size);
+    const b = addr === null ? null : this.objects.bytes(addr, MAX_TABLE);
+    return b && b.size === b.data.length ? b.data : null;
   }
 
   private ptr(addr: bigint): bigint | null {

@@ -6,6 +6,15 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, sessionDirOf, Target } from "./helpers/env.ts";
 
+const existsSync = (path: string) => {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const SCRIPT = `${REPO}/tests/targets/stuck.py`;
 const SOURCE = Deno.readTextFileSync(SCRIPT).split("\n");
 
@@ -101,6 +110,70 @@ for (const python of pythons()) {
       assertEquals(target.errText, "");
     } finally {
       await target.stop();
+    }
+  });
+}
+
+const LOCALS_SCRIPT = `${REPO}/tests/targets/locals.py`;
+
+interface DumpedLocal {
+  name: string;
+  repr: string;
+  type: string | null;
+}
+
+/** What `hold` in locals.py holds, as dump --locals renders it: [repr, type]. */
+const EXPECTED_LOCALS: Record<string, [string, string]> = {
+  count: ["42", "int"],
+  negative: ["-7", "int"],
+  big: [String(2n ** 100n), "int"],
+  ratio: ["0.5", "float"],
+  name: [`"it's"`, "str"],
+  nothing: ["None", "NoneType"],
+  flag: ["True", "bool"],
+  items: ["<list of 3 items>", "list"],
+  pair: ["<tuple of 2 items>", "tuple"],
+  table: ["<dict of 1 item>", "dict"],
+  data: ["b'\\x00ab'", "bytes"],
+  long_text: [`'${"x".repeat(60)}'... (1000 chars)`, "str"],
+  shared: ["'in a cell'", "cell"],
+};
+
+// --locals reads each frame's variables from memory: the values of the simple types, the type
+// of the others, and never the target's own code (Marker's __repr__ would create a file).
+for (const python of pythons()) {
+  Deno.test(`dump --locals: values read from memory, no target code run (${python.version})`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "peeka-locals-" });
+    const marker = `${dir}/repr-was-called`;
+    const target = await Target.start(python, marker, { script: LOCALS_SCRIPT });
+    try {
+      const { threads, result } = await dump(target.pid, "--locals");
+      assertEquals(result.locals, true);
+      const frame = threads[0].stack.at(-1) as unknown as {
+        function: string;
+        locals: DumpedLocal[];
+      };
+      assertEquals(frame.function, "hold");
+      const byName = new Map(frame.locals.map((l) => [l.name, l]));
+      for (const [name, [repr, type]] of Object.entries(EXPECTED_LOCALS)) {
+        assertEquals([name, byName.get(name)?.repr, byName.get(name)?.type], [name, repr, type]);
+      }
+      const object = byName.get("marker")!;
+      assertEquals(object.type, "Marker");
+      assert(/^<Marker object at 0x[0-9a-f]+>$/.test(object.repr), object.repr);
+      assertEquals(byName.get("inner")?.type, "function");
+
+      const plain = await dump(target.pid);
+      assert(plain.threads[0].stack.every((f) => !("locals" in f)), "no locals unless asked");
+
+      Deno.kill(target.pid, "SIGUSR1"); // ends the C call: the target returns and exits
+      await target.waitFor((l) => l === "woke");
+      assertEquals(target.errText, "");
+      assertEquals(sessionDirOf(target.pid), null, "no agent session was made");
+      assert(!existsSync(marker), "the target's __repr__ was never called");
+    } finally {
+      await target.stop();
+      await Deno.remove(dir, { recursive: true });
     }
   });
 }

@@ -3,10 +3,20 @@
 // not even a pause, so it answers when the target is too stuck to attach to.
 import { type CommandContext, defineCommand, UsageError } from "../../core/command.ts";
 import type { Output } from "../../core/output.ts";
-import { PyStateReader, type PyThread } from "../../process/pystate.ts";
+import { type PyFrame, PyStateReader, type PyThread } from "../../process/pystate.ts";
 import { type TaskState, taskStates } from "../../process/taskstate.ts";
 import { withThreadsStopped } from "../../process/freeze.ts";
 import { PeekaError } from "../../process/errors.ts";
+
+interface DumpedFrame {
+  function: string;
+  qualname: string;
+  file: string;
+  line: number | null;
+  /** --locals: the bound local variables; null when they could not be read (locals_note). */
+  locals?: { name: string; repr: string; type: string | null }[] | null;
+  locals_note?: string;
+}
 
 interface DumpedThread {
   ident: number;
@@ -15,7 +25,7 @@ interface DumpedThread {
   is_main: boolean;
   holds_gil: boolean;
   /** Innermost frame last, as `thread` shows it; null when the thread moved too fast. */
-  stack: { function: string; qualname: string; file: string; line: number | null }[] | null;
+  stack: DumpedFrame[] | null;
   os_state: {
     tid: number;
     state: string;
@@ -26,13 +36,14 @@ interface DumpedThread {
 }
 
 /** One read of the process (threads held still around it with --blocking). */
-function readProcess(pid: number, blocking: boolean) {
+function readProcess(pid: number, blocking: boolean, locals: boolean) {
   const opened = performance.now();
   const reader = PyStateReader.open(pid);
   const openMs = performance.now() - opened;
   // The kernel's view first: while held, every thread would read as stopped.
   const tasks = [...taskStates(pid).values()];
-  const stacks = blocking ? withThreadsStopped(pid, () => reader.read()) : reader.read();
+  const read = () => reader.read({ locals });
+  const stacks = blocking ? withThreadsStopped(pid, read) : read();
   return { stacks, tasks, openMs };
 }
 
@@ -45,7 +56,7 @@ function describe(thread: PyThread, tasks: TaskState[], pid: number): DumpedThre
     name: task?.name ?? null,
     is_main: task?.tid === pid,
     holds_gil: thread.holdsGil,
-    stack: thread.stack?.map((f) => ({ ...f })).reverse() ?? null,
+    stack: thread.stack?.map(dumpedFrame).reverse() ?? null,
     os_state: task
       ? {
         tid: task.tid,
@@ -56,6 +67,11 @@ function describe(thread: PyThread, tasks: TaskState[], pid: number): DumpedThre
       }
       : null,
   };
+}
+
+function dumpedFrame(f: PyFrame): DumpedFrame {
+  const { localsNote, ...frame } = f;
+  return localsNote === undefined ? frame : { ...frame, locals_note: localsNote };
 }
 
 /** No Python thread is one of the process's threads: the layout read something else. */
@@ -98,16 +114,20 @@ function render(
     );
     if (t.stack === null) lines.push("    (stack changed while read; try --blocking)");
     else if (!t.stack.length) lines.push("    (no Python frame)");
-    for (const f of t.stack ?? []) lines.push(`    ${f.qualname} (${f.file}:${f.line ?? "?"})`);
+    for (const f of t.stack ?? []) {
+      lines.push(`    ${f.qualname} (${f.file}:${f.line ?? "?"})`);
+      if (f.locals_note) lines.push(`        (locals not shown: ${f.locals_note})`);
+      for (const v of f.locals ?? []) lines.push(`        ${v.name} = ${v.repr}`);
+    }
   }
   return lines.join("\n");
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
-function dumpOne(out: Output, pid: number, blocking: boolean): void {
+function dumpOne(out: Output, pid: number, blocking: boolean, locals: boolean): void {
   const started = performance.now();
-  const { stacks, tasks, openMs } = readProcess(pid, blocking);
+  const { stacks, tasks, openMs } = readProcess(pid, blocking, locals);
   const elapsed = performance.now() - started;
   // The main thread first, then by OS thread id (the order the threads started, mostly).
   const threads = stacks.threads.map((t) => describe(t, tasks, pid)).sort((a, b) =>
@@ -120,6 +140,7 @@ function dumpOne(out: Output, pid: number, blocking: boolean): void {
     pid,
     python: stacks.version,
     blocking,
+    locals,
     threads: threads.length,
     gil: { locked: stacks.gil.locked, holder: holder?.ident ?? null },
     elapsed_ms: round(elapsed),
@@ -149,6 +170,10 @@ export default defineCommand({
   options: [{
     flags: "--blocking",
     description: "pause the threads (ptrace, no signal) for a consistent snapshot; always resumed",
+  }, {
+    flags: "--locals",
+    description: "each frame's local variables too: short reprs of None, bool, int, float, str, " +
+      "bytes read from memory (no target code runs), the type and length of others",
   }],
   needsTarget: true,
   run(ctx) {
@@ -159,7 +184,7 @@ export default defineCommand({
       throw new UsageError(`not a process id: ${ctx.args.join(" ")}`);
     }
     for (const pid of listed.length ? listed : [defaultPid(ctx)]) {
-      dumpOne(ctx.out, pid, Boolean(ctx.opts.blocking));
+      dumpOne(ctx.out, pid, Boolean(ctx.opts.blocking), Boolean(ctx.opts.locals));
     }
     return Promise.resolve(0);
   },
