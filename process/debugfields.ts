@@ -1,7 +1,9 @@
 // Where, inside the target's `_Py_DebugOffsets` (3.13+), the offsets a stack reader needs
 // are kept, per minor version: the struct gains fields between versions, so the place of
 // each moves (Include/internal/pycore_runtime.h in 3.13, pycore_debug_offsets.h since 3.14;
-// the places checked on the pyenv 3.13 and Debian 3.14/3.15 builds). process/debugoffsets.ts
+// the places checked on the pyenv 3.13 and Debian 3.14/3.15 builds: 3.13 against its header,
+// 3.14/3.15 by the values the targets' structs hold, e.g. tuple ob_item 32, not 24, since
+// 3.14 caches a tuple's hash before its items). process/debugoffsets.ts
 // has the head every version shares; the values are always the target's own.
 
 export interface DebugFields {

@@ -13,11 +13,15 @@ export const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (
 /** Fields no _Py_DebugOffsets describes, the same in every version's headers (3.8-3.12 by
  * tools/pylayouts.c; 3.13-3.15 Include/cpython/{unicodeobject,bytesobject,dictobject,
  * cellobject}.h): a str's length and state, a bytes' size, a dict's ma_used, a cell's ob_ref. */
-const STR_LENGTH = 16;
-const STR_STATE = 32;
-const BYTES_SIZE = 16;
-const DICT_USED = 16;
-const CELL_REF = 16;
+export const FIXED_OFFSETS = {
+  strLength: 16,
+  strState: 32,
+  bytesSize: 16,
+  dictUsed: 16,
+  cellRef: 16,
+} as const;
+const { strLength: STR_LENGTH, strState: STR_STATE, bytesSize: BYTES_SIZE } = FIXED_OFFSETS;
+const { dictUsed: DICT_USED, cellRef: CELL_REF } = FIXED_OFFSETS;
 const DIGIT_BITS = 30n;
 
 /** Reprs stay short: a longer str or bytes is cut, an int beyond this many digits is sized. */

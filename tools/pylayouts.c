@@ -1,0 +1,92 @@
+/* The offsets process/pylayouts.ts carries for CPython 3.8-3.12, computed by the C compiler from
+ * each version's own installed headers (Include/cpython/*.h, Include/internal/pycore_*.h), so the
+ * table can be checked against them: `deno run -A tools/pylayouts.ts` compiles this once per
+ * interpreter (gcc, the headers it installed) and compares. Prints "name offset" per field. */
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "frameobject.h"
+#if PY_MINOR_VERSION >= 11
+#include "internal/pycore_frame.h"
+#endif
+#include "internal/pycore_pystate.h"
+#if PY_MINOR_VERSION >= 9
+#include "internal/pycore_runtime.h"
+#include "internal/pycore_interp.h"
+#endif
+#include "internal/pycore_gil.h"
+
+#define SHOW(name, value) printf("%s %zu\n", name, (size_t)(value))
+
+int main(void) {
+  SHOW("interpretersHead", offsetof(_PyRuntimeState, interpreters.head));
+#if PY_MINOR_VERSION >= 11
+  SHOW("threadsHead", offsetof(PyInterpreterState, threads.head));
+#else
+  SHOW("threadsHead", offsetof(PyInterpreterState, tstate_head));
+#endif
+  SHOW("thread.next", offsetof(PyThreadState, next));
+  SHOW("thread.interp", offsetof(PyThreadState, interp));
+  SHOW("thread.threadId", offsetof(PyThreadState, thread_id));
+#if PY_MINOR_VERSION >= 11
+  SHOW("thread.nativeThreadId", offsetof(PyThreadState, native_thread_id));
+  SHOW("thread.frame", offsetof(PyThreadState, cframe));
+  SHOW("thread.cframeCurrent", offsetof(_PyCFrame, current_frame));
+  SHOW("frame.back", offsetof(_PyInterpreterFrame, previous));
+  SHOW("frame.code", offsetof(_PyInterpreterFrame, f_code));
+  SHOW("frame.position", offsetof(_PyInterpreterFrame, prev_instr));
+  SHOW("frame.localsplus", offsetof(_PyInterpreterFrame, localsplus));
+  SHOW("code.qualname", offsetof(PyCodeObject, co_qualname));
+  SHOW("code.linetable", offsetof(PyCodeObject, co_linetable));
+  SHOW("code.instructions", offsetof(PyCodeObject, co_code_adaptive));
+  SHOW("code.localsNames", offsetof(PyCodeObject, co_localsplusnames));
+  SHOW("code.localsKinds", offsetof(PyCodeObject, co_localspluskinds));
+#else
+  SHOW("thread.frame", offsetof(PyThreadState, frame));
+  SHOW("frame.back", offsetof(PyFrameObject, f_back));
+  SHOW("frame.code", offsetof(PyFrameObject, f_code));
+  SHOW("frame.position", offsetof(PyFrameObject, f_lasti));
+  SHOW("frame.localsplus", offsetof(PyFrameObject, f_localsplus));
+#if PY_MINOR_VERSION >= 10
+  SHOW("code.linetable", offsetof(PyCodeObject, co_linetable));
+#else
+  SHOW("code.linetable", offsetof(PyCodeObject, co_lnotab));
+#endif
+  SHOW("code.varnames", offsetof(PyCodeObject, co_varnames));
+  SHOW("code.cellvars", offsetof(PyCodeObject, co_cellvars));
+  SHOW("code.freevars", offsetof(PyCodeObject, co_freevars));
+#endif
+  SHOW("code.filename", offsetof(PyCodeObject, co_filename));
+  SHOW("code.name", offsetof(PyCodeObject, co_name));
+  SHOW("code.firstlineno", offsetof(PyCodeObject, co_firstlineno));
+  SHOW("str.ascii", sizeof(PyASCIIObject));
+  SHOW("str.compact", sizeof(PyCompactUnicodeObject));
+  SHOW("bytesData", offsetof(PyBytesObject, ob_sval));
+#if PY_MINOR_VERSION >= 12
+  SHOW("gil.offset", offsetof(PyInterpreterState, ceval.gil));
+#else
+  SHOW("gil.offset", offsetof(_PyRuntimeState, ceval.gil));
+#endif
+  SHOW("gil.holder", offsetof(struct _gil_runtime_state, last_holder));
+  SHOW("gil.locked", offsetof(struct _gil_runtime_state, locked));
+  /* The objects dump --locals renders (the same on every version: checked, not assumed). */
+  SHOW("object.type", offsetof(PyObject, ob_type));
+  SHOW("object.size", offsetof(PyVarObject, ob_size));
+  SHOW("type.name", offsetof(PyTypeObject, tp_name));
+  SHOW("float.value", offsetof(PyFloatObject, ob_fval));
+  SHOW("tuple.items", offsetof(PyTupleObject, ob_item));
+  SHOW("str.length", offsetof(PyASCIIObject, length));
+  SHOW("str.state", offsetof(PyASCIIObject, state));
+  SHOW("bytes.size", offsetof(PyBytesObject, ob_base.ob_size));
+  SHOW("dict.used", offsetof(PyDictObject, ma_used));
+  SHOW("cell.ref", offsetof(PyCellObject, ob_ref));
+#if PY_MINOR_VERSION >= 12
+  SHOW("long.tag", offsetof(PyLongObject, long_value.lv_tag));
+  SHOW("long.digits", offsetof(PyLongObject, long_value.ob_digit));
+#else
+  SHOW("long.digits", offsetof(PyLongObject, ob_digit));
+#endif
+  SHOW("long.digitBits", PyLong_SHIFT);
+  return 0;
+}
