@@ -235,47 +235,57 @@ class _Biggest(object):
 OWNER_BUDGET = 500000     # dictionary entries looked at, at most, to name the containers' owners
 
 
-def _owners(pauses, objs):
-    """{id(obj): 'module.NAME' / 'module.Class.attr' / 'module.NAME.attr'}: the one step from a
-    module global, a class attribute of a class defined in that module, or an attribute of a
-    global instance that holds each object (bounded; objects found nowhere are left out)."""
-    wanted, found, seen = set(id(o) for o in objs), {}, [0]
+class _Owners(object):
+    """Names the one step that holds each wanted object: a module global ('module.NAME'), an
+    attribute of a class defined in that module ('module.Class.attr') or of a global instance
+    ('module.NAME.attr'). Bounded by OWNER_BUDGET entries, the GIL released every CHUNK;
+    objects found nowhere are left out. No code of the target runs (dicts read as stored)."""
 
-    def look(items, prefix):
-        for key, value in items:
-            if id(value) in wanted and id(value) not in found and type(key) is str:
-                found[id(value)] = prefix + key
-        seen[0] += len(items)
-        if seen[0] >= heap_chunk[0]:
-            heap_chunk[0] += 20000
-            pauses.release()
+    CHUNK = 20000
 
-    heap_chunk = [20000]
-    for name, module in list(sys.modules.items()):
-        if len(found) == len(wanted) or seen[0] > OWNER_BUDGET:
-            break
-        if type(name) is not str or not reflect.is_module(module):
-            continue
-        g = reflect.module_dict(module)
-        if id(g) in wanted:
-            found.setdefault(id(g), "the globals of module " + name)
+    def __init__(self, pauses, objs):
+        self.pauses, self.wanted, self.found = pauses, set(id(o) for o in objs), {}
+        self.seen, self.next_release = 0, self.CHUNK
+
+    def search(self):
+        self.pauses.start()
+        for name, module in list(sys.modules.items()):
+            if len(self.found) == len(self.wanted) or self.seen > OWNER_BUDGET:
+                break
+            if type(name) is str and reflect.is_module(module):
+                self._module(name, reflect.module_dict(module))
+        self.pauses.stop()
+        return self.found
+
+    def _module(self, name, g):
+        self._note(g, "the globals of module " + name)
         entries = list(g.items())
-        look(entries, name + ".")
+        self._look(entries, name + ".")
         for key, value in entries:
             if type(key) is not str:
                 continue
             if reflect.is_class(value):
                 attrs = reflect.type_dict(value) if reflect.type_module(value) == name else None
                 if attrs is not None:     # a class defined there (None: a type with no dict)
-                    look(list(attrs.items()), "%s.%s." % (name, key))
+                    self._look(list(attrs.items()), "%s.%s." % (name, key))
             elif not reflect.is_module(value) and not issubclass(type(value), reflect.FUNCTIONS):
                 fields = reflect.instance_dict(value, type(value))
                 if fields is not None:
-                    if id(fields) in wanted:
-                        found.setdefault(id(fields), "%s.%s.__dict__" % (name, key))
-                    look(list(fields.items()), "%s.%s." % (name, key))
-    pauses.stop()
-    return found
+                    self._note(fields, "%s.%s.__dict__" % (name, key))
+                    self._look(list(fields.items()), "%s.%s." % (name, key))
+
+    def _note(self, obj, where):
+        if id(obj) in self.wanted and id(obj) not in self.found:
+            self.found[id(obj)] = where
+
+    def _look(self, items, prefix):
+        for key, value in items:
+            if type(key) is str:
+                self._note(value, prefix + key)
+        self.seen += len(items)
+        if self.seen >= self.next_release:
+            self.next_release = self.seen + self.CHUNK
+            self.pauses.release()
 
 
 _CONTAINERS = (dict, list, set)
@@ -309,7 +319,7 @@ def by_module(ctx, limit):
         top = row.pop("_top")
         top.sort(key=lambda st: -st[0])
         row["top_types"] = [n if type(n) is str else "?" for _, n in top[:3]]
-    where = _owners(pauses, [o for _, o in biggest.items])
+    where = _Owners(pauses, [o for _, o in biggest.items]).search()
     containers = [_container(o, size, where) for size, o in biggest.items]
     del biggest.items[:]      # the containers are the target's: not one reference of ours is kept
     return dict(pauses.report(), action="by_module", modules=rows, module_count=len(modules),
