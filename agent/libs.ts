@@ -15,6 +15,7 @@ import greenlets from "./lib/greenlets.py" with { type: "text" };
 import reflect from "./lib/reflect.py" with { type: "text" };
 import names from "./lib/names.py" with { type: "text" };
 import tunnel from "./lib/tunnel.py" with { type: "text" };
+import referrers from "./lib/referrers.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -29,6 +30,7 @@ const LIBS: Record<string, string> = {
   aio,
   greenlets,
   tunnel,
+  referrers,
 };
 
 /** Libraries the agent has built in, required without sending: `errors` (CommandError) and

@@ -1,7 +1,8 @@
-# inspect: show an object reached from a module global by a path, or the live
-# instances of a class. Paths are read step by step (attribute, [key], [index]),
-# never evaluated; attributes are read the way conditions read them (no
-# __getattr__, no code-running descriptor except a property's getter).
+# inspect: show an object reached from a module global by a path, the live instances
+# of a class, or what keeps an object (or a sample of a class's instances) alive.
+# Paths are read step by step (attribute, [key], [index]), never evaluated;
+# attributes are read the way conditions read them (no __getattr__, no code-running
+# descriptor except a property's getter).
 import re
 import sys
 import time
@@ -123,36 +124,98 @@ def _attributes(ser, obj):
 
 
 def instances(ctx, ser, heap, cls, limit, depth):
-    """Live instances of cls (subclasses included), found through the garbage collector. The
-    walk releases the GIL between chunks so the target keeps running."""
+    """Live instances of cls, shown."""
     started = time.perf_counter()
-    count, found, scanned = 0, [], 0
-    for chunk in heap.tracked_objects(ctx.cancelled):
-        for o in chunk:
-            if cls in reflect.type_mro(type(o)):
-                count += 1
-                if len(found) < limit:
-                    found.append(o)
-        scanned += len(chunk)
+    found, count, scanned = sample(ctx, heap, cls, limit)
     items = [dict(describe(ser, o, depth), index=n) for n, o in enumerate(found)]
     return {"class": reflect.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
             "instances": items, "objects_scanned": scanned,
             "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
+def sample(ctx, heap, cls, size):
+    """Up to `size` live instances of cls (subclasses included; the first the collector
+    lists), how many there are and how many objects were looked at. The walk releases the GIL
+    between chunks so the target keeps running."""
+    count, found, scanned = 0, [], 0
+    for chunk in heap.tracked_objects(ctx.cancelled):
+        for o in chunk:
+            if cls in reflect.type_mro(type(o)):
+                count += 1
+                if len(found) < size:
+                    found.append(o)
+        scanned += len(chunk)
+    return found, count, scanned
+
+
+def _shown(obj):
+    """An object named without running its code (no repr: it may be the target's)."""
+    return {"type": reflect.qualified_name(type(obj)), "id": id(obj)}
+
+
+def referrers_of(ctx, ser, args):
+    """The chains of references that keep the object at `path` (or a sample of the instances
+    of the class `type`) alive, through the agent library referrers."""
+    lib = ctx.agent.lib("referrers")
+    depth, limit, size = _bounded(args, "depth", 8, 1, 64), _bounded(args, "limit", 5, 1, 100), None
+    budget = lib.Budget(seconds=_seconds(args), max_objects=_bounded(args, "max_objects", 100000, 100, 10000000),
+                        cancelled=ctx.cancelled, sleep=ctx.agent.real.sleep)
+    head = {}
+    if args.get("type"):
+        cls = _resolve(ser, args["type"])
+        if not reflect.is_class(cls):
+            raise errors.CommandError("%s is a %s, not a class" % (args["type"], reflect.type_name(type(cls))),
+                                      code="BAD_ARGS")
+        size = _bounded(args, "sample", 3, 1, 50)
+        targets, count, _ = sample(ctx, ctx.agent.lib("heap"), cls, size)
+        head = {"class": reflect.qualified_name(cls), "count": count, "sample": size}
+    else:
+        targets = [_resolve(ser, args.get("path"))]
+    results = []
+    for obj in targets:
+        found = lib.chains(obj, depth, limit, budget, skip_idents=ctx.agent.thread_idents, exclude=(targets,))
+        results.append(dict(found, object=_shown(obj)))
+        if budget.stopped is not None:          # out of time, or cancelled: the rest would be empty
+            break
+    return dict(head, path=args.get("path") or args.get("type"), referrers=results, max_depth=depth, limit=limit,
+                partial=any(r["partial"] for r in results), cost=budget.report())
+
+
+def _bounded(args, name, default, low, high):
+    value = args.get(name)
+    value = default if value is None else value
+    if type(value) is not int or not low <= value <= high:
+        raise errors.CommandError("--%s must be %d..%d" % (name.replace("_", "-"), low, high), code="BAD_ARGS")
+    return value
+
+
+def _seconds(args):
+    value = args.get("budget")
+    value = 10.0 if value is None else value
+    if type(value) not in (int, float) or not 0 < value <= 600:
+        raise errors.CommandError("--budget must be a number of seconds in (0, 600]", code="BAD_ARGS")
+    return float(value)
+
+
+def _resolve(ser, path):
+    module, steps = parse(path)
+    try:
+        return follow(ser, module, steps)
+    except PathError as e:
+        raise errors.CommandError(str(e), code="NOT_FOUND")
+
+
 def run(ctx, args):
     ser = ctx.agent.lib("serialize")
+    if args.get("referrers"):
+        return referrers_of(ctx, ser, args)
     depth = int(args.get("depth") or 2)
     limit = args.get("limit")
     limit = 10 if limit is None else int(limit)
     if not 1 <= depth <= 6 or not 1 <= limit <= 1000:
         raise errors.CommandError("-x must be 1..6 and --limit 1..1000", code="BAD_ARGS")
     path = args.get("path")
-    module, steps = parse(path)
-    try:
-        obj = follow(ser, module, steps)
-    except PathError as e:
-        raise errors.CommandError(str(e), code="NOT_FOUND")
+    obj = _resolve(ser, path)
     if args.get("instances"):
         if not issubclass(type(obj), type):
             raise errors.CommandError("%s is a %s, not a class" % (path, reflect.type_name(type(obj))), code="BAD_ARGS")

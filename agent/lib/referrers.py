@@ -1,0 +1,420 @@
+# peeka agent library "referrers": the chains of references that keep an object alive, from a
+# root (a module global, a class attribute, a thread's frame local, sys.modules, a C module's
+# state) down to it, shortest first — objgraph's find_backref_chain without its risks.
+#
+# How: one snapshot of the collector's objects (gc.get_objects()), then a breadth-first walk
+# backwards, one level per pass over the snapshot. A pass asks the C traversal of a whole chunk
+# at once (gc.get_referents(*chunk)) whether it reaches the level's objects, compared by id, and
+# only looks object by object inside the few chunks that do; between chunks the GIL is released.
+# No code of the target runs: objects are compared by id (never ==, `in` or hash), containers
+# are read through the builtin types' own methods, names through reflect. Everything the walk
+# builds is made after the snapshot, so it is not in it; our own frames and the caller's
+# containers (`exclude`) are left out by id; all of it is dropped when chains() returns.
+import gc
+import sys
+import time
+import types
+
+REQUIRES = ("reflect", "real")
+
+CHUNK = 10000            # objects whose referents are asked in one C call (GIL held)
+SLICE = 500              # inside a chunk that hits, the size of the pieces looked at again
+MAX_FRAMES = 200         # frames per thread read for their locals
+CO_OPTIMIZED = 1         # a code flag: a function's frame (fast locals)
+
+_CELL = type((lambda x: lambda: x)(0).__closure__[0])
+_FUNCTION = types.FunctionType
+_FRAME = types.FrameType
+_METHOD = types.MethodType
+_KEY_TYPES = (str, int)
+
+
+class Budget(object):
+    """The bounds of one or more walks: a time budget and a cancel event for them all, a cap on
+    the objects each keeps (visited). Also times each stretch they kept the GIL."""
+
+    def __init__(self, seconds=10.0, max_objects=100000, cancelled=None, sleep=None):
+        self.seconds, self.max_objects, self.cancelled = seconds, max_objects, cancelled
+        self.sleep = sleep or real.sleep
+        self.started = self._since = time.perf_counter()
+        self.stopped = None            # None, or why every walk ends early (time, cancel)
+        self.gil_s, self.gil_max_s, self.releases = 0.0, 0.0, 0
+        self.passes = self.objects_scanned = 0
+
+    def pause(self):
+        """Between two chunks: counts the stretch, lets the target's threads run, and says
+        whether the walk may go on."""
+        held = time.perf_counter() - self._since
+        self.gil_s += held
+        self.gil_max_s = max(self.gil_max_s, held)
+        self.releases += 1
+        self.sleep(0)
+        self._since = time.perf_counter()
+        if self.cancelled is not None and self.cancelled.is_set():
+            self.stopped = self.stopped or "cancelled"
+        elif self._since - self.started > self.seconds:
+            self.stopped = self.stopped or "time budget (%g s) reached" % self.seconds
+        return self.stopped is None
+
+    def report(self):
+        return {"gil_ms": round(self.gil_s * 1000, 2), "gil_max_ms": round(self.gil_max_s * 1000, 2),
+                "gil_releases": self.releases, "passes": self.passes,
+                "objects_scanned": self.objects_scanned,
+                "total_ms": round((time.perf_counter() - self.started) * 1000, 1)}
+
+
+# ---- roots ----------------------------------------------------------------------------------
+
+def _module_dicts():
+    """id(module globals dict) -> module name, for every module in sys.modules."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if reflect.is_module(module) and type(name) is str:
+            found[id(reflect.module_dict(module))] = name
+    return found
+
+
+def _thread_frames(skip_idents, our_frames):
+    """(frame ids -> description, local index) for the frames of every thread but ours: the
+    index maps id(value) -> [(value, 'thread "t" frame f() local x')]. Locals are read through
+    f_locals (3.13+: a view; before, the interpreter's own snapshot dict of the frame, as
+    locals() or a debugger fills it)."""
+    threads_lib = sys.modules.get("threading")
+    names = _thread_names(threads_lib)
+    frames, index = {}, {}
+    for ident, frame in list(sys._current_frames().items()):
+        if ident in skip_idents:
+            continue
+        who = 'thread "%s"' % names.get(ident, ident)
+        depth = 0
+        while frame is not None and depth < MAX_FRAMES:
+            where = "%s frame %s()" % (who, frame.f_code.co_name)
+            frames[id(frame)] = (frame, where)
+            if frame.f_code.co_flags & CO_OPTIMIZED and id(frame) not in our_frames:    # a function's (a module's locals are its globals)
+                for name, value in list(frame.f_locals.items()):
+                    index.setdefault(id(value), []).append((value, "%s local %s" % (where, name)))
+            frame, depth = frame.f_back, depth + 1
+    return frames, index
+
+
+def _thread_names(threading):
+    """ident -> name from threading's registry, read as stored (no property runs)."""
+    if threading is None:
+        return {}
+    active = reflect.fields(threading).get("_active")
+    names = {}
+    for ident, thread in (list(dict.items(active)) if issubclass(type(active), dict) else []):
+        name = reflect.fields(thread).get("_name")
+        if type(name) is str:
+            names[ident] = name
+    return names
+
+
+def _our_frames(skip_idents):
+    """ids of the frames of our own threads (they hold what we look at in their locals)."""
+    ids = set()
+    frames = sys._current_frames()
+    for ident in skip_idents:
+        frame = frames.get(ident)
+        while frame is not None:
+            ids.add(id(frame))
+            frame = frame.f_back
+    frame = sys._getframe()
+    while frame is not None:
+        ids.add(id(frame))
+        frame = frame.f_back
+    return ids
+
+
+def _class_dict_of(t):
+    """The real dict behind a class's __dict__ mappingproxy."""
+    proxy = reflect.type_dict(t)
+    inner = gc.get_referents(proxy)
+    return inner[0] if len(inner) == 1 and type(inner[0]) is dict else None
+
+
+# ---- the walk -------------------------------------------------------------------------------
+
+class _Walk(object):
+    def __init__(self, snapshot, target, skip_idents, exclude, budget):
+        self.budget = budget
+        self.snapshot = snapshot               # taken first: what follows is not in it
+        self.target = target
+        self.modules = _module_dicts()
+        self.skip = _our_frames(skip_idents)
+        self.frames, self.locals_index = _thread_frames(skip_idents, self.skip)
+        self.skip.update(id(o) for o in exclude)
+        self.skip.update(self.frames)          # thread frames are roots, found by their locals
+        self.next_hop = {id(target): None}     # id(obj) -> the object it refers to, toward target
+        self.kept = {id(target): target}       # pins every object we name by id
+        self.roots = []                        # (kind, name, first object)
+        self.root_keys = set()
+        self.stopped = None                    # this walk's own bound reached (depth, cap)
+
+    def run(self, max_depth, max_chains):
+        frontier = [self.target]
+        self._root_of_node(self.target)
+        depth = 0
+        while frontier and depth < max_depth and len(self.roots) < max_chains and not self.why_stopped():
+            depth += 1
+            self._frame_roots(frontier)
+            frontier = self._parents_of(frontier, max_chains)
+        if frontier and depth >= max_depth and len(self.roots) < max_chains and not self.why_stopped():
+            self.stopped = "depth %d reached" % max_depth
+        return depth
+
+    def why_stopped(self):
+        return self.stopped or self.budget.stopped
+
+    def _add_root(self, kind, name, first):
+        key = (kind, name)
+        if key not in self.root_keys:
+            self.root_keys.add(key)
+            self.roots.append((kind, name, first))
+
+    def _root_of_node(self, obj):
+        """An object that is itself a root: a module (kept by sys.modules)."""
+        if reflect.is_module(obj):
+            name = reflect.module_dict(obj).get("__name__")
+            self._add_root("sys.modules", "sys.modules[%s]" % _key_text(name), obj)
+            return True
+        return False
+
+    def _frame_roots(self, frontier):
+        for obj in frontier:
+            for value, where in self.locals_index.get(id(obj), ()):
+                if value is obj:
+                    self._add_root("thread frame", where, obj)
+
+    def _parents_of(self, frontier, max_chains):
+        """One pass over the snapshot: the objects that refer to the frontier's, recorded with
+        the one they lead to; returns the next frontier (roots are recorded, not followed)."""
+        wanted = dict((id(o), o) for o in frontier)
+        found = []
+        snap, skip, budget = self.snapshot, self.skip, self.budget
+        budget.passes += 1
+        for start in range(0, len(snap), CHUNK):
+            chunk = snap[start:start + CHUNK]
+            if self._wanted_in(gc.get_referents(*chunk), wanted):
+                for piece_start in range(0, len(chunk), SLICE):
+                    piece = chunk[piece_start:piece_start + SLICE]
+                    if self._wanted_in(gc.get_referents(*piece), wanted):
+                        for o in piece:
+                            if id(o) not in skip:
+                                self._edges(o, wanted, found)
+                    del piece
+            budget.objects_scanned += len(chunk)
+            del chunk
+            if len(self.roots) >= max_chains or not budget.pause() or self.stopped:
+                break
+        return found
+
+    def _wanted_in(self, refs, wanted):
+        """Those of refs that are wanted (by id), looked for a slice at a time: a big
+        container's referents are many, and the GIL is released between slices."""
+        hits = []
+        for i in range(0, len(refs), CHUNK * 4):
+            part = refs[i:i + CHUNK * 4]
+            if not wanted.keys().isdisjoint(map(id, part)):
+                hits.extend(r for r in part if id(r) in wanted)
+            if len(refs) > CHUNK * 4:
+                self.budget.pause()
+        return hits
+
+    def _edges(self, parent, wanted, found):
+        pid = id(parent)
+        if pid in self.next_hop:
+            return
+        for child in self._wanted_in(gc.get_referents(parent), wanted):
+            if len(self.kept) >= self.budget.max_objects:
+                self.stopped = "object cap (%d) reached" % self.budget.max_objects
+                return
+            self.next_hop[pid] = child
+            self.kept[pid] = parent
+            if not self._root_of_edge(parent, child):
+                found.append(parent)
+            return                             # one way on per object: the first found
+
+    def _root_of_edge(self, parent, child):
+        """Whether parent -> child starts a chain: a module's globals, a class's dict, a C
+        module's state or a frame of a thread (on 3.8-3.10 seen through the collector)."""
+        module = self.modules.get(id(parent))
+        if module is not None and type(parent) is dict:
+            self._add_root("module global", module + _dict_step(parent, child, "."), child)
+            return True
+        if reflect.is_class(parent) and child is _class_dict_of(parent):
+            after = self.next_hop.get(id(child))
+            name = reflect.qualified_name(parent)
+            if after is None:                  # the target is the class's dict itself
+                self._add_root("class attribute", name + ".__dict__", child)
+            else:
+                self._add_root("class attribute", name + _dict_step(child, after, "."), after)
+            return True
+        if reflect.is_module(parent):
+            name = reflect.module_dict(parent).get("__name__")
+            self._add_root("module state", "module %s (its C state)" % name, child)
+            return True
+        return False
+
+    def chains(self):
+        out = []
+        for kind, name, first in self.roots:
+            hops = [first]
+            while True:
+                nxt = self.next_hop.get(id(hops[-1]))
+                if nxt is None or len(hops) > 10000:
+                    break
+                hops.append(nxt)
+            out.append(_describe_chain(kind, name, hops))
+        out.sort(key=lambda c: c["length"])
+        texts = set()
+        return [c for c in out if not (c["text"] in texts or texts.add(c["text"]))]
+
+    def drop(self):
+        self.snapshot = self.target = self.kept = self.next_hop = None
+        self.frames = self.locals_index = self.roots = None
+
+
+# ---- naming the steps -----------------------------------------------------------------------
+
+def _key_text(key):
+    """A dict key as text: the repr of a str or int only (their reprs are the builtins')."""
+    if type(key) is str:
+        return repr(key if len(key) <= 60 else key[:57] + "...")
+    if type(key) is int and int.bit_length(key) <= 64:
+        return repr(key)
+    return "<%s key>" % reflect.qualified_name(type(key))
+
+
+def _dict_step(d, child, attr_prefix=None):
+    """How a dict refers to child: [key] (or .key for a namespace: attr_prefix), (key) when
+    child is a key."""
+    for k, v in dict.items(d):
+        if v is child:
+            if attr_prefix is not None and type(k) is str and k.isidentifier():
+                return attr_prefix + k
+            return "[%s]" % _key_text(k)
+        if k is child:
+            return " (a key)"
+    return ""
+
+
+def _sequence_step(seq, base, child):
+    for i, v in enumerate(base.__iter__(seq)):
+        if v is child:
+            return "[%d]" % i
+    return ""
+
+
+def _slot_step(obj, child):
+    for k in reflect.type_mro(type(obj)):
+        for name, member in list(reflect.type_dict(k).items()):
+            if type(member) is reflect.MEMBER:
+                try:
+                    if member.__get__(obj, type(obj)) is child:
+                        return "." + name
+                except AttributeError:
+                    pass
+    return None
+
+
+def _closure_step(fn, child):
+    """fn's closure tuple or one of its cells: the free variable's name."""
+    cells = fn.__closure__ or ()
+    names = fn.__code__.co_freevars
+    for i, cell in enumerate(cells):
+        if cell is child and i < len(names):
+            return names[i]
+    return None
+
+
+def _step(obj, child, after):
+    """(shown as, step to child, hops to skip) for obj -> child in a chain (after: the hop after
+    child, for steps that go through an inner object such as an instance's __dict__)."""
+    t = type(obj)
+    if t is _FUNCTION:
+        if child is obj.__closure__:
+            name = _closure_step(obj, after)
+            return "<closure of %s>" % obj.__qualname__, ("." + name if name else ""), 2
+        if child is obj.__defaults__:
+            return obj.__qualname__ + "()", ".__defaults__" + _sequence_step(child, tuple, after), 1
+        if child is obj.__dict__:
+            return obj.__qualname__ + "()", _dict_step(child, after, "."), 1
+        return obj.__qualname__ + "()", "", 0
+    shown = reflect.qualified_name(t)
+    if t is _CELL:
+        return "cell", "", 0
+    for base in (dict, list, tuple):
+        if issubclass(t, base):
+            if base is dict:
+                return shown, _dict_step(obj, child), 0
+            return shown, _sequence_step(obj, base, child), 0
+    if issubclass(t, (set, frozenset)):
+        return shown, "{...}", 0
+    if t is _METHOD:
+        return shown, ".__self__" if child is obj.__self__ else ".__func__", 0
+    if reflect.is_class(obj):
+        return reflect.qualified_name(obj), "", 0
+    d = reflect.instance_dict(obj, t)
+    if d is not None and child is d:
+        return shown, _dict_step(child, after, "."), 1
+    if d is not None:                          # 3.11+: values stored in the object itself
+        via = _dict_step(d, child, ".")
+        if via:
+            return shown, via, 0
+    slot = _slot_step(obj, child)
+    return shown, slot or "", 0
+
+
+def _describe_chain(kind, name, hops):
+    """A chain as data and text: `name` is the root's slot, which holds hops[0]; each next hop
+    is shown as its type and the step to the one after it."""
+    steps = []
+    i = 0
+    while i < len(hops) - 1:
+        after = hops[i + 2] if i + 2 < len(hops) else None
+        shown, via, skip = _step(hops[i], hops[i + 1], after)
+        steps.append({"type": shown, "via": via, "id": id(hops[i])})
+        i += 1 + skip
+    target = hops[-1]
+    steps.append({"type": _shown(target), "via": "", "id": id(target)})
+    parts = [name]
+    first = steps[0]
+    if len(steps) > 1 and type(hops[0]) in (dict, list, tuple):
+        parts[0] += first["via"]          # the root's own container: myapp.cache._store['k']
+        steps_shown = steps[1:]
+    else:
+        steps_shown = steps
+    parts.extend(s["type"] + s["via"] for s in steps_shown)
+    return {"root": {"kind": kind, "name": name}, "steps": steps, "length": len(steps),
+            "text": " → ".join(parts)}
+
+
+def _shown(obj):
+    if type(obj) is _FUNCTION:
+        return obj.__qualname__ + "()"
+    if reflect.is_class(obj) or reflect.is_module(obj):
+        return reflect.qualified_name(obj) if reflect.is_class(obj) else "module"
+    return reflect.qualified_name(type(obj))
+
+
+# ---- the entry point ------------------------------------------------------------------------
+
+def chains(obj, max_depth=8, max_chains=5, budget=None, skip_idents=(), exclude=()):
+    """The chains of references that keep obj alive, shortest first: a dict with `chains` (each
+    {root: {kind, name}, steps: [{type, via, id}], length, text}), `depth` reached, `partial` and
+    `stopped` (why it ended early: depth, time budget, object cap, cancelled), and the cost
+    (budget.report()). skip_idents: our own threads (their frames are not roots); exclude:
+    containers of the caller that hold obj (left out by id). Nothing it builds outlives it."""
+    snapshot = gc.get_objects()
+    budget = budget or Budget()
+    walk = _Walk(snapshot, obj, set(skip_idents), exclude, budget)
+    del snapshot
+    try:
+        depth = walk.run(max_depth, max_chains)
+        found = walk.chains()[:max_chains]
+        stopped = walk.why_stopped()
+        return {"chains": found, "depth": depth, "partial": stopped is not None, "stopped": stopped,
+                "visited": len(walk.kept)}
+    finally:
+        walk.drop()
