@@ -166,6 +166,14 @@ for (const python of pythons()) {
       const plain = await dump(target.pid);
       assert(plain.threads[0].stack.every((f) => !("locals" in f)), "no locals unless asked");
 
+      // `thread` on a process that is not attached: the same view, marked, then NOT_ATTACHED.
+      const thread = await cli(["thread", "--pid", String(target.pid), "--json"], cliEnv());
+      assertEquals(thread.code, 1);
+      assertEquals(thread.lines.find((l) => l.type === "status")?.source, "outside");
+      const shown = thread.lines.find((l) => l.event === "thread")?.data as DumpedThread;
+      assertEquals(shown.stack.at(-1)?.function, "hold");
+      assertEquals(thread.lines.at(-1)?.code, "NOT_ATTACHED");
+
       Deno.kill(target.pid, "SIGUSR1"); // ends the C call: the target returns and exits
       await target.waitFor((l) => l === "woke");
       assertEquals(target.errText, "");

@@ -139,6 +139,7 @@ function dumpOne(out: Output, pid: number, blocking: boolean, locals: boolean): 
   out.result("dump", {
     pid,
     python: stacks.version,
+    source: "outside", // read from the process's memory, no agent (as `thread` says when it falls back)
     blocking,
     locals,
     threads: threads.length,

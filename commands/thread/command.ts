@@ -1,5 +1,9 @@
-// thread: every Python thread of the target with its current stack.
-import { defineCommand } from "../../core/command.ts";
+// thread: every Python thread of the target with its current stack. On a process that is not
+// attached it still shows the stacks, read from outside as `peeka dump` does (no agent), and
+// then fails as before (NOT_ATTACHED): a script keeps its answer, a person gets the view.
+import { type CommandContext, defineCommand, type Options } from "../../core/command.ts";
+import { callCommand, untilInterrupted } from "../../core/call.ts";
+import { PeekaError } from "../../process/errors.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
 interface Frame {
@@ -23,7 +27,30 @@ interface ThreadInfo {
   event_loop?: { type: string; class: string; tasks: number };
 }
 
-export default defineCommand({
+function threadRequest(opts: Options): Record<string, unknown> {
+  return {
+    depth: opts.depth,
+    ...(opts.tid !== undefined ? { tid: opts.tid } : {}),
+    ...(opts.top !== undefined ? { top: opts.top, interval: opts.interval } : {}),
+  };
+}
+
+/** Not attached: the `dump` view of the process (from outside, no agent, marked so), then the
+ * same NOT_ATTACHED error, whether or not the view could be shown. */
+async function fromOutside(ctx: CommandContext, notAttached: PeekaError): Promise<number> {
+  const dump = ctx.registry.commands.find((c) => c.name === "dump");
+  const pid = ctx.targetPid();
+  if (dump?.run) {
+    ctx.out.status(
+      `process ${pid} is not attached: its stacks read from outside, with no agent (peeka dump)`,
+      { source: "outside", pid },
+    );
+    await dump.run({ ...ctx, args: [String(pid)], opts: {} }).catch(() => {});
+  }
+  throw notAttached;
+}
+
+const thread = defineCommand({
   name: "thread",
   summary: "Show the target's threads and their stacks",
   description: "List every Python thread of the target (name, ident, native id, daemon, state) " +
@@ -50,12 +77,25 @@ export default defineCommand({
   ],
   snippet,
   libs: ["threads", "aio"],
-  request: (opts) => ({
-    depth: opts.depth,
-    ...(opts.tid !== undefined ? { tid: opts.tid } : {}),
-    ...(opts.top !== undefined ? { top: opts.top, interval: opts.interval } : {}),
-  }),
+  request: threadRequest,
   workMs: (r) => (r.top !== undefined ? Number(r.interval ?? 0) : 0), // -n: CPU over --interval
+  // The snippet's call as the runner makes it, but a process that is not attached still gets
+  // its stacks (the TUI calls the snippet directly).
+  async run(ctx) {
+    const request = threadRequest(ctx.opts);
+    let agent;
+    try {
+      agent = await ctx.agent();
+    } catch (e) {
+      if (e instanceof PeekaError && e.code === "NOT_ATTACHED") return await fromOutside(ctx, e);
+      throw e;
+    }
+    const { value: data, interrupted } = await untilInterrupted((signal) =>
+      callCommand(agent, thread, request, { signal })
+    );
+    ctx.out.result("thread", data, () => thread.render!(data, ctx.opts));
+    return interrupted ? 130 : 0;
+  },
   render(data) {
     const threads = (data.threads as ThreadInfo[]) ?? [];
     const lines = [
@@ -100,3 +140,5 @@ export default defineCommand({
     return lines.join("\n");
   },
 });
+
+export default thread;
