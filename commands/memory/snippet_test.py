@@ -9,7 +9,7 @@ import tracemalloc
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "helpers"))
-from snippet_ctx import FakeCtx, load_snippet  # noqa: E402
+from snippet_ctx import CommandError, FakeCtx, load_snippet  # noqa: E402
 
 snippet = load_snippet("memory")
 
@@ -42,6 +42,89 @@ class MemorySnippet(unittest.TestCase):
             self.assertTrue(tracemalloc.is_tracing())
         finally:
             tracemalloc.stop()
+
+
+CALLS = []
+
+
+class Meta(type):
+    """A metaclass whose hash and equality are the target's code: types must not be hashed."""
+
+    def __hash__(cls):
+        CALLS.append("hash")
+        return 1
+
+    def __eq__(cls, other):
+        CALLS.append("eq")
+        return False
+
+
+class Sized(object, metaclass=Meta):
+    """A __sizeof__ written in Python is the target's code: sized by the type, never called."""
+
+    def __sizeof__(self):
+        CALLS.append("sizeof")
+        return 10 ** 9
+
+
+class Grower(object):
+    pass
+
+
+KEPT = []
+BIG = dict.fromkeys(range(100000), KEPT)   # a tracked value: a dict of atomic values is not
+
+
+class Holder(object):
+    items = [None] * 200000
+
+
+class HeapCommands(unittest.TestCase):
+    def setUp(self):
+        del CALLS[:]
+        self.sized = [Sized() for _ in range(50)]
+
+    def test_no_code_of_the_target_runs(self):
+        for args in ({"limit": 5}, {"growth": 0.05, "limit": 5}, {"by_module": True, "limit": 5}):
+            result = snippet["run"](FakeCtx(), args)
+            self.assertEqual(CALLS, [], args)
+            self.assertNotIn("interrupted", [k for k, v in result.items() if v is True])
+        row = [r for r in snippet["run"](FakeCtx(), {"limit": 200})["top_by_count"]
+               if r["type"].endswith("Sized")]
+        self.assertLess(row[0]["size_bytes"], 50 * 1000)
+
+    def test_growth_names_what_grew(self):
+        ctx = FakeCtx()
+        grow = threading.Timer(0.1, lambda: KEPT.extend(Grower() for _ in range(3000)))
+        grow.start()
+        try:
+            result = snippet["run"](ctx, {"growth": 0.4, "limit": 10})
+        finally:
+            grow.join()
+        rows = dict((r["type"], r) for r in result["grew"])
+        self.assertEqual(rows["%s.Grower" % __name__]["count_diff"], 3000)
+        self.assertLessEqual(result["gil_max_ms"], result["gil_ms"])
+
+    def test_growth_trace_leaves_a_running_tracemalloc_running(self):
+        tracemalloc.start()
+        try:
+            result = snippet["run"](FakeCtx(), {"growth": 0.05, "trace": True, "limit": 5})
+            self.assertTrue(tracemalloc.is_tracing())
+            self.assertEqual(result["trace"]["tracemalloc_after"], "left running (it was before)")
+        finally:
+            tracemalloc.stop()
+        snippet["run"](FakeCtx(), {"growth": 0.05, "trace": True, "limit": 5})
+        self.assertFalse(tracemalloc.is_tracing())
+
+    def test_by_module_names_the_owners_of_big_containers(self):
+        result = snippet["run"](FakeCtx(), {"by_module": True, "limit": 10})
+        owners = [c["referenced_from"] for c in result["containers"]]
+        self.assertEqual(owners[:2], ["%s.BIG" % __name__, "%s.Holder.items" % __name__])
+
+    def test_refusals(self):
+        for args in ({"growth": 0}, {"trace": True}, {"growth": 1, "by_module": True}):
+            with self.assertRaises(CommandError):
+                snippet["run"](FakeCtx(), args)
 
 
 if __name__ == "__main__":
