@@ -1,7 +1,9 @@
 // The time of one `peeka dump` (read from outside, no agent) against `py-spy dump`, on the
 // stuck target (a GIL held in C, two deadlocked threads): wall time of the whole command
 // (Deno's start included) and peeka's own read, medians of RUNS; without pausing the target
-// (py-spy --nonblocking) and with it (peeka --blocking, py-spy's default).
+// (py-spy --nonblocking) and with it (peeka --blocking, py-spy's default); and with each
+// frame's locals (peeka --locals, py-spy --locals), on the stuck target and on one whose frame
+// holds a dozen locals of every kind (tests/targets/locals.py).
 import { cli, cliEnv, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 import { pySpy } from "./pyspy.ts";
 
@@ -57,6 +59,25 @@ async function benchDump(py: Python, spy: string | null): Promise<string> {
   }
 }
 
+/** dump vs dump --locals vs py-spy dump --locals (both without pausing), on `script`. */
+async function benchLocals(py: Python, spy: string | null, script: string): Promise<string> {
+  const dir = Deno.makeTempDirSync({ prefix: "peeka-bench-" });
+  const t = await Target.start(py, script === "locals.py" ? `${dir}/repr-called` : "120", {
+    script: `${REPO}/tests/targets/${script}`,
+  });
+  try {
+    const plain = await peekaDump(t.pid, []);
+    const locals = await peekaDump(t.pid, ["--locals"]);
+    const spyLocals = spy ? await pySpyDump(spy, t.pid, ["--nonblocking", "--locals"]) : null;
+    return `${py.version.padEnd(7)} ${script.padEnd(9)} peeka dump ${ms(plain.wall)} (read ` +
+      `${ms(plain.own)})  --locals ${ms(locals.wall)} (read ${ms(locals.own)}, walk ` +
+      `${ms(locals.walk)})  |  py-spy --nonblocking --locals ${ms(spyLocals)}`;
+  } finally {
+    await t.stop();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
 export async function benchDumpAll(): Promise<string> {
   let spy: string | null = null;
   try {
@@ -69,6 +90,12 @@ export async function benchDumpAll(): Promise<string> {
     "of which the walk of the threads after the ELF symbols are found)",
   ];
   for (const py of pythons()) lines.push(await benchDump(py, spy));
+  lines.push(
+    `dump --locals: the same without pausing, with each frame's locals (ms, median of ${RUNS})`,
+  );
+  for (const py of pythons()) {
+    for (const script of ["stuck.py", "locals.py"]) lines.push(await benchLocals(py, spy, script));
+  }
   return lines.join("\n");
 }
 
