@@ -269,10 +269,21 @@ class _Owners(object):
                 if attrs is not None:     # a class defined there (None: a type with no dict)
                     self._look(list(attrs.items()), "%s.%s." % (name, key))
             elif not reflect.is_module(value) and not issubclass(type(value), reflect.FUNCTIONS):
-                fields = reflect.instance_dict(value, type(value))
-                if fields is not None:
-                    self._note(fields, "%s.%s.__dict__" % (name, key))
-                    self._look(list(fields.items()), "%s.%s." % (name, key))
+                self._instance(value, "%s.%s" % (name, key))
+
+    def _instance(self, value, where):
+        """A global instance's attributes, read through its __dict__ only when it holds a wanted
+        object: on 3.11+ reading __dict__ makes one (the values live in the object), a change
+        to the target's heap. gc.get_referents sees the values (or the dict, before 3.11)
+        through its type's C traverse, without making it."""
+        refs = gc.get_referents(value)
+        if not any(id(r) in self.wanted for r in refs) and not any(
+                type(r) is dict and any(id(v) in self.wanted for v in dict.values(r)) for r in refs):
+            return
+        fields = reflect.instance_dict(value, type(value))
+        if fields is not None:
+            self._note(fields, where + ".__dict__")
+            self._look(list(fields.items()), where + ".")
 
     def _note(self, obj, where):
         if id(obj) in self.wanted and id(obj) not in self.found:

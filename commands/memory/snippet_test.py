@@ -1,6 +1,7 @@
 # Unit test of the memory snippet with a fake ctx (tests/helpers/snippet_ctx.py), on this
 # interpreter's real tracemalloc. Run by tests/snippet_units.test.ts on every interpreter;
 # alone: python3 commands/memory/snippet_test.py
+import gc
 import os
 import sys
 import threading
@@ -79,6 +80,14 @@ class Holder(object):
     items = [None] * 200000
 
 
+class Settings(object):
+    def __init__(self):
+        self.name, self.options = "x", [1, 2]
+
+
+SETTINGS = Settings()     # holds none of the big containers: its __dict__ must not be made
+
+
 class HeapCommands(unittest.TestCase):
     def setUp(self):
         del CALLS[:]
@@ -120,6 +129,8 @@ class HeapCommands(unittest.TestCase):
         result = snippet["run"](FakeCtx(), {"by_module": True, "limit": 10})
         owners = [c["referenced_from"] for c in result["containers"]]
         self.assertEqual(owners[:2], ["%s.BIG" % __name__, "%s.Holder.items" % __name__])
+        dicts = [type(r) for r in gc.get_referents(SETTINGS) if type(r) is dict]
+        self.assertEqual(dicts, [dict] if sys.version_info < (3, 11) else [], "no __dict__ made")
 
     def test_refusals(self):
         for args in ({"growth": 0}, {"trace": True}, {"growth": 1, "by_module": True}):
