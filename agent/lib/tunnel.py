@@ -36,7 +36,7 @@ class Tunnel(object):
 
     def __init__(self, max_records, max_bytes):
         self.lock = real.allocate_lock()
-        self.records = collections.OrderedDict()   # index -> Record, oldest first
+        self.records = collections.deque()   # oldest first; indexes consecutive
         self.next_index = FIRST_INDEX
         self.bytes = 0
         self.max_records, self.max_bytes = max_records, max_bytes
@@ -63,31 +63,33 @@ class Tunnel(object):
                 return None
             record.index = record.data["index"] = self.next_index
             self.next_index += 1
-            self.records[record.index] = record
+            self.records.append(record)
             self.bytes += record.size
             self._evict()
             return record
 
     def _evict(self):
         while self.records and (len(self.records) > self.max_records or self.bytes > self.max_bytes):
-            _, old = self.records.popitem(last=False)
+            old = self.records.popleft()
             self.bytes -= old.size
             old.objects = None
             self.evicted += 1
 
     def get(self, index):
         with self.lock:
-            return self.records.get(index)
+            records = self.records
+            i = index - records[0].index if records else -1
+            return records[i] if 0 <= i < len(records) else None
 
     def all(self):
         with self.lock:
-            return list(self.records.values())
+            return list(self.records)
 
     def clear(self):
         """Drops every record (and so every reference to the target's objects); returns how many."""
         with self.lock:
             n = len(self.records)
-            for r in self.records.values():
+            for r in self.records:
                 r.objects = None
             self.records.clear()
             self.bytes = 0
@@ -108,22 +110,30 @@ class Tunnel(object):
             return {"records": len(self.records), "bytes": self.bytes, "max_records": self.max_records,
                     "max_bytes": self.max_bytes, "evicted": self.evicted, "too_big": self.too_big,
                     "objects_dropped": self.objects_dropped,
-                    "first": next(iter(self.records), None), "next": self.next_index}
+                    "first": self.records[0].index if self.records else None, "next": self.next_index}
 
 
 def data_size(value):
-    """Bytes of JSON-safe data we built (our own dicts, lists, str, numbers): sys.getsizeof of
-    each, shared small values counted as if they were not."""
-    total, stack = 0, [value]
+    """Bytes of JSON-safe data we built (our own dicts, lists, str, numbers), by sys.getsizeof;
+    what is shared is not counted: None, booleans, the small ints CPython caches, and dict keys
+    (the serialiser keeps the target's own key strings, the record's keys are constants)."""
+    t = type(value)
+    if value is None or t is bool or (t is int and -5 <= value <= 256):
+        return 0
+    if t is not dict and t is not list:
+        return sys.getsizeof(value)
+    total, stack, getsizeof = 0, [value], sys.getsizeof
     while stack:
         v = stack.pop()
         t = type(v)
-        total += sys.getsizeof(v)
         if t is dict:
-            stack.extend(v.keys())
+            total += getsizeof(v)
             stack.extend(v.values())
         elif t is list:
+            total += getsizeof(v)
             stack.extend(v)
+        elif not (v is None or t is bool or (t is int and -5 <= v <= 256)):
+            total += getsizeof(v)
     return total
 
 

@@ -22,7 +22,10 @@ const ms = (v: unknown) => `${Number(v).toFixed(3)}ms`;
 const outcome = (r: Line) =>
   r.success ? `-> ${compact(r.result, 120)}` : `!! ${exceptionText(r.exception as ExceptionInfo)}`;
 const exceptionText = (e: ExceptionInfo | null) => e ? `${e.type}: ${e.message}` : "?";
-const threadName = (r: Line) => (r.thread as { name?: string } | null)?.name ?? "?";
+const threadName = (r: Line) => {
+  const t = r.thread as { id?: number; name?: string | null } | null;
+  return t?.name ?? String(t?.id ?? "?"); // no name: a program that never imported threading
+};
 
 /** A size in bytes, short (12.3 KiB). */
 export function bytesText(n: number): string {

@@ -16,6 +16,7 @@ RECORDS_ENTRY = "tt_records"     # its line in the "watches" registry: what `res
 DEFAULT_DEPTH = 2
 VALUE_BYTES = 65536              # the serialiser's budget for one value (args, kwargs or result)
 _NOT_REPLAYABLE = ("generator", "coroutine", "async_generator")
+_VARIABLE = ("args", "kwargs", "target", "result", "exception")   # what differs in size per record
 SIDE_EFFECTS = ("replay called the target's function again, in the target, with its side effects "
                 "(writes, messages, payments...)")
 
@@ -98,6 +99,7 @@ def probe_class(observe):
             self.tunnel, self.store = tunnel, store
             self.keep_objects = bool(args.get("keep_objects"))
             self.value_bytes = min(VALUE_BYTES, max(1024, store.max_bytes // 4))
+            self.fixed_size = None    # the bytes of a record without its values: the same for all
 
         def started_data(self, observation):
             data = observe.CallProbe.started_data(self, observation)
@@ -151,7 +153,11 @@ def probe_class(observe):
                     "success": exc is None, "exception": ser.exception_info(exc) if exc is not None else None,
                     "duration_ms": round(duration_ns / 1e6, 6), "count": None, "bytes": 0,
                     "objects_kept": False}
-            size = tunnel.data_size(data)
+            if self.fixed_size is None:
+                self.fixed_size = tunnel.data_size(dict(data, **dict.fromkeys(_VARIABLE)))
+            sized = tunnel.data_size
+            size = (self.fixed_size + sized(args) + sized(kwargs) + sized(target) + sized(data["result"])
+                    + sized(data["exception"]))
             objects = None
             if held is not None:
                 extra = tunnel.held_size(held)
