@@ -206,9 +206,16 @@ export default defineCommand({
   snippet,
   libs: ["heap"],
   request,
-  // --trace N: tracemalloc runs N seconds first; --growth D: the window, plus two walks
+  // --trace N: tracemalloc runs N seconds first; --growth D: the window; a heap walk takes 1-2 s
+  // per 10^6 objects (measured, bench/memory.ts): room for two of a 10^7-object heap
   workMs: (r) =>
-    typeof r.trace === "number" ? r.trace * 1000 : r.growth ? Number(r.growth) * 1000 + 5000 : 0,
+    typeof r.trace === "number"
+      ? r.trace * 1000
+      : r.growth
+      ? Number(r.growth) * 1000 + 40000
+      : r.reclaim && !r.summary
+      ? 0
+      : 20000,
   render(data) {
     if (data.action === "trace") return renderTrace(data, data.seconds).join("\n");
     if (data.action === "growth") return renderGrowth(data).join("\n");
