@@ -6,15 +6,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, sessionDirOf, Target } from "./helpers/env.ts";
 
-const existsSync = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 const SCRIPT = `${REPO}/tests/targets/stuck.py`;
 const SOURCE = Deno.readTextFileSync(SCRIPT).split("\n");
 
@@ -178,7 +169,8 @@ for (const python of pythons()) {
       await target.waitFor((l) => l === "woke");
       assertEquals(target.errText, "");
       assertEquals(sessionDirOf(target.pid), null, "no agent session was made");
-      assert(!existsSync(marker), "the target's __repr__ was never called");
+      const called = await Deno.stat(marker).then(() => true, () => false);
+      assert(!called, "the target's __repr__ was never called");
     } finally {
       await target.stop();
       await Deno.remove(dir, { recursive: true });
