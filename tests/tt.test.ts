@@ -3,18 +3,11 @@
 // One target per interpreter is shared by the steps.
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, StreamingCli, Target } from "./helpers/env.ts";
+import type { Store } from "../commands/tt/render.ts";
 
 const TARGET = `${REPO}/tests/targets/tt_target.py`;
 type Line = Record<string, unknown>;
 type Rec = Line & { index: number; args: unknown[]; result: unknown; func_name: string };
-interface Store {
-  records: number;
-  bytes: number;
-  max_records: number;
-  max_bytes: number;
-  evicted: number;
-  too_big: number;
-}
 
 const rssKiB = (pid: number) =>
   Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1]);

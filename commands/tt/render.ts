@@ -8,7 +8,8 @@ interface ExceptionInfo {
   message: string;
   traceback?: { file: string; line: number; function: string }[];
 }
-interface Store {
+/** The ring's numbers every tt answer carries (`store`), and a recording's stopped event. */
+export interface Store {
   records: number;
   bytes: number;
   max_records: number;
