@@ -1,4 +1,5 @@
-/* The offsets process/pylayouts.ts carries for CPython 3.8-3.12, computed by the C compiler from
+/* The offsets process/pylayouts.ts carries for CPython 3.8-3.12 (and, for 3.13+, the places of
+ * the offsets inside _Py_DebugOffsets that process/debugfields.ts carries), computed by the C compiler from
  * each version's own installed headers (Include/cpython/*.h, Include/internal/pycore_*.h), so the
  * table can be checked against them: `deno run -A tools/pylayouts.ts` compiles this once per
  * interpreter (gcc, the headers it installed) and compares. Prints "name offset" per field. */
@@ -19,7 +20,45 @@
 
 #define SHOW(name, value) printf("%s %zu\n", name, (size_t)(value))
 
+#if PY_MINOR_VERSION >= 13
+/* 3.13+: where each offset the reader takes sits inside _Py_DebugOffsets (process/debugfields.ts). */
+#define PLACE(name, field) SHOW("debug." name, offsetof(_Py_DebugOffsets, field))
+static void debug_places(void) {
+  PLACE("thread.next", thread_state.next);
+  PLACE("thread.interp", thread_state.interp);
+  PLACE("thread.currentFrame", thread_state.current_frame);
+  PLACE("thread.threadId", thread_state.thread_id);
+  PLACE("thread.nativeThreadId", thread_state.native_thread_id);
+  PLACE("frame.previous", interpreter_frame.previous);
+  PLACE("frame.executable", interpreter_frame.executable);
+  PLACE("frame.instrPtr", interpreter_frame.instr_ptr);
+  PLACE("frame.localsplus", interpreter_frame.localsplus);
+  PLACE("code.filename", code_object.filename);
+  PLACE("code.name", code_object.name);
+  PLACE("code.qualname", code_object.qualname);
+  PLACE("code.linetable", code_object.linetable);
+  PLACE("code.firstlineno", code_object.firstlineno);
+  PLACE("code.codeAdaptive", code_object.co_code_adaptive);
+  PLACE("code.localsplusNames", code_object.localsplusnames);
+  PLACE("code.localsplusKinds", code_object.localspluskinds);
+  PLACE("gil.locked", interpreter_state.gil_runtime_state_locked);
+  PLACE("gil.holder", interpreter_state.gil_runtime_state_holder);
+  PLACE("objects.obType", pyobject.ob_type);
+  PLACE("objects.tpName", type_object.tp_name);
+  PLACE("objects.tupleItems", tuple_object.ob_item);
+  PLACE("objects.tupleSize", tuple_object.ob_size);
+  PLACE("objects.floatValue", float_object.ob_fval);
+  PLACE("objects.longTag", long_object.lv_tag);
+  PLACE("objects.longDigits", long_object.ob_digit);
+  PLACE("bytesData", bytes_object.ob_sval);
+  PLACE("asciiSize", unicode_object.asciiobject_size);
+}
+#endif
+
 int main(void) {
+#if PY_MINOR_VERSION >= 13
+  debug_places();
+#else
   SHOW("interpretersHead", offsetof(_PyRuntimeState, interpreters.head));
 #if PY_MINOR_VERSION >= 11
   SHOW("threadsHead", offsetof(PyInterpreterState, threads.head));
@@ -88,5 +127,6 @@ int main(void) {
   SHOW("long.digits", offsetof(PyLongObject, ob_digit));
 #endif
   SHOW("long.digitBits", PyLong_SHIFT);
+#endif
   return 0;
 }

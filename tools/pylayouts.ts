@@ -1,10 +1,13 @@
-// Checks the offsets process/pylayouts.ts (and pyobjects.ts) carry for CPython 3.8-3.12 against
-// each version's own headers: tools/pylayouts.c is compiled with gcc against the include
-// directory every interpreter found by the tests installed (sysconfig's "include"), run, and
-// each field it prints compared with the table. Exits 1 on a mismatch. Needs gcc and the
-// interpreters' headers (pyenv installs them): a development tool, not part of `deno task check`.
+// Checks the offsets process/pylayouts.ts (and pyobjects.ts) carry for CPython 3.8-3.12, and the
+// places inside _Py_DebugOffsets process/debugfields.ts carries for 3.13+, against each
+// version's own headers: tools/pylayouts.c is compiled with gcc against the include directory
+// every interpreter found by the tests installed (sysconfig's "include"), run, and each field it
+// prints compared with the tables. Exits 1 on a mismatch. Needs gcc and the interpreters'
+// headers (pyenv installs them; an interpreter without them is said and skipped): a development
+// tool, not part of `deno task check`.
 //   deno run -A tools/pylayouts.ts
 import { PY_LAYOUTS, type PyLayout } from "../process/pylayouts.ts";
+import { DEBUG_FIELDS, type DebugFields } from "../process/debugfields.ts";
 import { FIXED_OFFSETS } from "../process/pyobjects.ts";
 import { pythons } from "../tests/helpers/env.ts";
 
@@ -13,7 +16,7 @@ const SOURCE = new URL("./pylayouts.c", import.meta.url).pathname;
 /** What the table says for each name tools/pylayouts.c prints (null: not carried). */
 function expected(L: PyLayout): Record<string, number | null> {
   const N = L.code.locals;
-  const names = N.kind === "localsplus"
+  const names: Record<string, number> = N.kind === "localsplus"
     ? { "code.localsNames": N.names, "code.localsKinds": N.kinds }
     : { "code.varnames": N.varnames, "code.cellvars": N.cellvars, "code.freevars": N.freevars };
   return {
@@ -58,6 +61,17 @@ function expected(L: PyLayout): Record<string, number | null> {
   };
 }
 
+/** 3.13+: DebugFields flattened as tools/pylayouts.c names them ("debug.thread.next"). */
+function expectedPlaces(fields: DebugFields): Record<string, number | null> {
+  const flat: Record<string, number | null> = {};
+  const walk = (prefix: string, value: unknown) => {
+    if (typeof value === "number") flat[prefix] = value;
+    else for (const [k, v] of Object.entries(value as object)) walk(`${prefix}.${k}`, v);
+  };
+  walk("debug", fields);
+  return flat;
+}
+
 function run(cmd: string, args: string[]): string {
   const out = new Deno.Command(cmd, { args, stderr: "piped" }).outputSync();
   const text = new TextDecoder().decode(out.stdout);
@@ -65,12 +79,18 @@ function run(cmd: string, args: string[]): string {
   return text;
 }
 
-/** The offsets the version's headers give, compiled and printed by tools/pylayouts.c. */
-function fromHeaders(python: string, version: string): Map<string, number> {
+/** The offsets the version's headers give, compiled and printed by tools/pylayouts.c; null
+ * when the interpreter did not install its headers. */
+function fromHeaders(python: string, version: string): Map<string, number> | null {
   const include = run(python, [
     "-c",
     "import sysconfig; print(sysconfig.get_paths()['include'])",
   ]).trim();
+  try {
+    Deno.statSync(`${include}/internal`);
+  } catch {
+    return null;
+  }
   const binary = Deno.makeTempFileSync({ prefix: `pylayouts-${version}-` });
   try {
     run("gcc", ["-w", `-I${include}`, `-I${include}/internal`, "-o", binary, SOURCE]);
@@ -84,9 +104,14 @@ function fromHeaders(python: string, version: string): Map<string, number> {
 let failed = false;
 for (const { version, path } of pythons()) {
   const layout = PY_LAYOUTS[version];
-  if (!layout) continue; // 3.13+: the target's _Py_DebugOffsets
+  const places = DEBUG_FIELDS[version];
+  if (!layout && !places) continue;
   const got = fromHeaders(path, version);
-  const want = expected(layout);
+  if (!got) {
+    console.log(`${version}: no headers installed with ${path}; not checked`);
+    continue;
+  }
+  const want = layout ? expected(layout) : expectedPlaces(places);
   const wrong = [...got].filter(([name, value]) => want[name] !== value);
   const unchecked = Object.keys(want).filter((n) => want[n] !== null && !got.has(n));
   failed ||= wrong.length > 0 || unchecked.length > 0;
