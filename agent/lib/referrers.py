@@ -79,21 +79,25 @@ def _thread_frames(skip_idents, our_frames):
     index maps id(value) -> [(value, 'thread "t" frame f() local x')]. Locals are read through
     f_locals (3.13+: a view; before, the interpreter's own snapshot dict of the frame, as
     locals() or a debugger fills it)."""
-    threads_lib = sys.modules.get("threading")
-    names = _thread_names(threads_lib)
+    names = _thread_names(sys.modules.get("threading"))
     frames, index = {}, {}
-    for ident, frame in list(sys._current_frames().items()):
-        if ident in skip_idents:
-            continue
-        who = 'thread "%s"' % names.get(ident, ident)
-        depth = 0
-        while frame is not None and depth < MAX_FRAMES:
-            where = "%s frame %s()" % (who, frame.f_code.co_name)
-            frames[id(frame)] = (frame, where)
-            if frame.f_code.co_flags & CO_OPTIMIZED and id(frame) not in our_frames:    # a function's (a module's locals are its globals)
-                for name, value in list(frame.f_locals.items()):
-                    index.setdefault(id(value), []).append((value, "%s local %s" % (where, name)))
-            frame, depth = frame.f_back, depth + 1
+    current = sys._current_frames()
+    try:
+        for ident, frame in list(current.items()):
+            if ident in skip_idents or ident == real.get_ident():
+                continue
+            who = 'thread "%s"' % names.get(ident, ident)
+            depth = 0
+            while frame is not None and depth < MAX_FRAMES:
+                if id(frame) not in our_frames:
+                    where = "%s frame %s()" % (who, frame.f_code.co_name)
+                    frames[id(frame)] = (frame, where)
+                    if frame.f_code.co_flags & CO_OPTIMIZED:    # a function's (a module's locals are its globals)
+                        for name, value in list(frame.f_locals.items()):
+                            index.setdefault(id(value), []).append((value, "%s local %s" % (where, name)))
+                frame, depth = frame.f_back, depth + 1
+    finally:
+        current = frame = None      # our own frame in a dict of our locals would be a cycle
     return frames, index
 
 
@@ -113,16 +117,15 @@ def _thread_names(threading):
 def _our_frames(skip_idents):
     """ids of the frames of our own threads (they hold what we look at in their locals)."""
     ids = set()
-    frames = sys._current_frames()
-    for ident in skip_idents:
-        frame = frames.get(ident)
-        while frame is not None:
-            ids.add(id(frame))
-            frame = frame.f_back
-    frame = sys._getframe()
-    while frame is not None:
-        ids.add(id(frame))
-        frame = frame.f_back
+    current = sys._current_frames()
+    try:
+        for ident in list(skip_idents) + [real.get_ident()]:
+            frame = current.get(ident)
+            while frame is not None:
+                ids.add(id(frame))
+                frame = frame.f_back
+    finally:
+        current = frame = None      # our own frame in a dict of our locals would be a cycle
     return ids
 
 

@@ -158,7 +158,7 @@ def referrers_of(ctx, ser, args):
     of the class `type`) alive, through the agent library referrers."""
     lib = ctx.agent.lib("referrers")
     depth, limit, size = _bounded(args, "depth", 8, 1, 64), _bounded(args, "limit", 5, 1, 100), None
-    budget = lib.Budget(seconds=_seconds(args), max_objects=_bounded(args, "max_objects", 100000, 100, 10000000),
+    budget = lib.Budget(seconds=_seconds(args), max_objects=_bounded(args, "max_objects", 100000, 10, 10000000),
                         cancelled=ctx.cancelled, sleep=ctx.agent.real.sleep)
     head = {}
     if args.get("type"):

@@ -3,7 +3,7 @@
 #   - a list held by a class attribute:               leaky.Registry.items -> Order
 #   - a closure kept by a registered callback:        leaky._listeners[0] -> on_event's cell `seen`
 #   - objects kept alive by a thread's frame local:   thread "worker-1", work(), local `batch` of Job
-# plus a deep chain (Deep at the bottom of 40 nested lists) and a ring of 50 RingNode.
+# plus a deep chain (Deep at the bottom of 13 nested lists) and a ring of 50 RingNode.
 # Sneaky objects sit beside the leaks (dict keys, list items): their __eq__, __hash__ and
 # __repr__ append to a marker file once the target is armed, so a tool that runs them is caught.
 # Run as a script it imports itself as `leaky` (paths start with a loaded module) and serves,
@@ -11,7 +11,8 @@
 #   arm PATH      from now on Sneaky's methods write to PATH
 #   grow N        N more cache entries
 #   heap N        N more small objects kept (for the bench: a heap of that size)
-#   report        {"results": what the leaks add up to, "referrers": the leaked objects' referrers}
+#   report        {"results": what the leaks add up to, "referrers": the leaked objects' referrers,
+#                 "ids": their ids, "objects": how many the collector tracks}
 import gc
 import json
 import os
@@ -130,7 +131,7 @@ def setup():
     started.wait()
 
 
-_deep = deep(40)
+_deep = deep(12)
 _ring = ring(50)
 
 
@@ -173,7 +174,8 @@ def serve():
             grow_heap(int(words[1]))
             reply(b"ok\n")
         else:
-            reply((json.dumps({"results": results(), "referrers": referrers(),
+            ids = dict((k, id(v)) for k, v in leaked().items())
+            reply((json.dumps({"results": results(), "referrers": referrers(), "ids": ids,
                                "objects": len(gc.get_objects())}) + "\n").encode())
 
 
