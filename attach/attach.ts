@@ -262,6 +262,48 @@ async function injectInOrder(
   throw timeoutError(pid, opts.timeoutMs);
 }
 
+/**
+ * `peeka run`: a process started with a bootstrap that waits for its own session's boot.py and
+ * runs it (no injection). The session and boot.py are made exactly as attach makes them, then
+ * the agent's answer is awaited; `alive` says whether the process still runs (a bootstrap that
+ * died is said at once, not at the deadline). On failure the session is withdrawn.
+ */
+export async function launchAgent(
+  pid: number,
+  timeoutMs: number,
+  alive: () => boolean,
+): Promise<AttachResult> {
+  const t0 = performance.now();
+  const deadline = t0 + timeoutMs;
+  const paths = sessionPaths(pid);
+  const gid = processGid(pid);
+  const dir = openSessionDir(paths, gid);
+  try {
+    if (!(await dir.lock(deadline))) {
+      throw new AttachError("ATTACH_BUSY", `another peeka holds the session of process ${pid}`);
+    }
+    clearSession(dir, ["agent.sock", "agent.log"]);
+    writeBoot({ pid, paths, dir, owner: { uid: paths.uid, gid } });
+    while (performance.now() < deadline && alive()) {
+      const h = hasSocket(paths) ? await hello(paths.socket, 500, pid) : null;
+      if (h) return result(paths, h, "launch", t0, false);
+      await sleep(2);
+    }
+    abandonSession(dir, false);
+    throw new AttachError(
+      "ATTACH_TIMEOUT",
+      alive()
+        ? `process ${pid} did not start the agent within ${timeoutMs} ms`
+        : `process ${pid} exited before its agent started`,
+    );
+  } catch (e) {
+    if (!(e instanceof AttachError)) abandonSession(dir, false);
+    throw isNoSpace(e) ? noSpace(paths) : e;
+  } finally {
+    dir.close();
+  }
+}
+
 /** Withdraws what the attach left, takes an agent that came up anyway, else rethrows `error`. */
 async function giveUp(
   attempt: Attempt,
@@ -278,7 +320,9 @@ async function giveUp(
 }
 
 /** boot.py: the agent and its configuration, read by whichever bootstrap runs. */
-function writeBoot({ pid, paths, dir, owner }: Attempt): void {
+function writeBoot(
+  { pid, paths, dir, owner }: Pick<Attempt, "pid" | "paths" | "dir" | "owner">,
+): void {
   const config = {
     session_dir: paths.targetDir,
     socket: `${paths.targetDir}/agent.sock`,

@@ -22,6 +22,7 @@ import top from "./top/command.ts";
 import plugins from "./plugins/command.ts";
 import dump from "./dump/command.ts";
 import source from "./source/command.ts";
+import run from "./run/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -40,6 +41,7 @@ export const builtinCommands: PeekaCommand[] = [
   logger,
   inspect,
   source,
+  run,
   memory,
   top,
   dump,
