@@ -125,6 +125,7 @@ console.log(await (await import("./processes.ts")).benchProcessesAll());
 console.log(await (await import("./fork.ts")).benchForkAll());
 console.log(await (await import("./top_rate.ts")).benchTopRateHeadline());
 console.log(await (await import("./dump.ts")).benchDumpAll());
+console.log(await (await import("./referrers.ts")).benchReferrersAll());
 console.log(await (await import("./tt.ts")).benchTtAll());
 console.log(await (await import("./memory.ts")).benchMemoryAll());
 

@@ -31,12 +31,15 @@ _KEY_TYPES = (str, int)
 
 class Budget(object):
     """The bounds of one or more walks: a time budget and a cancel event for them all, a cap on
-    the objects each keeps (visited). Also times each stretch they kept the GIL."""
+    the objects each keeps (visited). Also times each stretch they kept the GIL: this thread's
+    CPU time between two releases (on a GIL build a thread runs Python only while it holds it;
+    wall time would also count the stretches other threads ran)."""
 
     def __init__(self, seconds=10.0, max_objects=100000, cancelled=None, sleep=None):
         self.seconds, self.max_objects, self.cancelled = seconds, max_objects, cancelled
         self.sleep = sleep or real.sleep
-        self.started = self._since = time.perf_counter()
+        self.started = time.perf_counter()
+        self._since = time.thread_time()
         self.stopped = None            # None, or why every walk ends early (time, cancel)
         self.gil_s, self.gil_max_s, self.releases = 0.0, 0.0, 0
         self.passes = self.objects_scanned = 0
@@ -44,19 +47,29 @@ class Budget(object):
     def pause(self):
         """Between two chunks: counts the stretch, lets the target's threads run, and says
         whether the walk may go on."""
-        held = time.perf_counter() - self._since
-        self.gil_s += held
-        self.gil_max_s = max(self.gil_max_s, held)
+        self._count()
         self.releases += 1
         self.sleep(0)
-        self._since = time.perf_counter()
+        self._since = time.thread_time()
         if self.cancelled is not None and self.cancelled.is_set():
             self.stopped = self.stopped or "cancelled"
-        elif self._since - self.started > self.seconds:
+        elif time.perf_counter() - self.started > self.seconds:
             self.stopped = self.stopped or "time budget (%g s) reached" % self.seconds
         return self.stopped is None
 
+    def release(self):
+        """heap.tracked_objects's pauses (a scan for instances counts in the budget too)."""
+        self.pause()
+
+    def _count(self):
+        held = time.thread_time() - self._since
+        self.gil_s += held
+        self.gil_max_s = max(self.gil_max_s, held)
+        self._since = time.thread_time()
+
     def report(self):
+        """The cost so far (the stretch since the last release included)."""
+        self._count()
         return {"gil_ms": round(self.gil_s * 1000, 2), "gil_max_ms": round(self.gil_max_s * 1000, 2),
                 "gil_releases": self.releases, "passes": self.passes,
                 "objects_scanned": self.objects_scanned,
@@ -155,6 +168,7 @@ class _Walk(object):
         self.stopped = None                    # this walk's own bound reached (depth, cap)
 
     def run(self, max_depth, max_chains):
+        self.budget.pause()                    # the snapshot was one long C call
         frontier = [self.target]
         self._root_of_node(self.target)
         depth = 0

@@ -133,12 +133,12 @@ def instances(ctx, ser, heap, cls, limit, depth):
             "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-def sample(ctx, heap, cls, size):
+def sample(ctx, heap, cls, size, pauses=None):
     """Up to `size` live instances of cls (subclasses included; the first the collector
     lists), how many there are and how many objects were looked at. The walk releases the GIL
-    between chunks so the target keeps running."""
+    between chunks so the target keeps running (timed by `pauses`, when given)."""
     count, found, scanned = 0, [], 0
-    for chunk in heap.tracked_objects(ctx.cancelled):
+    for chunk in heap.tracked_objects(ctx.cancelled, pauses):
         for o in chunk:
             if cls in reflect.type_mro(type(o)):
                 count += 1
@@ -167,7 +167,7 @@ def referrers_of(ctx, ser, args):
             raise errors.CommandError("%s is a %s, not a class" % (args["type"], reflect.type_name(type(cls))),
                                       code="BAD_ARGS")
         size = _bounded(args, "sample", 3, 1, 50)
-        targets, count, _ = sample(ctx, ctx.agent.lib("heap"), cls, size)
+        targets, count, _ = sample(ctx, ctx.agent.lib("heap"), cls, size, budget)
         head = {"class": reflect.qualified_name(cls), "count": count, "sample": size}
     else:
         targets = [_resolve(ser, args.get("path"))]

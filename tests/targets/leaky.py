@@ -11,6 +11,8 @@
 #   arm PATH      from now on Sneaky's methods write to PATH
 #   grow N        N more cache entries
 #   heap N        N more small objects kept (for the bench: a heap of that size)
+#   gap           the longest stretch (ms) a thread ticking every millisecond waited since the
+#                 last `gap` (the first one starts the ticker): how long others held the GIL
 #   report        {"results": what the leaks add up to, "referrers": the leaked objects' referrers,
 #                 "ids": their ids, "objects": how many the collector tracks}
 import gc
@@ -119,6 +121,26 @@ def work(started):
         batch[0].n += 0                  # the frame stays busy with its local
 
 
+GAP = [0.0, None]                        # the longest wait seen, the ticker thread
+
+
+def tick():
+    last = time.perf_counter()
+    while True:
+        time.sleep(0.001)
+        now = time.perf_counter()
+        GAP[0] = max(GAP[0], now - last)
+        last = now
+
+
+def gap():
+    if GAP[1] is None:
+        GAP[1] = threading.Thread(target=tick, name="ticker", daemon=True)
+        GAP[1].start()
+    seen, GAP[0] = GAP[0], 0.0
+    return seen * 1000
+
+
 def setup():
     grow(10)
     _cache[Sneaky()] = "a sneaky key"
@@ -170,6 +192,8 @@ def serve():
         elif words[0] == "grow":
             grow(int(words[1]))
             reply(b"ok\n")
+        elif words[0] == "gap":
+            reply(("%.2f\n" % gap()).encode())
         elif words[0] == "heap":
             grow_heap(int(words[1]))
             reply(b"ok\n")
