@@ -118,7 +118,7 @@ function renderByModule(data: Record<string, unknown>): string[] {
     "biggest containers:",
     ...(data.containers as Row[]).map((r) =>
       `  ${kib(r.bytes).padStart(12)} ${String(r.len).padStart(9)} items  ${r.type}  ${
-        r.referenced_from ?? "(owner not found one step from a module global)"
+        r.referenced_from ?? "(no owner found: held from C, or beyond 8 steps or the 3 s budget)"
       }`
     ),
     `(${data.counted})`,
@@ -204,7 +204,7 @@ export default defineCommand({
     { flags: "--limit <n>", description: "rows per table", type: "int", default: 20 },
   ],
   snippet,
-  libs: ["heap"],
+  libs: ["heap", "referrers"],
   request,
   // --trace N: tracemalloc runs N seconds first; --growth D: the window; a heap walk takes 1-2 s
   // per 10^6 objects (measured, bench/memory.ts): room for two of a 10^7-object heap

@@ -310,10 +310,25 @@ def _container(obj, size, where):
 
 
 def by_module(ctx, limit):
-    """The tracked objects grouped by the module defining their type; the biggest containers."""
+    """The tracked objects grouped by the module defining their type; the biggest containers
+    and what holds each."""
     heap = ctx.agent.lib("heap")
     started, pauses, biggest = time.perf_counter(), heap.Pauses(), _Biggest(limit)
     census = heap.Census(ctx.cancelled, pauses, biggest.offer, _CONTAINERS).take()
+    rows, module_count = _module_rows(census, limit)
+    containers, cost = _placed(ctx, pauses, biggest)
+    gil = pauses.report()
+    if cost is not None:
+        gil = {"gil_ms": round(gil["gil_ms"] + cost["gil_ms"], 2), "gil_releases": gil["gil_releases"] + cost["gil_releases"],
+               "gil_max_ms": max(gil["gil_max_ms"], cost["gil_max_ms"])}
+    return dict(gil, action="by_module", modules=rows, module_count=module_count,
+                objects=census.objects, bytes=census.bytes, containers=containers, limit=limit,
+                owners=OWNERS, owner_chains_cost=cost, sizes=heap.SIZING, counted=UNTRACKED,
+                total_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def _module_rows(census, limit):
+    """(the `limit` modules whose types' objects take most bytes, how many modules in all)."""
     modules = {}
     for k, t in census.types.items():
         module = reflect.type_module(t)
@@ -330,13 +345,43 @@ def by_module(ctx, limit):
         top = row.pop("_top")
         top.sort(key=lambda st: -st[0])
         row["top_types"] = [n if type(n) is str else "?" for _, n in top[:3]]
-    where = _Owners(pauses, [o for _, o in biggest.items]).search()
+    return rows, len(modules)
+
+
+CHAIN_SECONDS = 3.0
+OWNERS = ("one step up first (a module global, a class attribute, a global instance's attribute); else "
+          "the shortest chain from a root (agent library referrers: a thread's local, a longer path), "
+          "%g s for them all" % CHAIN_SECONDS)
+
+
+def _placed(ctx, pauses, biggest):
+    """The biggest containers described, each with what holds it; the chains' cost (or None).
+    Every list of ours that holds them is emptied before returning."""
+    objs = [o for _, o in biggest.items]
+    where = _Owners(pauses, objs).search()
+    unplaced = [o for o in objs if id(o) not in where]
+    cost = None
+    if unplaced:
+        chained, cost = _chains(ctx, unplaced, (biggest.items, objs, unplaced) + tuple(biggest.items))
+        where.update(chained)
     containers = [_container(o, size, where) for size, o in biggest.items]
-    del biggest.items[:]      # the containers are the target's: not one reference of ours is kept
-    return dict(pauses.report(), action="by_module", modules=rows, module_count=len(modules),
-                objects=census.objects, bytes=census.bytes, containers=containers, limit=limit,
-                owners="one step: a module global, a class attribute, or a global instance's attribute",
-                sizes=heap.SIZING, counted=UNTRACKED, total_ms=round((time.perf_counter() - started) * 1000, 1))
+    del biggest.items[:], objs[:], unplaced[:]
+    return containers, cost
+
+
+def _chains(ctx, objs, ours):
+    """{id(obj): the shortest reference chain's text} through the agent library referrers,
+    within one time budget for them all; and its cost. `ours`: our containers holding them."""
+    lib = ctx.agent.lib("referrers")
+    budget = lib.Budget(seconds=CHAIN_SECONDS, cancelled=ctx.cancelled)
+    found = {}
+    for obj in objs:
+        result = lib.chains(obj, 8, 1, budget, skip_idents=ctx.agent.thread_idents, exclude=ours)
+        if result["chains"]:
+            found[id(obj)] = result["chains"][0]["text"]
+        if budget.stopped is not None:
+            break
+    return found, budget.report()
 
 
 def _rss():

@@ -132,6 +132,27 @@ class HeapCommands(unittest.TestCase):
         dicts = [type(r) for r in gc.get_referents(SETTINGS) if type(r) is dict]
         self.assertEqual(dicts, [dict] if sys.version_info < (3, 11) else [], "no __dict__ made")
 
+    def test_by_module_names_a_thread_local_through_a_chain(self):
+        held, done = threading.Event(), threading.Event()
+
+        def holder():
+            cargo = [None] * 300000       # only this frame holds it: no global names it
+            held.set()
+            done.wait(30)
+            return cargo
+
+        thread = threading.Thread(target=holder, name="cargo-holder")
+        thread.start()
+        try:
+            held.wait(10)
+            result = snippet["run"](FakeCtx(), {"by_module": True, "limit": 3})
+        finally:
+            done.set()
+            thread.join()
+        cargo = [c for c in result["containers"] if c["len"] == 300000]
+        self.assertIn('thread "cargo-holder" frame holder() local cargo', cargo[0]["referenced_from"])
+        self.assertLessEqual(result["owner_chains_cost"]["gil_max_ms"], result["gil_max_ms"])
+
     def test_refusals(self):
         for args in ({"growth": 0}, {"trace": True}, {"growth": 1, "by_module": True}):
             with self.assertRaises(CommandError):
