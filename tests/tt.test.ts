@@ -163,6 +163,8 @@ for (const py of pythons()) {
         const last = plain.records[plain.records.length - 1].index;
         const noObjects = await tt(env, pid, "--replay", String(last), "--confirm-side-effects");
         assertEquals(noObjects.line.code, "NOT_REPLAYABLE");
+        const deeper = await tt(env, pid, "--show", String(last), "-x", "5");
+        assert(/recorded to -x 2/.test(String((deeper.line.record as Line).note)), deeper.stderr);
       });
 
       await t.step("reset stops a recording and removes its records", async () => {

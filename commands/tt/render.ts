@@ -79,6 +79,7 @@ function recordBlock(r: Line): string[] {
     lines.push(`    target: ${compact(r.target, 4000)}`);
   }
   lines.push(...resultLines(r));
+  if (r.note) lines.push(`    note: ${r.note}`);
   const now = r.now as Line | undefined;
   if (now) {
     lines.push(`    now (${now.note}):`, `        args: ${compact(now.args, 4000)}`);

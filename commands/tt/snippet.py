@@ -152,7 +152,7 @@ def probe_class(observe):
                     if exc is None else None,
                     "success": exc is None, "exception": ser.exception_info(exc) if exc is not None else None,
                     "duration_ms": round(duration_ns / 1e6, 6), "count": None, "bytes": 0,
-                    "objects_kept": False}
+                    "objects_kept": False, "depth": self.depth}
             if self.fixed_size is None:
                 self.fixed_size = tunnel.data_size(dict(data, **dict.fromkeys(_VARIABLE)))
             sized = tunnel.data_size
@@ -191,6 +191,9 @@ def show(ctx, args):
     if depth is not None:
         for key in ("args", "kwargs", "target", "result"):
             data[key] = trimmed(ser, data[key], int(depth))
+        if rec.objects is None and int(depth) > data["depth"]:
+            data["note"] = ("recorded to -x %d, without its objects: record with a deeper -x "
+                            "(or --keep-objects) to see more" % data["depth"])
         if rec.objects is not None:
             # deeper than the capture: only the kept objects can say, and only as they are now
             _, fargs, fkwargs, self_obj = rec.objects[:4]
