@@ -119,7 +119,54 @@ export class MemoryReader {
     const r = Number(lib.symbols.process_vm_readv(this.pid, this.local, 1n, this.remote, 1n, 0n));
     return r === len ? this.scratch.slice(0, len) : null;
   }
+
+  /** Several reads at once: entry i holds lens[i] bytes from addrs[i], or null when they could
+   * not all be read. One process_vm_readv per IOV_MAX regions (it takes many remote vectors and
+   * fills one local buffer in order): a system call each costs ~4 µs here, a vector ~1 µs (a
+   * page pinned; reading regions merged into spans saved nothing: the pages are the cost). The
+   * kernel stops at the first vector that fails, so the regions after one that is null are read
+   * again one batch on. */
+  readMany(addrs: readonly bigint[], lens: readonly number[]): (Uint8Array | null)[] {
+    const out: (Uint8Array | null)[] = [];
+    while (out.length < addrs.length) {
+      const first = out.length;
+      let total = 0, n = 0;
+      while (
+        first + n < addrs.length && n < IOV_MAX && total + lens[first + n] <= this.scratch.length
+      ) {
+        if (this.remote.length < 2 * (n + 1)) this.grow();
+        this.remote[2 * n] = addrs[first + n];
+        this.remote[2 * n + 1] = BigInt(lens[first + n]);
+        total += lens[first + n++];
+      }
+      if (n === 0) { // larger than the scratch buffer
+        out.push(null);
+        continue;
+      }
+      this.local[1] = BigInt(total);
+      const r = Number(
+        lib.symbols.process_vm_readv(this.pid, this.local, 1n, this.remote, BigInt(n), 0n),
+      );
+      const bytes = this.scratch.slice(0, Math.max(0, r));
+      let at = 0;
+      for (let i = first; i < first + n && at + lens[i] <= bytes.length; i++) {
+        out.push(bytes.subarray(at, at + lens[i]));
+        at += lens[i];
+      }
+      if (out.length < first + n) out.push(null); // the one that failed; the next batch goes on
+    }
+    return out;
+  }
+
+  private grow(): void {
+    const bigger = new BigUint64Array(Math.min(2 * IOV_MAX, Math.max(16, 2 * this.remote.length)));
+    bigger.set(this.remote);
+    this.remote = bigger;
+  }
 }
+
+/** Linux's limit on the I/O vectors of one call. */
+const IOV_MAX = 1024;
 
 /** Writes writable target memory (stack, heap); not code pages. */
 export function writeMemory(pid: number, addr: bigint, data: Uint8Array): void {

@@ -64,6 +64,8 @@ for (const py of pythons()) {
           const end = r.lines.find((l) => l.event === "top_stopped")?.data as Summary;
           // 49 idle workers and the main thread, each sample, walked or kept from before.
           assert(end.idle_skipped >= 0.9 * 50 * end.samples_taken, JSON.stringify(end));
+          // Most samples read only the GIL's holder: the others had not run since (gil.ts).
+          assert(end.samples_gil_holder_only > 0, JSON.stringify(end));
           const final = r.lines.find((l) => l.final === true) as {
             functions: { function: string }[];
           };

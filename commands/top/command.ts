@@ -22,7 +22,7 @@ import {
 import { CalibrationError, type Probe, RemoteStacks } from "./remote.ts";
 import { Names, type Row } from "./profile.ts";
 import { SamplingRun } from "./sampling.ts";
-import { openOutside } from "./outside.ts";
+import { openOutside, verifiedStacks } from "./outside.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
 /** "10ms", "2s", "1.5" (in the given unit) → that unit. */
@@ -265,8 +265,14 @@ async function sampleOutside(
   run.finish();
 }
 
-/** The agent's thread may not have reached its wait when the probe arrives: a few tries. */
+/** dump's verified layout where it reads the target; else the layout calibrated from the
+ * probe (the agent's thread may not have reached its wait when the probe arrives: a few tries). */
 async function calibrate(pid: number, probe: Probe): Promise<RemoteStacks> {
+  try {
+    return verifiedStacks(pid).stacks;
+  } catch {
+    // a version or build dump's layouts do not cover: calibrated below
+  }
   for (let attempt = 1;; attempt++) {
     try {
       return RemoteStacks.calibrate(pid, probe);

@@ -28,17 +28,23 @@ export interface OutsideSampler {
 /** Opens and verifies the target; throws the reader's PeekaError (NOT_PYTHON,
  * UNSUPPORTED_VERSION, LAYOUT_UNVERIFIED) when it cannot be read from outside. */
 export function openOutside(pid: number): OutsideSampler {
-  const reader = PyStateReader.open(pid);
-  const first = reader.read(); // verifies the layout against the target, or throws
-  const shape = reader.shape;
-  const minor = Number(reader.version.split(".")[1]);
-  const stacks = RemoteStacks.fromLayout(pid, minor, shape);
+  const { reader, first, stacks } = verifiedStacks(pid);
   const names = new Names();
-  const threads = new ThreadList(pid, shape.layout, shape.interp);
+  const threads = new ThreadList(pid, reader.shape.layout, reader.shape.interp);
   const update = (list: [number, number | null][]) =>
     names.update({ threads: nameThreads(pid, list), hidden: [], modules: {}, qualnames: {} });
   update(first.threads.map((t: PyThread) => [t.threadId, t.nativeId]));
   return { version: reader.version, stacks, names, refreshNames: () => update(threads.read()) };
+}
+
+/** A sampler on dump's layout, verified by one full read of the target (which throws when it
+ * does not check out). Also preferred when an agent is there: unlike the layout calibrated
+ * from the agent's probe, it knows where the GIL is (gil.ts). */
+export function verifiedStacks(pid: number) {
+  const reader = PyStateReader.open(pid);
+  const first = reader.read();
+  const minor = Number(reader.version.split(".")[1]);
+  return { reader, first, stacks: RemoteStacks.fromLayout(pid, minor, reader.shape) };
 }
 
 /** [ident, name, native id] as the agent's top_names sends them. */

@@ -112,6 +112,9 @@ export class Profile {
   private stacks = new Map<string, { thread: string; codes: bigint[]; count: number }>();
   private runStates: RunStates;
   private idleStacks = new Map<number, { frame: bigint; codes: bigint[] }>();
+  /** When the last sample was added: run states are judged by it (one clock read a sample). */
+  private now = 0;
+  private verdicts = new WeakMap<ThreadSample, { at: number; idle: boolean }>();
 
   constructor(
     private pid: number,
@@ -124,26 +127,41 @@ export class Profile {
 
   add(threads: ThreadSample[]): void {
     this.samples++;
-    for (const { ident, frame, codes } of threads) {
-      if (this.names.hidden.has(ident) || codes.length === 0) continue;
-      if (!this.idle && this.waits(ident, codes[0])) {
+    this.now = performance.now();
+    for (const t of threads) {
+      if (t.asleep) this.idleSkipped++;
+      if (t.asleep || this.names.hidden.has(t.ident) || t.codes.length === 0) continue;
+      if (!this.idle && this.waits(t)) {
         this.idleSkipped++;
-        this.rememberIdle(ident, frame, codes);
+        this.rememberIdle(t.ident, t.frame, t.codes);
         continue;
       }
-      this.idleStacks.delete(ident);
-      this.threadSamples++;
-      this.own.set(codes[0], (this.own.get(codes[0]) ?? 0) + 1);
-      for (const code of new Set(codes)) this.total.set(code, (this.total.get(code) ?? 0) + 1);
-      const thread = this.names.threads.get(ident)?.name ?? `thread ${ident}`;
-      const rooted = [...codes].reverse();
-      const key = `${thread}\0${rooted.join(",")}`;
-      const stack = this.stacks.get(key);
-      if (stack) stack.count++;
-      else if (this.stacks.size < MAX_STACKS) {
-        this.stacks.set(key, { thread, codes: rooted, count: 1 });
-      } else this.stacksDropped++;
+      this.idleStacks.delete(t.ident);
+      this.count(t.ident, t.codes);
     }
+  }
+
+  private count(ident: number, codes: bigint[]): void {
+    this.threadSamples++;
+    this.own.set(codes[0], (this.own.get(codes[0]) ?? 0) + 1);
+    for (const code of new Set(codes)) this.total.set(code, (this.total.get(code) ?? 0) + 1);
+    const thread = this.names.threads.get(ident)?.name ?? `thread ${ident}`;
+    const rooted = [...codes].reverse();
+    const key = `${thread}\0${rooted.join(",")}`;
+    const stack = this.stacks.get(key);
+    if (stack) stack.count++;
+    else if (this.stacks.size < MAX_STACKS) {
+      this.stacks.set(key, { thread, codes: rooted, count: 1 });
+    } else this.stacksDropped++;
+  }
+
+  /** Whether the OS says a thread sleeps in a system call that is never the GIL (its state at
+   * most RUN_STATE_MS old, as `waits` judges it): it is idle whatever its stack, so the sampler
+   * leaves it out unread. Never with --idle (then its stack is shown). */
+  asleep(ident: number): boolean {
+    if (this.idle) return false;
+    const state = this.runState(ident);
+    return state !== null && !state.running && SLEEPING.has(state.call);
   }
 
   /** An idle thread's stack from the last sample, while it has not run since (the same
@@ -156,6 +174,7 @@ export class Profile {
   }
 
   private rememberIdle(ident: number, frame: bigint, codes: bigint[]): void {
+    if (this.idleStacks.get(ident)?.codes === codes) return; // the same sample, kept
     if (this.idleStacks.size >= MAX_THREADS_TRACKED) this.idleStacks.clear();
     this.idleStacks.set(ident, { frame, codes });
   }
@@ -189,20 +208,24 @@ export class Profile {
   }
 
   /** Whether a thread waits rather than runs: its run state and system call from /proc, and
-   * in a futex (a lock or the GIL) its innermost function; without a native id, that alone. */
-  private waits(ident: number, innermost: bigint): boolean {
-    const name = this.info(innermost)?.name ?? "";
-    const state = this.runState(ident);
-    if (state === null) return WAITING.test(name);
-    if (state.running) return false;
-    if (SLEEPING.has(state.call)) return true;
-    return FUTEX.has(state.call) ? WAITING.test(name) : false;
+   * in a futex (a lock or the GIL) its innermost function; without a native id, that alone.
+   * A thread sample the sampler kept from before (it has not run since) has the same answer
+   * for as long as a run state is believed (RUN_STATE_MS): 50 waiting threads at 5 kHz add up. */
+  private waits(t: ThreadSample): boolean {
+    const known = this.verdicts.get(t);
+    if (known && this.now - known.at < RUN_STATE_MS) return known.idle;
+    const state = this.runState(t.ident);
+    const name = this.info(t.codes[0])?.name ?? "";
+    const idle = state === null ? WAITING.test(name) : !state.running &&
+      (SLEEPING.has(state.call) || (FUTEX.has(state.call) && WAITING.test(name)));
+    this.verdicts.set(t, { at: this.now, idle });
+    return idle;
   }
 
   private runState(ident: number): RunState | null {
     const own = this.names.threads.get(ident)?.native;
     const native = own ? this.names.hostTid(this.pid, own) : null;
-    return native ? this.runStates.of(native) : null;
+    return native ? this.runStates.of(native, this.now) : null;
   }
 
   /** Closes the /proc files kept open for run states. */
@@ -220,8 +243,7 @@ export class RunStates {
 
   constructor(private pid: number, private maxAgeMs = RUN_STATE_MS) {}
 
-  of(tid: number): RunState | null {
-    const now = performance.now();
+  of(tid: number, now = performance.now()): RunState | null {
     let known = this.known.get(tid);
     if (known && now - known.at < this.maxAgeMs) return known.state;
     if (!known) {

@@ -10,6 +10,7 @@ import { MemoryReader } from "../../process/libc.ts";
 import { findInterpreter, symbolAddress } from "../../process/procfs.ts";
 import { DEBUG_COOKIE, DEBUG_HEAD, DebugOffsets } from "../../process/debugoffsets.ts";
 import type { PyLayout } from "../../process/pylayouts.ts";
+import { type GilState, GilWatch } from "./gil.ts";
 
 /** What the parked agent thread says about itself (see `probe()` in snippet.py). */
 export interface Probe {
@@ -63,6 +64,8 @@ export interface ThreadSample {
   /** Its innermost frame's address (0 when not read). */
   frame: bigint;
   codes: bigint[];
+  /** Left out unread: the OS said it sleeps (see Profile.asleep). */
+  asleep?: boolean;
 }
 
 const STRUCT = 512; // bytes of a runtime, interpreter or thread state searched for a field
@@ -73,14 +76,34 @@ const MAX_CODES = 100000; // names remembered; beyond, read again
 const MASK = ~7n;
 const TRAMPOLINE = "<interpreter trampoline>";
 const WINDOW = 4096;
+const PAGE = 4096;
+const LIST_MS = 10; // the list of threads is read whole at least this often
+
+/** How a thread is sampled: left out (hidden: the agent's), asleep (the OS says so), or read. */
+type Mode = "hidden" | "asleep" | "read";
+const modeOf = (hidden: boolean, read: boolean): Mode =>
+  hidden ? "hidden" : read ? "read" : "asleep";
+
+/** Whether a window of memory read holds the `size` bytes at `f`. */
+const inside = (w: { start: bigint; view: DataView } | null, f: bigint, size: number) =>
+  w !== null && f >= w.start && f + BigInt(size) <= w.start + BigInt(w.view.byteLength);
 
 const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
 
 export class RemoteStacks {
   private codes = new Map<bigint, CodeInfo>();
   private memory: MemoryReader;
+  /** Where the GIL's holder and switch count are (with no agent: dump's layout has them). */
+  private gil: GilWatch | null = null;
+  /** The last sample, for the threads that have not run since (see sinceLast). */
+  private last: { gil: GilState; samples: ThreadSample[]; modes: Mode[] } | null = null;
+  /** The thread states (in list order) and their threads' idents, when last read whole. */
+  private threads: { at: number; addrs: bigint[]; idents: number[] } | null = null;
+  private stateSize: number;
   /** Reads done, for the cost report. */
   reads = 0;
+  /** Samples in which only the GIL's holder was read (no other thread had run since). */
+  heldOnly = 0;
 
   private constructor(
     readonly pid: number,
@@ -89,6 +112,7 @@ export class RemoteStacks {
     private str: { ascii: number; compact: number },
   ) {
     this.memory = new MemoryReader(pid);
+    this.stateSize = Math.max(layout.threadId, layout.next, layout.tstateFrame) + 8;
   }
 
   /** Finds the layout from the probe; throws CalibrationError saying what did not match. */
@@ -123,7 +147,10 @@ export class RemoteStacks {
       qualname: code.qualname,
       firstlineno: code.firstlineno,
     };
-    return new RemoteStacks(pid, layout, shape.codeType, str);
+    const stacks = new RemoteStacks(pid, layout, shape.codeType, str);
+    const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
+    stacks.gil = GilWatch.locate(stacks.memory, shape.layout, runtime, shape.interp);
+    return stacks;
   }
 
   /** One sample: each thread's ident, its current frame and its code objects, innermost
@@ -132,26 +159,162 @@ export class RemoteStacks {
   sample(
     skip: (ident: number) => boolean = () => false,
     reuse: (ident: number, frame: bigint) => bigint[] | null = () => null,
+    asleep: (ident: number) => boolean = () => false,
   ): ThreadSample[] {
+    const gil = this.gil?.read() ?? null;
+    const kept = gil && this.sinceLast(gil, skip, reuse, asleep);
+    if (kept) return kept;
+    const { idents, states } = this.threadStates(skip, asleep);
+    const frames = this.currentFrames(states);
+    const modes = idents.map((ident, i) => modeOf(skip(ident), states[i] !== null));
+    const samples = idents.map((ident, i) => this.threadSample(ident, modes[i], frames[i], reuse));
+    this.last = gil && { gil, samples, modes };
+    return samples;
+  }
+
+  /** The last sample again with only the GIL holder's stack read anew, when no other thread
+   * has held the GIL since (gil.ts) and no thread is hidden, asleep or read where it was not
+   * before; null otherwise. The list is still read whole at most LIST_MS apart. */
+  private sinceLast(
+    gil: GilState,
+    skip: (ident: number) => boolean,
+    reuse: (ident: number, frame: bigint) => bigint[] | null,
+    asleep: (ident: number) => boolean,
+  ): ThreadSample[] | null {
+    const last = this.last, list = this.threads;
+    if (!last || !list || performance.now() - list.at >= LIST_MS) return null;
+    const before = last.gil;
+    if (gil.switches !== before.switches || gil.head !== before.head) return null;
+    if (gil.holder !== before.holder) return null;
+    const holder = list.addrs.indexOf(gil.holder);
+    // A thread read before is kept even if it sleeps now (its stack is what was read); one
+    // hidden or asleep before must still be, or it is read.
+    const modes = last.modes;
+    const changed = (m: Mode, i: number) =>
+      m === "hidden" ? !skip(list.idents[i]) : skip(list.idents[i]) ||
+        (m === "asleep" && !asleep(list.idents[i]));
+    if (modes.some((m, i) => i !== holder && changed(m, i))) return null;
+    const samples = [...last.samples];
+    if (holder >= 0) {
+      const ident = list.idents[holder];
+      const mode = modeOf(skip(ident), !skip(ident) && !asleep(ident));
+      let state: DataView | null = null;
+      if (mode === "read") {
+        const views = this.readStates([gil.holder]);
+        const read = views?.[1].getBigUint64(this.layout.threadId, true);
+        if (!views || Number(read) !== ident) return null;
+        state = views[1];
+      }
+      const [frame] = this.currentFrames([state]);
+      samples[holder] = this.threadSample(ident, mode, frame, reuse);
+      this.last = { gil, samples, modes: modes.with(holder, mode) };
+    } else this.last = { gil, samples, modes };
+    this.heldOnly++;
+    return samples;
+  }
+
+  private threadSample(
+    ident: number,
+    mode: Mode,
+    frame: bigint,
+    reuse: (ident: number, frame: bigint) => bigint[] | null,
+  ): ThreadSample {
+    if (mode !== "read") return { ident, frame: 0n, codes: [], asleep: mode === "asleep" };
+    return { ident, frame, codes: reuse(ident, frame) ?? this.walk(frame) };
+  }
+
+  /** Every thread's ident, and the state (the bytes up to the fields read) of those to walk:
+   * not skipped, not asleep. The list of thread states is read whole (all in one call, checked
+   * to link up as before, else walked one by one) at most LIST_MS apart; in between, only the
+   * head and the states to walk are read, and any change (a thread started, a state reused by
+   * another thread) reads it whole again. A thread that ended since is asleep by then (its
+   * /proc entry is gone) or its state no longer names it. */
+  private threadStates(
+    skip: (ident: number) => boolean,
+    asleep: (ident: number) => boolean,
+  ): { idents: number[]; states: (DataView | null)[] } {
+    const list = this.threads;
+    const now = performance.now();
+    if (list && now - list.at < LIST_MS) {
+      const wanted = list.idents.flatMap((ident, i) => (skip(ident) || asleep(ident) ? [] : [i]));
+      const views = this.readStates(wanted.map((i) => list.addrs[i]));
+      const same = views &&
+        wanted.every((i, k) =>
+          Number(views[k + 1].getBigUint64(this.layout.threadId, true)) === list.idents[i]
+        );
+      if (same && views[0].getBigUint64(0, true) === (list.addrs[0] ?? 0n)) {
+        const states: (DataView | null)[] = list.idents.map(() => null);
+        wanted.forEach((i, k) => (states[i] = views[k + 1]));
+        return { idents: list.idents, states };
+      }
+    }
+    const all = this.wholeList();
+    const idents = all.states.map((ts) => Number(ts.getBigUint64(this.layout.threadId, true)));
+    this.threads = { at: now, addrs: all.addrs, idents };
+    const walked = (i: number) => !skip(idents[i]) && !asleep(idents[i]);
+    return { idents, states: all.states.map((ts, i) => (walked(i) ? ts : null)) };
+  }
+
+  /** The list's head pointer, then the states at `addrs`, read in one call; null if any failed. */
+  private readStates(addrs: bigint[]): DataView[] | null {
     const L = this.layout;
-    const out: ThreadSample[] = [];
+    this.reads++;
+    const got = this.memory.readMany(
+      [L.interp + BigInt(L.threadsHead), ...addrs],
+      [8, ...addrs.map(() => this.stateSize)],
+    );
+    if (got.some((b) => b === null)) return null;
+    return got.map((b) => new DataView(b!.buffer, b!.byteOffset, b!.byteLength));
+  }
+
+  /** Every thread state: the last list's addresses read at once and kept if they link up as
+   * before, else the list walked state by state. */
+  private wholeList(): { addrs: bigint[]; states: DataView[] } {
+    const L = this.layout;
+    const addrs = this.threads?.addrs ?? [];
+    const views = addrs.length ? this.readStates(addrs) : null;
+    const linked = views?.every((v, i) =>
+      v.getBigUint64(i === 0 ? 0 : L.next, true) === (addrs[i] ?? 0n)
+    );
+    if (views && linked) return { addrs, states: views.slice(1) };
+    const walked: bigint[] = [], states: DataView[] = [];
     let t = this.ptr(L.interp, L.threadsHead);
-    const size = Math.max(L.threadId, L.next, L.tstateFrame) + 8;
     const seen = new Set<bigint>(); // a list read while threads come and go may loop
     while (t && seen.size < MAX_THREADS && !seen.has(t)) {
       seen.add(t);
-      const ts = this.read(t, size);
+      const ts = this.read(t, this.stateSize);
       if (!ts) break;
-      const ident = Number(ts.getBigUint64(L.threadId, true));
-      if (skip(ident)) out.push({ ident, frame: 0n, codes: [] });
-      else {
-        const frame = this.currentFrame(ts);
-        out.push({ ident, frame, codes: reuse(ident, frame) ?? this.walk(frame) });
-      }
+      states.push(ts);
+      walked.push(t);
       const next = ts.getBigUint64(L.next, true);
       t = plausible(next) ? next : null;
     }
-    return out;
+    return { addrs: walked, states };
+  }
+
+  /** Each read thread's innermost frame (0 when it runs none or the pointer is not
+   * plausible). 3.11/3.12 keep it in a C frame, one more read per thread: done in one call. */
+  private currentFrames(states: (DataView | null)[]): bigint[] {
+    const L = this.layout;
+    const direct = states.map((ts) => {
+      const f = ts ? ts.getBigUint64(L.tstateFrame, true) : 0n;
+      return plausible(f) ? f : 0n;
+    });
+    if (L.cframeCurrent === null) return direct;
+    const at = direct.flatMap((f, i) => (f ? [i] : []));
+    if (!at.length) return direct;
+    this.reads++;
+    const got = this.memory.readMany(
+      at.map((i) => direct[i] + BigInt(L.cframeCurrent!)),
+      at.map(() => 8),
+    );
+    const frames = direct.map(() => 0n);
+    at.forEach((i, k) => {
+      const b = got[k];
+      const f = b ? new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true) : 0n;
+      frames[i] = plausible(f) ? f : 0n;
+    });
+    return frames;
   }
 
   /** Name, file and first line of a code object (read once), or null if it is not one. A
@@ -177,14 +340,6 @@ export class RemoteStacks {
     return info;
   }
 
-  /** The thread's innermost frame (0 when it runs none or the pointer is not plausible). */
-  private currentFrame(ts: DataView): bigint {
-    const L = this.layout;
-    const f = ts.getBigUint64(L.tstateFrame, true);
-    if (!plausible(f)) return 0n;
-    return L.cframeCurrent === null ? f : this.ptr(f, L.cframeCurrent) ?? 0n;
-  }
-
   private walk(from: bigint): bigint[] {
     const L = this.layout;
     const codes: bigint[] = [];
@@ -197,15 +352,12 @@ export class RemoteStacks {
     // that hold no code object.
     for (let depth = 0; plausible(f) && depth < MAX_DEPTH; depth++) {
       let frame: DataView | null = null;
-      if (window && f >= window.start && f + BigInt(size) <= window.start + BigInt(WINDOW)) {
-        frame = new DataView(window.view.buffer, window.view.byteOffset + Number(f - window.start));
-      } else if (L.stacked) {
-        const start = f + BigInt(size) - BigInt(WINDOW);
-        const view = this.read(start, WINDOW);
-        if (view) {
-          window = { start, view };
-          frame = new DataView(view.buffer, view.byteOffset + WINDOW - size);
-        }
+      if (!inside(window, f, size) && L.stacked) window = this.window(f, size);
+      if (inside(window, f, size)) {
+        frame = new DataView(
+          window!.view.buffer,
+          window!.view.byteOffset + Number(f - window!.start),
+        );
       }
       frame ??= this.read(f, size);
       if (!frame) break;
@@ -218,6 +370,18 @@ export class RemoteStacks {
       f = frame.getBigUint64(L.back, true);
     }
     return codes;
+  }
+
+  /** The memory below a stacked frame, up to its end: WINDOW bytes or, when those reach into
+   * an unmapped page (a thread's first frames sit at the start of its stack chunk), from the
+   * start of the frame's own page. */
+  private window(f: bigint, size: number): { start: bigint; view: DataView } | null {
+    const end = f + BigInt(size);
+    for (const start of [end - BigInt(WINDOW), f & ~BigInt(PAGE - 1)]) {
+      const view = this.read(start, Number(end - start));
+      if (view) return { start, view };
+    }
+    return null;
   }
 
   private text(addr: bigint): string | null {

@@ -12,10 +12,13 @@ export interface StackSource {
   sample(
     skip: (ident: number) => boolean,
     reuse: (ident: number, frame: bigint) => bigint[] | null,
+    asleep: (ident: number) => boolean,
   ): ThreadSample[];
   codeInfo(addr: bigint): CodeInfo | null;
   /** Reads of the target's memory done so far (for the cost report). */
   reads: number;
+  /** Samples in which only the GIL's holder was read. */
+  heldOnly: number;
 }
 
 export interface SamplingRequest {
@@ -67,12 +70,13 @@ export class SamplingRun {
     });
     const hidden = (ident: number) => this.names.hidden.has(ident);
     const knownIdle = (ident: number, frame: bigint) => this.profile.knownIdle(ident, frame);
+    const asleep = (ident: number) => this.profile.asleep(ident);
     try {
       while (!stop.aborted) {
         const now = performance.now();
         if (now >= ends) break;
         if (ticker.due(now)) {
-          this.profile.add(this.stacks.sample(hidden, knownIdle));
+          this.profile.add(this.stacks.sample(hidden, knownIdle, asleep));
           this.readerMs += performance.now() - now;
         }
         this.asked = ticker.asked;
@@ -109,6 +113,7 @@ export class SamplingRun {
         ...this.counts(agentCpuMs),
         stacks_dropped: p.stacksDropped,
         reads: this.stacks.reads,
+        samples_gil_holder_only: this.stacks.heldOnly,
       },
     });
   }
