@@ -3,21 +3,9 @@
 // nothing of ours left referenced, the target's results unchanged.
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { cli, cliEnv, pythons, REPO, Target } from "./helpers/env.ts";
+import type { Referrers as Found } from "../commands/inspect/command.ts";
 
 const LEAKY = `${REPO}/tests/targets/leaky.py`;
-
-interface Chain {
-  root: { kind: string; name: string };
-  text: string;
-  length: number;
-}
-
-interface Found {
-  object: { type: string; id: number };
-  chains: Chain[];
-  partial: boolean;
-  stopped: string | null;
-}
 
 interface Report {
   results: Record<string, unknown>;

@@ -25,13 +25,15 @@ function renderObject(o: Shown, indent = ""): string[] {
   return lines;
 }
 
-interface Chain {
+/** One chain of `inspect --referrers`, root first. */
+export interface Chain {
   root: { kind: string; name: string };
   text: string;
   length: number;
 }
 
-interface Referrers {
+/** What `inspect --referrers` found for one object. */
+export interface Referrers {
   object: { type: string; id: number };
   chains: Chain[];
   partial: boolean;

@@ -52,6 +52,8 @@ class Order(object):
 
 
 class Job(object):
+    __slots__ = ("n",)                   # no __dict__: held only by the worker's list
+
     def __init__(self, n):
         self.n = n
 
