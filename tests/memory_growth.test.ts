@@ -132,13 +132,9 @@ for (const py of pythons()) {
         assertEquals((r.summary as Record<string, unknown>).action, "overview");
       });
 
-      await t.step("usage errors: one line, exit 2", async () => {
-        for (
-          const args of [["--growth", "0s"], ["--trace"], ["--by-module", "--gc"], ["--summary"]]
-        ) {
-          const r = await cli(["memory", "--pid", pid, ...args, "--json"], env);
-          assertEquals([r.code, r.lines[0]?.code], [2, "USAGE"], `${args}: ${r.stdout}`);
-        }
+      await t.step("a usage error: one line, exit 2, nothing sent", async () => {
+        const r = await cli(["memory", "--pid", pid, "--by-module", "--gc", "--json"], env);
+        assertEquals([r.code, r.lines[0]?.code], [2, "USAGE"], r.stdout);
       });
 
       await t.step("the target: results unchanged, nothing of ours left referenced", async () => {
