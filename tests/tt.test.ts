@@ -185,7 +185,18 @@ for (const py of pythons()) {
         assertEquals([data.enhanced, data.instrumented], [[], []]);
       });
 
-      assertEquals((await cli(["detach", "--pid", String(pid), "--json"], env)).code, 0);
+      await t.step("detach drops the records' references too", async () => {
+        const r = await recording(
+          env,
+          ["ttmod.Till.grow", "--keep-objects", "-n", "1"],
+          () => target.ask("grow"),
+        );
+        assertEquals(r.records.map((x) => x.objects_kept), [true]);
+        await target.ask("drop");
+        assertEquals((await target.ask("till")).alive, true);
+        assertEquals((await cli(["detach", "--pid", String(pid), "--json"], env)).code, 0);
+        assertEquals((await target.ask("till")).alive, false);
+      });
       assertEquals(target.errText, "");
     } finally {
       await target.stop();

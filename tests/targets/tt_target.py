@@ -4,8 +4,9 @@
 #   fill             TILL.fill(["a"]), then the caller changes the list too; replies with it
 #   fail N           N calls of TILL.fail(i), each raising ValueError
 #   grow             TILL.grow(1); replies with the till's n
-#   till             {"n": the first till's n, "alive": whether anything still holds it}
-#   drop             replaces the till: the first one is then held only by others (a weak ref here)
+#   till             {"n": the till's n, "alive": whether anything still holds it} (the last
+#                    one dropped, else the first)
+#   drop             replaces the till: the old one is then held only by others (a weak ref here)
 #   ingest N MB      N calls of ingest() with a fresh argument of MB megabytes each
 #   steady N         ns per call of small(1, 2) over N calls, allocating nothing
 import gc
@@ -40,6 +41,7 @@ def outcome(fn, *args, **kwargs):
 
 
 def handle(words):
+    global WEAK_TILL
     what, n = words[0], int(words[1]) if len(words) > 1 else 1
     if what == "price":
         return [TILL[0].price({"cost": i}, 2, discount=1) for i in range(n)]
@@ -57,6 +59,7 @@ def handle(words):
         till = WEAK_TILL()
         return {"n": till.n if till is not None else None, "alive": till is not None}
     if what == "drop":
+        WEAK_TILL = weakref.ref(TILL[0])
         TILL[:] = [ttmod.Till()]
         return "ok"
     if what == "ingest":
