@@ -24,7 +24,7 @@ _NOT_WALKED = (type, type(sys), type(len), type(lambda: 0))   # shared with the 
 
 class Record(object):
     """One recorded call: `data` (what tt shows), `objects` ((func, args, kwargs, self_obj,
-    kind) or None), `size` (bytes counted), `arg_names` (for --search by parameter name)."""
+    skip_first, kind) or None), `size` (bytes counted), `arg_names` (--search by parameter name)."""
     __slots__ = ("index", "data", "objects", "size", "arg_names")
 
     def __init__(self, data, objects, size, arg_names):
