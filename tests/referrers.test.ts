@@ -30,31 +30,31 @@ for (const py of pythons()) {
       const before = await target.ask("report") as unknown as Report;
       await target.ask(`arm ${marker}`);
 
-      await t.step("a module global with its key, from a path", async () => {
-        const [one] = found(await referrers(["leaky._cache['session-7'][1]"]));
-        assertEquals(one.object, { type: "leaky.Order", id: before.ids.cache });
-        assertEquals(one.chains[0].text, "leaky._cache['session-7'] → list[1] → leaky.Order");
-        assertEquals(one.chains[0].root, { kind: "module global", name: "leaky._cache" });
-      });
-
-      await t.step("a class attribute and a registered callback's closure", async () => {
-        const [held] = found(await referrers(["leaky.Registry.items[0]"]));
-        assertEquals(held.object.id, before.ids.class);
-        assertEquals(held.chains[0].text, "leaky.Registry.items[0] → leaky.Order");
-        assertEquals(held.chains[0].root, {
-          kind: "class attribute",
-          name: "leaky.Registry.items",
-        });
-        const [kept] = found(
-          await referrers(["leaky._listeners[0].__closure__[0].cell_contents[2]", "--limit", "1"]),
-        );
-        assertEquals(kept.object.id, before.ids.closure);
-        assertEquals(
-          kept.chains[0].text,
-          "leaky._listeners[0] → <closure of make_listener.<locals>.on_event>.seen → list[2] → " +
-            "leaky.Order",
-        );
-      });
+      await t.step(
+        "a module global with its key, a class attribute, a closure (at once)",
+        async () => {
+          // three searches in parallel: each one's walk state is in the others' snapshots
+          const [[one], [held], [kept]] = (await Promise.all([
+            referrers(["leaky._cache['session-7'][1]"]),
+            referrers(["leaky.Registry.items[0]"]),
+            referrers(["leaky._listeners[0].__closure__[0].cell_contents[2]", "--limit", "1"]),
+          ])).map(found);
+          assertEquals(one.object, { type: "leaky.Order", id: before.ids.cache });
+          assertEquals(one.chains.map((c) => c.text), [
+            "leaky._cache['session-7'] → list[1] → leaky.Order",
+          ]);
+          assertEquals(one.chains[0].root, { kind: "module global", name: "leaky._cache" });
+          assertEquals(held.object.id, before.ids.class);
+          assertEquals(held.chains.map((c) => c.text), ["leaky.Registry.items[0] → leaky.Order"]);
+          assertEquals(held.chains[0].root.kind, "class attribute");
+          assertEquals(kept.object.id, before.ids.closure);
+          assertEquals(
+            kept.chains[0].text,
+            "leaky._listeners[0] → <closure of make_listener.<locals>.on_event>.seen → list[2] → " +
+              "leaky.Order",
+          );
+        },
+      );
 
       await t.step("a thread's frame local, for a sample of a class's instances", async () => {
         const data = await referrers(["--type", "leaky.Job"]);
@@ -68,19 +68,19 @@ for (const py of pythons()) {
       });
 
       await t.step("a deep chain and a cycle stay bounded, and say so", async () => {
-        const [shallow] = found(await referrers(["--type", "leaky.Deep", "--depth", "5"]));
+        const [[shallow], [ring], [capped]] = (await Promise.all([
+          referrers(["--type", "leaky.Deep", "--depth", "5"]),
+          referrers(["leaky._ring.next.next", "--limit", "1"]),
+          referrers(["leaky._ring.next.next", "--depth", "64", "--max-objects", "10"]),
+        ])).map(found);
         assertEquals([shallow.chains, shallow.partial, shallow.stopped], [
           [],
           true,
           "depth 5 reached",
         ]);
-        const [ring] = found(await referrers(["leaky._ring.next.next", "--limit", "1"]));
         assertEquals(
           ring.chains[0].text,
           "leaky._ring → leaky.RingNode.next → leaky.RingNode.next → leaky.RingNode",
-        );
-        const [capped] = found(
-          await referrers(["leaky._ring.next.next", "--depth", "64", "--max-objects", "10"]),
         );
         assertEquals([capped.partial, capped.stopped], [true, "object cap (10) reached"]);
       });
