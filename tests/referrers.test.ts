@@ -67,23 +67,28 @@ for (const py of pythons()) {
         assertEquals(found(data)[0].chains[0].root.kind, "thread frame");
       });
 
-      await t.step("a deep chain and a cycle stay bounded, and say so", async () => {
-        const [[shallow], [ring], [capped]] = (await Promise.all([
-          referrers(["--type", "leaky.Deep", "--depth", "5"]),
-          referrers(["leaky._ring.next.next", "--limit", "1"]),
-          referrers(["leaky._ring.next.next", "--depth", "64", "--max-objects", "10"]),
-        ])).map(found);
-        assertEquals([shallow.chains, shallow.partial, shallow.stopped], [
-          [],
-          true,
-          "depth 5 reached",
-        ]);
-        assertEquals(
-          ring.chains[0].text,
-          "leaky._ring → leaky.RingNode.next → leaky.RingNode.next → leaky.RingNode",
-        );
-        assertEquals([capped.partial, capped.stopped], [true, "object cap (10) reached"]);
-      });
+      await t.step(
+        "a deep chain, a cycle, few objects, little time: bounded, and said",
+        async () => {
+          const [[shallow], [ring], [capped], [late]] = (await Promise.all([
+            referrers(["--type", "leaky.Deep", "--depth", "5"]),
+            referrers(["leaky._ring.next.next", "--limit", "1"]),
+            referrers(["leaky._ring.next.next", "--depth", "64", "--max-objects", "10"]),
+            referrers(["leaky._deep", "--budget", "0.001"]),
+          ])).map(found);
+          assertEquals([late.partial, late.stopped], [true, "time budget (0.001 s) reached"]);
+          assertEquals([shallow.chains, shallow.partial, shallow.stopped], [
+            [],
+            true,
+            "depth 5 reached",
+          ]);
+          assertEquals(
+            ring.chains[0].text,
+            "leaky._ring → leaky.RingNode.next → leaky.RingNode.next → leaky.RingNode",
+          );
+          assertEquals([capped.partial, capped.stopped], [true, "object cap (10) reached"]);
+        },
+      );
 
       await t.step(
         "objects whose __eq__/__hash__/__repr__ write a file: none is called",

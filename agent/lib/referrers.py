@@ -306,7 +306,7 @@ def _key_text(key):
 def _dict_step(d, child, attr_prefix=None):
     """How a dict refers to child: [key] (or .key for a namespace: attr_prefix), (key) when
     child is a key."""
-    for k, v in dict.items(d):
+    for k, v in list(dict.items(d)):          # one C call: a target thread may change d
         if v is child:
             if attr_prefix is not None and type(k) is str and k.isidentifier():
                 return attr_prefix + k
@@ -317,7 +317,7 @@ def _dict_step(d, child, attr_prefix=None):
 
 
 def _sequence_step(seq, base, child):
-    for i, v in enumerate(base.__iter__(seq)):
+    for i, v in enumerate(list(base.__iter__(seq))):    # one C call: a target thread may change it
         if v is child:
             return "[%d]" % i
     return ""
@@ -383,6 +383,14 @@ def _step(obj, child, after):
     return shown, slot or "", 0
 
 
+def _safe_step(obj, child, after):
+    """_step, or the type alone if naming the step failed (an object that changed meanwhile)."""
+    try:
+        return _step(obj, child, after)
+    except Exception:
+        return reflect.qualified_name(type(obj)), "", 0
+
+
 def _describe_chain(kind, name, hops):
     """A chain as data and text: `name` is the root's slot, which holds hops[0]; each next hop
     is shown as its type and the step to the one after it."""
@@ -390,7 +398,7 @@ def _describe_chain(kind, name, hops):
     i = 0
     while i < len(hops) - 1:
         after = hops[i + 2] if i + 2 < len(hops) else None
-        shown, via, skip = _step(hops[i], hops[i + 1], after)
+        shown, via, skip = _safe_step(hops[i], hops[i + 1], after)
         steps.append({"type": shown, "via": via, "id": id(hops[i])})
         i += 1 + skip
     target = hops[-1]
