@@ -372,6 +372,8 @@ def _step(obj, child, after):
         return shown, ".__self__" if child is obj.__self__ else ".__func__", 0
     if reflect.is_class(obj):
         return reflect.qualified_name(obj), "", 0
+    if child is t:
+        return shown, ".__class__", 0
     d = reflect.instance_dict(obj, t)
     if d is not None and child is d:
         return shown, _dict_step(child, after, "."), 1
@@ -416,10 +418,13 @@ def _describe_chain(kind, name, hops):
 
 
 def _shown(obj):
+    """The chain's last object: its type, or its own name for a function, class or module."""
     if type(obj) is _FUNCTION:
         return obj.__qualname__ + "()"
-    if reflect.is_class(obj) or reflect.is_module(obj):
-        return reflect.qualified_name(obj) if reflect.is_class(obj) else "module"
+    if reflect.is_class(obj):
+        return "class " + reflect.qualified_name(obj)
+    if reflect.is_module(obj):
+        return "module %s" % reflect.module_dict(obj).get("__name__")
     return reflect.qualified_name(type(obj))
 
 
