@@ -222,7 +222,7 @@ class _Walk(object):
                     del piece
             budget.objects_scanned += len(chunk)
             del chunk
-            if len(self.roots) >= max_chains or not budget.pause() or self.stopped:
+            if len(self.roots) >= max_chains or not budget.pause():
                 break
         return found
 
@@ -239,18 +239,22 @@ class _Walk(object):
         return hits
 
     def _edges(self, parent, wanted, found):
+        """parent's references to wanted objects: each one a root starts a chain; else the
+        first one is the way on (below the object cap, which ends the walk after this pass)."""
         pid = id(parent)
         if pid in self.next_hop:
             return
         for child in self._wanted_in(gc.get_referents(parent), wanted):
+            if self._root_of_edge(parent, child):
+                continue
+            if pid in self.next_hop:
+                continue
             if len(self.kept) >= self.budget.max_objects:
                 self.stopped = "object cap (%d) reached" % self.budget.max_objects
-                return
+                continue
             self.next_hop[pid] = child
             self.kept[pid] = parent
-            if not self._root_of_edge(parent, child):
-                found.append(parent)
-            return                             # one way on per object: the first found
+            found.append(parent)
 
     def _root_of_edge(self, parent, child):
         """Whether parent -> child starts a chain: a module's globals, a class's dict, a C
