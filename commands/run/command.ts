@@ -58,9 +58,10 @@ function commandFor(registry: Registry, name: string): PeekaCommand {
   return cmd;
 }
 
-/** The pattern the command names (its first argument), when its first argument is one. */
-function patternOf(cmd: PeekaCommand, argv: string[]): string | undefined {
-  if (cmd.arguments?.[0]?.name !== "pattern") return undefined;
+/** The pattern the command names (its first argument: a pattern, or line's location without
+ * its line number), when it names one. */
+export function patternOf(cmd: PeekaCommand, argv: string[]): string | undefined {
+  if (!["pattern", "location"].includes(cmd.arguments?.[0]?.name ?? "")) return undefined;
   const takesValue = new Set<string>();
   for (const spec of cmd.options ?? []) {
     if (!/[<[]/.test(spec.flags)) continue;
@@ -75,7 +76,7 @@ function patternOf(cmd: PeekaCommand, argv: string[]): string | undefined {
 }
 
 /** Commands whose observation is listed in the agent's "watches" entry once in place. */
-const LISTED = new Set(["watch", "stack", "monitor", "trace"]);
+const LISTED = new Set(["watch", "stack", "monitor", "trace", "tt", "line"]);
 
 /** The exit status the shell would give: the code, or 128 + the signal that ended it. */
 export function exitStatus(status: Deno.CommandStatus): number {
@@ -275,7 +276,11 @@ async function observe(
   const agent = await AgentClient.connect(launched.socket);
   const argv = [...line.command, "--pid", String(pid), ...(ctx.out.json ? ["--json"] : [])];
   const pacing = new Pacing(ctx, argv);
-  const request = { pattern: patternOf(cmd, line.command.slice(1)), listed: LISTED.has(cmd.name) };
+  const request = {
+    pattern: patternOf(cmd, line.command.slice(1)),
+    command: cmd.name,
+    listed: LISTED.has(cmd.name),
+  };
   try {
     // The connection ends with the script: what the pacing call says then is not news.
     const paced = callCommand(agent, self, request, {

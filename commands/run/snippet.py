@@ -4,9 +4,10 @@
 # defined it), lets the script go once the command is in place (`run_started`), says when the
 # script has ended (`run_script_done`, after the observations were asked to stop, so that
 # everything they saw is sent) and lets the process exit once the CLI cancels this call.
+import os
 import time
 
-REQUIRES = ("errors", "names")
+REQUIRES = ("errors", "reflect", "names")
 
 ARM_TIMEOUT_S = 15.0       # the command must be in place within this
 POLL_S = 0.001
@@ -19,7 +20,8 @@ def run(ctx, args):
     if gate is None:
         raise errors.CommandError("this process was not started by peeka run", code="NOT_RUN")
     try:
-        return pace(ctx, gate, args.get("pattern"), bool(args.get("listed")))
+        listed = args.get("command") if args.get("listed") else None
+        return pace(ctx, gate, args.get("pattern"), listed)
     finally:
         # Never held at exit. A script not started yet stays held: the CLI ends it, or the
         # bootstrap gives up when the CLI is gone.
@@ -50,7 +52,10 @@ def pace(ctx, gate, pattern, listed):
 
 def resolves(pattern):
     """Whether the pattern names code that exists now (or is refused for another reason than
-    not being there yet: the command then says why)."""
+    not being there yet: the command then says why). A file (line's file.py:N) is there once a
+    loaded module has it."""
+    if pattern.endswith(".py"):
+        return _file_loaded(pattern)
     try:
         names.resolve(pattern)
         return True
@@ -58,10 +63,28 @@ def resolves(pattern):
         return e.code not in ("NOT_LOADED", "NOT_FOUND")
 
 
+def running_observations(ctx, command=None):
+    """The stop events of the observations listed in "watches" (of `command` only if given)."""
+    entries = list(ctx.agent.state.get("watches", {}).values())
+    return [e["stop"] for e in entries if type(e) is dict and hasattr(e.get("stop"), "set")
+            and (command is None or e.get("command") == command)]
+
+
+def _file_loaded(path):
+    wanted = os.path.realpath(path)
+    for _, module in names.loaded_modules():
+        f = reflect.module_dict(module).get("__file__")
+        if type(f) is str and os.path.realpath(f) == wanted:
+            return True
+    return False
+
+
 def wait_armed(ctx, listed, calls_before):
+    """Until the command is in place: listed in "watches" as `listed` when it lists itself
+    there, else once its call has started (and a moment more)."""
     deadline = time.monotonic() + ARM_TIMEOUT_S
     while time.monotonic() < deadline and not ctx.cancelled.is_set():
-        if listed and ctx.agent.state.get("watches"):
+        if listed and running_observations(ctx, listed):
             return True
         if not listed and ctx.agent.counts.get("calls", 0) > calls_before:
             time.sleep(UNLISTED_GRACE_S)
@@ -73,8 +96,8 @@ def wait_armed(ctx, listed, calls_before):
 def _ended(ctx, pattern, armed):
     """The script has ended: the observations stop (each sends what it still holds and its
     summary), the CLI is told, and the process may exit once the CLI has printed it all."""
-    for entry in list(ctx.agent.state.get("watches", {}).values()):
-        entry["stop"].set()
+    for stop in running_observations(ctx):
+        stop.set()
     ctx.emit(_event("run_script_done", {"armed": armed, "pattern": pattern}))
     ctx.cancelled.wait(LEAVE_TIMEOUT_S)
     return {"script_done": True, "armed": armed}
