@@ -151,63 +151,40 @@ def _class_dict_of(t):
 
 # ---- the walk -------------------------------------------------------------------------------
 
-class _Walk(object):
-    def __init__(self, snapshot, target, skip_idents, exclude, budget):
+class _Search(object):
+    """One snapshot, and one pass over it per level, for the walks from several objects at
+    once; what they share: the roots known up front, the objects left out, the budget."""
+
+    def __init__(self, snapshot, targets, skip_idents, exclude, budget):
         self.budget = budget
         self.snapshot = snapshot               # taken first: what follows is not in it
-        self.target = target
         self.modules = _module_dicts()
         self.skip = _our_frames(skip_idents)
         self.frames, self.locals_index = _thread_frames(skip_idents, self.skip)
         self.skip.update(id(o) for o in exclude)
         self.skip.update(self.frames)          # thread frames are roots, found by their locals
-        self.next_hop = {id(target): None}     # id(obj) -> the object it refers to, toward target
-        self.kept = {id(target): target}       # pins every object we name by id
-        self.roots = []                        # (kind, name, first object)
-        self.root_keys = set()
-        self.stopped = None                    # this walk's own bound reached (depth, cap)
+        self.walks = [_Walk(self, t) for t in targets]
 
     def run(self, max_depth, max_chains):
         self.budget.pause()                    # the snapshot was one long C call
-        frontier = [self.target]
-        self._root_of_node(self.target)
-        depth = 0
-        while frontier and depth < max_depth and len(self.roots) < max_chains and not self.why_stopped():
-            depth += 1
-            self._frame_roots(frontier)
-            frontier = self._parents_of(frontier, max_chains)
-        if frontier and depth >= max_depth and len(self.roots) < max_chains and not self.why_stopped():
-            self.stopped = "depth %d reached" % max_depth
-        return depth
+        for walk in self.walks:
+            walk.start()
+        while self.budget.stopped is None:
+            going = [w for w in self.walks if w.goes_on(max_depth, max_chains)]
+            if not going:
+                break
+            wanted = {}                        # id -> (object, the walks whose frontier has it)
+            for walk in going:
+                walk.level()
+                for o in walk.frontier:
+                    wanted.setdefault(id(o), (o, []))[1].append(walk)
+            self._pass(wanted, going, max_chains)
+            for walk in going:
+                walk.frontier, walk.found = walk.found, []
 
-    def why_stopped(self):
-        return self.stopped or self.budget.stopped
-
-    def _add_root(self, kind, name, first):
-        key = (kind, name)
-        if key not in self.root_keys:
-            self.root_keys.add(key)
-            self.roots.append((kind, name, first))
-
-    def _root_of_node(self, obj):
-        """An object that is itself a root: a module (kept by sys.modules)."""
-        if reflect.is_module(obj):
-            name = reflect.module_dict(obj).get("__name__")
-            self._add_root("sys.modules", "sys.modules[%s]" % _key_text(name), obj)
-            return True
-        return False
-
-    def _frame_roots(self, frontier):
-        for obj in frontier:
-            for value, where in self.locals_index.get(id(obj), ()):
-                if value is obj:
-                    self._add_root("thread frame", where, obj)
-
-    def _parents_of(self, frontier, max_chains):
-        """One pass over the snapshot: the objects that refer to the frontier's, recorded with
-        the one they lead to; returns the next frontier (roots are recorded, not followed)."""
-        wanted = dict((id(o), o) for o in frontier)
-        found = []
+    def _pass(self, wanted, going, max_chains):
+        """The objects of the snapshot that refer to wanted ones, each handed to the walks that
+        want what it refers to."""
         snap, skip, budget = self.snapshot, self.skip, self.budget
         budget.passes += 1
         for start in range(0, len(snap), CHUNK):
@@ -218,13 +195,14 @@ class _Walk(object):
                     if self._wanted_in(gc.get_referents(*piece), wanted):
                         for o in piece:
                             if id(o) not in skip:
-                                self._edges(o, wanted, found)
+                                for child in self._wanted_in(gc.get_referents(o), wanted):
+                                    for walk in wanted[id(child)][1]:
+                                        walk.edge(o, child)
                     del piece
             budget.objects_scanned += len(chunk)
             del chunk
-            if len(self.roots) >= max_chains or not budget.pause():
+            if not budget.pause() or all(len(w.roots) >= max_chains for w in going):
                 break
-        return found
 
     def _wanted_in(self, refs, wanted):
         """Those of refs that are wanted (by id), looked for a slice at a time: a big
@@ -238,28 +216,84 @@ class _Walk(object):
                 self.budget.pause()
         return hits
 
-    def _edges(self, parent, wanted, found):
-        """parent's references to wanted objects: each one a root starts a chain; else the
-        first one is the way on (below the object cap, which ends the walk after this pass)."""
+    def drop(self):
+        for walk in self.walks:
+            walk.drop()
+        self.snapshot = self.walks = self.frames = self.locals_index = None
+
+
+class _Walk(object):
+    """The way back from one object: for every object met, the one it leads to (one way on per
+    object, the first found), and the roots reached."""
+
+    def __init__(self, search, target):
+        self.search = search
+        self.target = target
+        self.next_hop = {id(target): None}     # id(obj) -> the object it refers to, toward target
+        self.kept = {id(target): target}       # pins every object we name by id
+        self.roots = []                        # (kind, name, first object)
+        self.root_keys = set()
+        self.frontier, self.found = [target], []
+        self.depth = 0
+        self.stopped = None                    # this walk's own bound reached (depth, cap)
+
+    def start(self):
+        self._root_of_node(self.target)
+
+    def goes_on(self, max_depth, max_chains):
+        if not self.frontier or len(self.roots) >= max_chains or self.stopped:
+            return False
+        if self.depth >= max_depth:
+            self.stopped = "depth %d reached" % max_depth
+            return False
+        return True
+
+    def level(self):
+        """A level begins: the frontier's objects held by a thread's frame are roots."""
+        self.depth += 1
+        for obj in self.frontier:
+            for value, where in self.search.locals_index.get(id(obj), ()):
+                if value is obj:
+                    self._add_root("thread frame", where, obj)
+
+    def why_stopped(self):
+        return self.stopped or self.search.budget.stopped
+
+    def _add_root(self, kind, name, first):
+        key = (kind, name)
+        if key not in self.root_keys:
+            self.root_keys.add(key)
+            self.roots.append((kind, name, first))
+
+    def _root_of_node(self, obj):
+        """An object that is itself a root: a module (kept by sys.modules)."""
+        if reflect.is_module(obj):
+            name = reflect.module_dict(obj).get("__name__")
+            self._add_root("sys.modules", "sys.modules[%s]" % _key_text(name), obj)
+
+    def edge(self, parent, child):
+        """parent refers to child, of this walk's frontier: a root starts a chain; else the
+        first such reference is the way on (below the object cap, which ends the walk after
+        this pass)."""
+        if self._root_of_edge(parent, child):
+            return
         pid = id(parent)
         if pid in self.next_hop:
             return
-        for child in self._wanted_in(gc.get_referents(parent), wanted):
-            if self._root_of_edge(parent, child):
-                continue
-            if pid in self.next_hop:
-                continue
-            if len(self.kept) >= self.budget.max_objects:
-                self.stopped = "object cap (%d) reached" % self.budget.max_objects
-                continue
-            self.next_hop[pid] = child
-            self.kept[pid] = parent
-            found.append(parent)
+        if len(self.kept) >= self.search.budget.max_objects:
+            self.stopped = "object cap (%d) reached" % self.search.budget.max_objects
+            return
+        self.next_hop[pid] = child
+        self.kept[pid] = parent
+        self.found.append(parent)
 
     def _root_of_edge(self, parent, child):
-        """Whether parent -> child starts a chain: a module's globals, a class's dict, a C
-        module's state or a frame of a thread (on 3.8-3.10 seen through the collector)."""
-        module = self.modules.get(id(parent))
+        """Whether parent -> child starts a chain: a module's globals, a class's dict, or a
+        module holding something other than its dict (a C module's state). The target itself
+        is no root of its own (its class dict or globals lead back to it in a cycle)."""
+        if parent is self.target:
+            return True
+        module = self.search.modules.get(id(parent))
         if module is not None and type(parent) is dict:
             self._add_root("module global", module + _dict_step(parent, child, "."), child)
             return True
@@ -277,7 +311,7 @@ class _Walk(object):
             return True
         return False
 
-    def chains(self):
+    def chains(self, max_chains):
         out = []
         for kind, name, first in self.roots:
             hops = [first]
@@ -289,11 +323,16 @@ class _Walk(object):
             out.append(_describe_chain(kind, name, hops))
         out.sort(key=lambda c: c["length"])
         texts = set()
-        return [c for c in out if not (c["text"] in texts or texts.add(c["text"]))]
+        return [c for c in out if not (c["text"] in texts or texts.add(c["text"]))][:max_chains]
+
+    def result(self, max_chains):
+        stopped = self.why_stopped()
+        return {"chains": self.chains(max_chains), "depth": self.depth, "partial": stopped is not None,
+                "stopped": stopped, "visited": len(self.kept)}
 
     def drop(self):
-        self.snapshot = self.target = self.kept = self.next_hop = None
-        self.frames = self.locals_index = self.roots = None
+        self.search = self.target = self.kept = self.next_hop = None
+        self.frontier = self.found = self.roots = None
 
 
 # ---- naming the steps -----------------------------------------------------------------------
@@ -437,18 +476,21 @@ def _shown(obj):
 def chains(obj, max_depth=8, max_chains=5, budget=None, skip_idents=(), exclude=()):
     """The chains of references that keep obj alive, shortest first: a dict with `chains` (each
     {root: {kind, name}, steps: [{type, via, id}], length, text}), `depth` reached, `partial` and
-    `stopped` (why it ended early: depth, time budget, object cap, cancelled), and the cost
-    (budget.report()). skip_idents: our own threads (their frames are not roots); exclude:
+    `stopped` (why it ended early: depth, time budget, object cap, cancelled). The cost is in
+    budget.report(). skip_idents: our own threads (their frames are not roots); exclude:
     containers of the caller that hold obj (left out by id). Nothing it builds outlives it."""
+    return chains_of([obj], max_depth, max_chains, budget, skip_idents, exclude)[0]
+
+
+def chains_of(objs, max_depth=8, max_chains=5, budget=None, skip_idents=(), exclude=()):
+    """chains() for several objects at once, in their order: one snapshot, and one pass over
+    it per level for them all (the cost of one search, not one per object)."""
     snapshot = gc.get_objects()
     budget = budget or Budget()
-    walk = _Walk(snapshot, obj, set(skip_idents), exclude, budget)
+    search = _Search(snapshot, objs, set(skip_idents), exclude, budget)
     del snapshot
     try:
-        depth = walk.run(max_depth, max_chains)
-        found = walk.chains()[:max_chains]
-        stopped = walk.why_stopped()
-        return {"chains": found, "depth": depth, "partial": stopped is not None, "stopped": stopped,
-                "visited": len(walk.kept)}
+        search.run(max_depth, max_chains)
+        return [walk.result(max_chains) for walk in search.walks]
     finally:
-        walk.drop()
+        search.drop()

@@ -171,12 +171,8 @@ def referrers_of(ctx, ser, args):
         head = {"class": reflect.qualified_name(cls), "count": count, "sample": size}
     else:
         targets = [_resolve(ser, args.get("path"))]
-    results = []
-    for obj in targets:
-        found = lib.chains(obj, depth, limit, budget, skip_idents=ctx.agent.thread_idents, exclude=(targets,))
-        results.append(dict(found, object=_shown(obj)))
-        if budget.stopped is not None:          # out of time, or cancelled: the rest would be empty
-            break
+    found = lib.chains_of(targets, depth, limit, budget, skip_idents=ctx.agent.thread_idents, exclude=(targets,))
+    results = [dict(f, object=_shown(o)) for o, f in zip(targets, found)]
     return dict(head, path=args.get("path") or args.get("type"), referrers=results, max_depth=depth, limit=limit,
                 partial=any(r["partial"] for r in results), cost=budget.report())
 
