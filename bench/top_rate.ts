@@ -1,6 +1,8 @@
 // top at high rates, side by side with py-spy record --nonblocking: samples asked vs taken and
 // the target's slowdown (its own work rate with the sampler running / without) at 100 Hz,
-// 1 kHz and 5 kHz, for a target with 1 and with 50 busy threads (tests/targets/busy.py).
+// 1 kHz and 5 kHz, for a target with 1 thread and with 50 (one busy, 49 waiting; tests/targets/
+// busy.py). Last, the ratios top/py-spy in the same run: samples taken, and the target's speed
+// (above 1: top slowed it less).
 // Run alone: deno run -A bench/top_rate.ts [python version, default 3.12]
 import {
   cli,
@@ -109,7 +111,8 @@ export async function benchTopRate(
           `  | py-spy ${String(spy.taken).padStart(6)}/${spy.asked} ${share(spy)} slowdown ${
             slow(spy)
           }` +
-          `  | taken top/py-spy ${(peeka.taken / Math.max(1, spy.taken)).toFixed(2)}`;
+          `  | top/py-spy: taken ${(peeka.taken / Math.max(1, spy.taken)).toFixed(2)}` +
+          ` target speed ${(peeka.speed / spy.speed).toFixed(3)}`;
         progress(row);
         rows.push(row);
       }
