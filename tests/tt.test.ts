@@ -153,7 +153,10 @@ for (const py of pythons()) {
 
         const plain = await recording(
           env,
-          ["ttmod.ingest", "--max-records", "5", "--max-bytes", "64k", "-n", "20", "--rate", "0"],
+          ["ttmod.ingest", "--max-records", "5", "--max-bytes", "64k", "-n", "20", "--rate", "0"]
+            .concat(
+              ["--condition", "blob is not None"], // decided at entry, on the arguments
+            ),
           () => target.ask("ingest 20 1"),
         );
         const p = plain.stopped;
@@ -170,7 +173,7 @@ for (const py of pythons()) {
       await t.step("reset stops a recording and removes its records", async () => {
         const r = await recording(
           env,
-          ["ttmod.Till.price"],
+          ["ttmod.Till.price", "--condition", "cost >= 0"], // decided at exit
           () => target.ask("price 2"),
           async () => {
             const reset = await cli(["reset", "ttmod.Till.price", "--pid", String(pid)], env);
