@@ -151,12 +151,11 @@ for (const py of pythons()) {
         // the 60 MiB of arguments were not all kept alive: the budget and some allocator slack
         assert(grown < 8 * 1024 + 16 * 1024, `target grew ${grown} KiB: ${JSON.stringify(s)}`);
 
+        const bounds = ["--max-records", "5", "--max-bytes", "64k", "-n", "20", "--rate", "0"];
+        const onArguments = ["--condition", "blob is not None"]; // decided at entry
         const plain = await recording(
           env,
-          ["ttmod.ingest", "--max-records", "5", "--max-bytes", "64k", "-n", "20", "--rate", "0"]
-            .concat(
-              ["--condition", "blob is not None"], // decided at entry, on the arguments
-            ),
+          ["ttmod.ingest", ...bounds, ...onArguments],
           () => target.ask("ingest 20 1"),
         );
         const p = plain.stopped;
