@@ -363,7 +363,10 @@ export function buildProgram(
         "Plugins: --plugin-dir DIR (repeatable, any command), PEEKA_PLUGIN_PATH, " +
         "~/.config/peeka/plugins; 'peeka plugins' lists them.",
     )
-    .exitOverride();
+    .exitOverride()
+    // Options are read where they stand, so a command can leave those after its first
+    // argument to it (passThroughOptions); peeka itself has none of its own but -V/--help.
+    .enablePositionalOptions();
   const seen = new Set<string>();
   for (const cmd of commands) {
     if (seen.has(cmd.name)) throw new Error(`two commands are named ${cmd.name}`);
@@ -382,6 +385,7 @@ export function buildProgram(
       sub.addOption(opt);
     }
     if (takesTargets(cmd)) addTargetOptions(sub);
+    if (cmd.passThroughOptions) sub.passThroughOptions();
     sub.option("--json", "print JSON lines (default when stdout is not a terminal)");
     sub.action(async (...params: unknown[]) => {
       const command = params[params.length - 1] as Command;

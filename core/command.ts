@@ -71,6 +71,9 @@ export interface PeekaCommand {
   onFrame?(frame: Frame, ctx: CommandContext): void;
   /** A command that does its own work instead of calling a snippet; returns the exit status. */
   run?(ctx: CommandContext): Promise<number>;
+  /** Options after the first argument are that argument's own (run's script arguments):
+   * the CLI does not parse them. */
+  passThroughOptions?: boolean;
   /** Whether the command acts on an attached process (adds --pid, --children). Default: true
    * when it has a snippet. */
   needsTarget?: boolean;

@@ -43,8 +43,14 @@ for (const py of pythons()) {
 
     await t.step("a function loaded before the script: only the script's calls", async () => {
       // the bootstrap's own os.path calls come before the command is in place
-      const stack = await run("run_short.py", ["0"], ["stack", "posixpath.join", "--json"]);
+      // the script's own options are its own, not peeka's (passed through unparsed)
+      const stack = await run("run_short.py", ["0", "--verbose", "-x"], [
+        "stack",
+        "posixpath.join",
+        "--json",
+      ]);
       assertEquals(stack.code, 0, stack.stderr);
+      assert(stack.stdout.includes("script argv=['0', '--verbose', '-x']"), stack.stdout);
       assertEquals(observations(stack.lines).length, 40);
     });
 

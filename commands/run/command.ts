@@ -29,21 +29,21 @@ export interface RunLine {
 }
 
 /**
- * Splits `run [--python P] script.py [args…] -- command [options]`. Commander has already
- * dropped the `--`, so where the script's arguments end is read from the raw argv: everything
- * after its first `--` (past `run`) is the command.
+ * Splits `run [--python P] script.py [args…] -- command [options]`. The CLI passes everything
+ * after the script through unparsed (passThroughOptions), `--` included: the first `--` after
+ * the script ends its arguments (the script's own `--`, if any, comes after the command's name).
  */
-export function splitRunLine(parsed: string[], rawArgv: string[], python: string): RunLine {
-  const at = rawArgv.indexOf("run");
-  const dashes = at < 0 ? -1 : rawArgv.indexOf("--", at + 1);
+export function splitRunLine(parsed: string[], python: string): RunLine {
+  const dashes = parsed.indexOf("--", 1);
+  if (parsed[0] === undefined || parsed[0] === "--") {
+    throw new UsageError("no script: peeka run app.py -- watch app.work");
+  }
   if (dashes < 0) {
     throw new UsageError("put the command after --, e.g. peeka run app.py -- watch app.work");
   }
-  const command = rawArgv.slice(dashes + 1);
-  const scriptPart = parsed.slice(0, parsed.length - command.length);
+  const command = parsed.slice(dashes + 1);
   if (!command.length) throw new UsageError("no command after --, e.g. -- watch app.work");
-  if (!scriptPart.length) throw new UsageError("no script: peeka run app.py -- watch app.work");
-  return { python, script: scriptPart[0], scriptArgs: scriptPart.slice(1), command };
+  return { python, script: parsed[0], scriptArgs: parsed.slice(1, dashes), command };
 }
 
 /** The streaming command to run, checked against the registry. */
@@ -191,7 +191,7 @@ const COMMAND_END_MS = 5000;
 
 async function runScript(ctx: CommandContext, self: PeekaCommand): Promise<number> {
   const parsed = (ctx.args as unknown[]).flat() as string[]; // the variadic argument
-  const line = splitRunLine(parsed, Deno.args, String(ctx.opts.python ?? "python3"));
+  const line = splitRunLine(parsed, String(ctx.opts.python ?? "python3"));
   const cmd = commandFor(ctx.registry, line.command[0]);
   await checkCommandLine(ctx.registry, cmd, line.command);
   try {
@@ -344,6 +344,7 @@ const run: PeekaCommand = defineCommand({
     "names runs; what it sees is printed until the script exits, and peeka exits with the " +
     "script's status. Nothing is installed: the interpreter runs a -c bootstrap.",
   arguments: [{ name: "script-and-command...", description: "script.py [args…] -- command …" }],
+  passThroughOptions: true, // the script's own --flags are its arguments
   options: [
     { flags: "--python <path>", description: "the interpreter (default: python3 on PATH)" },
     {
