@@ -23,6 +23,7 @@ import plugins from "./plugins/command.ts";
 import dump from "./dump/command.ts";
 import source from "./source/command.ts";
 import run from "./run/command.ts";
+import tt from "./tt/command.ts";
 
 export const builtinCommands: PeekaCommand[] = [
   attach,
@@ -35,6 +36,7 @@ export const builtinCommands: PeekaCommand[] = [
   trace,
   line,
   monitor,
+  tt,
   reset,
   sc,
   sm,
