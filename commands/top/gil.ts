@@ -14,6 +14,8 @@ export interface GilState {
   switches: bigint;
   /** The head of the interpreter's list of thread states (a thread started changes it). */
   head: bigint;
+  /** The extra regions asked for, read in the same call (each null when it failed). */
+  extra: (Uint8Array | null)[];
 }
 
 /** The three fields of `_gil_runtime_state` read as one: last_holder, locked, switch_number. */
@@ -61,9 +63,13 @@ export class GilWatch {
     return watch.read() ? watch : null;
   }
 
-  /** One read of both (null when it fails or `locked` is not 0 or 1: not a GIL). */
-  read(): GilState | null {
-    const [gil, head] = this.memory.readMany([this.holderAt, this.headAt], [SPAN, 8]);
+  /** One read of both (null when it fails or `locked` is not 0 or 1: not a GIL), and of the
+   * `extra` regions [address, length] in the same call (each null when it failed). */
+  read(extra: [bigint, number][] = []): GilState | null {
+    const [gil, head, ...more] = this.memory.readMany(
+      [this.holderAt, this.headAt, ...extra.map(([addr]) => addr)],
+      [SPAN, 8, ...extra.map(([, len]) => len)],
+    );
     if (!gil || !head) return null;
     const v = new DataView(gil.buffer, gil.byteOffset, SPAN);
     const locked = v.getInt32(8, true);
@@ -72,6 +78,7 @@ export class GilWatch {
       holder: v.getBigUint64(0, true),
       switches: v.getBigUint64(16, true),
       head: new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true),
+      extra: more,
     };
   }
 }

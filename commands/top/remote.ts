@@ -77,6 +77,7 @@ const MASK = ~7n;
 const TRAMPOLINE = "<interpreter trampoline>";
 const WINDOW = 4096;
 const PAGE = 4096;
+const GUESS_ABOVE = 512; // bytes above the holder's last frame read with it (calls deeper)
 const LIST_MS = 10; // the list of threads is read whole at least this often
 
 /** How a thread is sampled: left out (hidden: the agent's), asleep (the OS says so), or read. */
@@ -84,8 +85,11 @@ type Mode = "hidden" | "asleep" | "read";
 const modeOf = (hidden: boolean, read: boolean): Mode =>
   hidden ? "hidden" : read ? "read" : "asleep";
 
+/** Memory read from `start`. */
+type Window = { start: bigint; view: DataView };
+
 /** Whether a window of memory read holds the `size` bytes at `f`. */
-const inside = (w: { start: bigint; view: DataView } | null, f: bigint, size: number) =>
+const inside = (w: Window | null, f: bigint, size: number) =>
   w !== null && f >= w.start && f + BigInt(size) <= w.start + BigInt(w.view.byteLength);
 
 const plausible = (p: bigint) => p > 0x10000n && p < 0x800000000000n && (p & 7n) === 0n;
@@ -95,6 +99,8 @@ export class RemoteStacks {
   private memory: MemoryReader;
   /** Where the GIL's holder and switch count are (with no agent: dump's layout has them). */
   private gil: GilWatch | null = null;
+  /** Where the GIL holder's state and frames were at the last sample (see guesses). */
+  private guess: { tstate: bigint; cframe: bigint; frame: bigint } | null = null;
   /** The last sample, for the threads that have not run since (see sinceLast). */
   private last: { gil: GilState; samples: ThreadSample[]; modes: Mode[] } | null = null;
   /** The thread states (in list order) and their threads' idents, when last read whole. */
@@ -129,6 +135,7 @@ export class RemoteStacks {
     pid: number,
     minor: number,
     shape: { layout: PyLayout; interp: bigint; codeType: bigint },
+    watchGil = true,
   ): RemoteStacks {
     const { thread, frame, code, str } = shape.layout;
     const layout: Layout = {
@@ -149,8 +156,17 @@ export class RemoteStacks {
     };
     const stacks = new RemoteStacks(pid, layout, shape.codeType, str);
     const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
-    stacks.gil = GilWatch.locate(stacks.memory, shape.layout, runtime, shape.interp);
+    if (watchGil) stacks.gil = GilWatch.locate(stacks.memory, shape.layout, runtime, shape.interp);
     return stacks;
+  }
+
+  /** The GIL's state now, and as read with the last sample (null without a GIL watch): what
+   * `sample` relies on, for a check to compare. */
+  gilNow(): GilState | null {
+    return this.gil?.read() ?? null;
+  }
+  get gilAtLastSample(): GilState | null {
+    return this.last?.gil ?? null;
   }
 
   /** One sample: each thread's ident, its current frame and its code objects, innermost
@@ -161,7 +177,8 @@ export class RemoteStacks {
     reuse: (ident: number, frame: bigint) => bigint[] | null = () => null,
     asleep: (ident: number) => boolean = () => false,
   ): ThreadSample[] {
-    const gil = this.gil?.read() ?? null;
+    if (this.gil) this.reads++;
+    const gil = this.gil?.read(this.guesses()) ?? null;
     const kept = gil && this.sinceLast(gil, skip, reuse, asleep);
     if (kept) return kept;
     const { idents, states } = this.threadStates(skip, asleep);
@@ -198,19 +215,64 @@ export class RemoteStacks {
     if (holder >= 0) {
       const ident = list.idents[holder];
       const mode = modeOf(skip(ident), !skip(ident) && !asleep(ident));
-      let state: DataView | null = null;
       if (mode === "read") {
-        const views = this.readStates([gil.holder]);
-        const read = views?.[1].getBigUint64(this.layout.threadId, true);
-        if (!views || Number(read) !== ident) return null;
-        state = views[1];
-      }
-      const [frame] = this.currentFrames([state]);
-      samples[holder] = this.threadSample(ident, mode, frame, reuse);
+        const held = this.holderSample(gil, ident, reuse);
+        if (!held) return null;
+        samples[holder] = held;
+      } else samples[holder] = this.threadSample(ident, mode, 0n, reuse);
       this.last = { gil, samples, modes: modes.with(holder, mode) };
     } else this.last = { gil, samples, modes };
     this.heldOnly++;
     return samples;
+  }
+
+  /** The regions the holder's sample will likely need, read with the GIL's state in one call:
+   * its thread state, (3.11/3.12) its C frame's current frame, and the memory below its last
+   * innermost frame (3.11+), where it last was. Each is checked before it is used. */
+  private guesses(): [bigint, number][] {
+    const g = this.guess, L = this.layout;
+    if (!g) return [];
+    const out: [bigint, number][] = [[g.tstate, this.stateSize]];
+    if (L.cframeCurrent !== null && g.cframe) out.push([g.cframe + BigInt(L.cframeCurrent), 8]);
+    const below = this.guessedWindow();
+    if (below) out.push(below);
+    return out;
+  }
+
+  /** Below the holder's last innermost frame (3.11+), not under the start of its page: its
+   * first frames sit at the start of a stack chunk, with nothing mapped below. */
+  private guessedWindow(): [bigint, number] | null {
+    const f = this.guess?.frame;
+    if (!this.layout.stacked || !f) return null;
+    const end = f + BigInt(GUESS_ABOVE);
+    const floor = f & ~BigInt(PAGE - 1);
+    const start = end - BigInt(WINDOW) > floor ? end - BigInt(WINDOW) : floor;
+    return [start, Number(end - start)];
+  }
+
+  /** The GIL holder's sample, from the regions guessed where they proved right; null when its
+   * state no longer names the thread (it ended, another took its place). */
+  private holderSample(
+    gil: GilState,
+    ident: number,
+    reuse: (ident: number, frame: bigint) => bigint[] | null,
+  ): ThreadSample | null {
+    const L = this.layout, g = this.guess;
+    const view = (b: Uint8Array | null | undefined) =>
+      b ? new DataView(b.buffer, b.byteOffset, b.byteLength) : null;
+    const hit = g?.tstate === gil.holder;
+    let state = hit ? view(gil.extra[0]) : null;
+    if (!state) state = this.readStates([gil.holder])?.[1] ?? null;
+    if (!state || Number(state.getBigUint64(L.threadId, true)) !== ident) return null;
+    const cframe = L.cframeCurrent === null ? 0n : state.getBigUint64(L.tstateFrame, true);
+    const current = hit && cframe && cframe === g!.cframe ? view(gil.extra[1]) : null;
+    let frame = current?.getBigUint64(0, true) ?? this.currentFrames([state])[0];
+    if (!plausible(frame)) frame = 0n;
+    const guessed = hit ? this.guessedWindow() : null;
+    const below = guessed && view(gil.extra.at(-1));
+    const window = below && { start: guessed![0], view: below };
+    this.guess = { tstate: gil.holder, cframe, frame };
+    return { ident, frame, codes: reuse(ident, frame) ?? this.walk(frame, window) };
   }
 
   private threadSample(
@@ -340,13 +402,13 @@ export class RemoteStacks {
     return info;
   }
 
-  private walk(from: bigint): bigint[] {
+  /** The code objects from a frame outwards; `window`: memory already read that may hold some. */
+  private walk(from: bigint, window: Window | null = null): bigint[] {
     const L = this.layout;
     const codes: bigint[] = [];
     let f = from;
     // 3.11+ keep a thread's frames on its own stack of memory, callers below callees: one
     // read of the page(s) below the current frame usually holds the whole walk.
-    let window: { start: bigint; view: DataView } | null = null;
     const size = Math.max(L.back, L.code) + 8;
     // Bounded by frames visited, not codes kept: a torn read can make a cycle of frames
     // that hold no code object.
@@ -375,7 +437,7 @@ export class RemoteStacks {
   /** The memory below a stacked frame, up to its end: WINDOW bytes or, when those reach into
    * an unmapped page (a thread's first frames sit at the start of its stack chunk), from the
    * start of the frame's own page. */
-  private window(f: bigint, size: number): { start: bigint; view: DataView } | null {
+  private window(f: bigint, size: number): Window | null {
     const end = f + BigInt(size);
     for (const start of [end - BigInt(WINDOW), f & ~BigInt(PAGE - 1)]) {
       const view = this.read(start, Number(end - start));
