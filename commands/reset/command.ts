@@ -11,7 +11,7 @@ interface Enhanced {
 
 export default defineCommand({
   name: "reset",
-  summary: "Remove instrumentation (watch, stack, monitor) from functions",
+  summary: "Remove instrumentation (watch, stack, monitor, trace, tt, line) and tt records",
   arguments: [{
     name: "pattern",
     description: "function name pattern (wildcards * and ?), e.g. 'myapp.*'",
