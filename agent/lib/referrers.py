@@ -17,8 +17,8 @@ import types
 
 REQUIRES = ("reflect", "real")
 
-CHUNK = 10000            # objects whose referents are asked in one C call (GIL held)
-SLICE = 500              # inside a chunk that hits, the size of the pieces looked at again
+CHUNK = 5000             # objects whose referents are asked in one C call (GIL held)
+SLICE = 250              # inside a chunk that hits, the size of the pieces looked at again
 MAX_FRAMES = 200         # frames per thread read for their locals
 CO_OPTIMIZED = 1         # a code flag: a function's frame (fast locals)
 
@@ -85,6 +85,49 @@ def _module_dicts():
         if reflect.is_module(module) and type(name) is str:
             found[id(reflect.module_dict(module))] = name
     return found
+
+
+def _named_slots(module_dicts, budget):
+    """id(value) -> [(module, key) or (module, class key, attribute)] for every module global
+    and every attribute of a class that is a module global: the roots most chains end at, known
+    before any pass (a value found here ends its chain a level early). Made before the snapshot
+    (its thousands of small objects would each make the collector's young generation, holding
+    the snapshot list, be walked again), so it holds only strings, and a match is checked again
+    against the dict (str keys: no target code in the lookups): named_root()."""
+    index = {}
+    for n, (d_id, module) in enumerate(list(module_dicts.items())):
+        if n % 100 == 99:
+            budget.pause()                     # a big application has thousands of modules
+        d = _module_dict_by_name(module)
+        if d is None or id(d) != d_id:
+            continue
+        for key, value in list(dict.items(d)):
+            if type(key) is not str:
+                continue
+            index.setdefault(id(value), []).append((module, key))
+            if reflect.is_class(value) and reflect.type_module(value) == module:
+                cls_dict = _class_dict_of(value)
+                for attr, held in (list(dict.items(cls_dict)) if cls_dict is not None else ()):
+                    if type(attr) is str and attr[:2] != "__":
+                        index.setdefault(id(held), []).append((module, key, attr))
+    return index
+
+
+def named_root(entry, obj):
+    """(kind, name) of the root an entry of _named_slots names, if it still holds obj."""
+    d = _module_dict_by_name(entry[0])
+    held = dict.get(d, entry[1]) if d is not None else None
+    if len(entry) == 2:
+        return ("module global", "%s.%s" % entry) if held is obj else None
+    cls_dict = _class_dict_of(held) if reflect.is_class(held) else None
+    if cls_dict is not None and dict.get(cls_dict, entry[2]) is obj:
+        return "class attribute", "%s.%s" % (reflect.qualified_name(held), entry[2])
+    return None
+
+
+def _module_dict_by_name(name):
+    module = sys.modules.get(name)
+    return reflect.module_dict(module) if reflect.is_module(module) else None
 
 
 def _thread_frames(skip_idents, our_frames):
@@ -155,10 +198,10 @@ class _Search(object):
     """One snapshot, and one pass over it per level, for the walks from several objects at
     once; what they share: the roots known up front, the objects left out, the budget."""
 
-    def __init__(self, snapshot, targets, skip_idents, exclude, budget):
+    def __init__(self, snapshot, targets, modules, named, skip_idents, exclude, budget):
         self.budget = budget
         self.snapshot = snapshot               # taken first: what follows is not in it
-        self.modules = _module_dicts()
+        self.modules, self.named = modules, named
         self.skip = _our_frames(skip_idents)
         self.frames, self.locals_index = _thread_frames(skip_idents, self.skip)
         self.skip.update(id(o) for o in exclude)
@@ -173,9 +216,13 @@ class _Search(object):
             going = [w for w in self.walks if w.goes_on(max_depth, max_chains)]
             if not going:
                 break
-            wanted = {}                        # id -> (object, the walks whose frontier has it)
             for walk in going:
                 walk.level()
+            going = [w for w in going if len(w.roots) < max_chains]    # roots found by level()
+            if not going:
+                break
+            wanted = {}                        # id -> (object, the walks whose frontier has it)
+            for walk in going:
                 for o in walk.frontier:
                     wanted.setdefault(id(o), (o, []))[1].append(walk)
             self._pass(wanted, going, max_chains)
@@ -219,7 +266,7 @@ class _Search(object):
     def drop(self):
         for walk in self.walks:
             walk.drop()
-        self.snapshot = self.walks = self.frames = self.locals_index = None
+        self.snapshot = self.walks = self.frames = self.locals_index = self.named = None
 
 
 class _Walk(object):
@@ -249,12 +296,17 @@ class _Walk(object):
         return True
 
     def level(self):
-        """A level begins: the frontier's objects held by a thread's frame are roots."""
+        """A level begins: the frontier's objects held by a thread's frame, a module global or
+        a class attribute are roots (found without a pass)."""
         self.depth += 1
         for obj in self.frontier:
             for value, where in self.search.locals_index.get(id(obj), ()):
                 if value is obj:
                     self._add_root("thread frame", where, obj)
+            for entry in self.search.named.get(id(obj), ()):
+                root = named_root(entry, obj)
+                if root is not None:
+                    self._add_root(root[0], root[1], obj)
 
     def why_stopped(self):
         return self.stopped or self.search.budget.stopped
@@ -485,9 +537,11 @@ def chains(obj, max_depth=8, max_chains=5, budget=None, skip_idents=(), exclude=
 def chains_of(objs, max_depth=8, max_chains=5, budget=None, skip_idents=(), exclude=()):
     """chains() for several objects at once, in their order: one snapshot, and one pass over
     it per level for them all (the cost of one search, not one per object)."""
-    snapshot = gc.get_objects()
     budget = budget or Budget()
-    search = _Search(snapshot, objs, set(skip_idents), exclude, budget)
+    modules = _module_dicts()
+    named = _named_slots(modules, budget)
+    snapshot = gc.get_objects()
+    search = _Search(snapshot, objs, modules, named, set(skip_idents), exclude, budget)
     del snapshot
     try:
         search.run(max_depth, max_chains)

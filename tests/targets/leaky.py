@@ -99,6 +99,7 @@ def grow_heap(n):
     """n more small tracked objects, in lists of 1000 (a heap spread over many containers)."""
     for start in range(0, n, 1000):
         _kept.append([[i] for i in range(start, min(n, start + 1000))])
+    gc.collect()                         # settled, as in a process that has run a while
 
 
 def deep(levels):
