@@ -96,8 +96,9 @@ for (const py of pythons()) {
           const main = (m.modules as Record<string, unknown>[]).find((r) =>
             r.module === "__main__"
           );
+          const made = before.made as Record<string, number>; // Payloads: one per leaked closure
           const leaked = Number(before.cache) + Number(before.history) + Number(before.blobs) +
-            Number(before.handlers);
+            made.Payload;
           assert(main && Number(main.count) >= leaked, JSON.stringify(main));
           assert((main.top_types as string[]).includes("CacheEntry"), JSON.stringify(main));
           const owners = (m.containers as Row[]).map((c) => c.referenced_from);
