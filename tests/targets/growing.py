@@ -21,6 +21,7 @@ RATES = {"CacheEntry": 800, "Record": 400, "Payload": 200, "Blob": 100}   # per 
 CACHE = {}
 MADE = dict.fromkeys(RATES, 0)
 GROWING = threading.Event()
+STILL = threading.Event()     # set by the ticker once it has seen growth stopped
 
 
 class CacheEntry(object):
@@ -103,7 +104,9 @@ def ticker():
         if not GROWING.is_set():
             if since is not None:
                 grown, since = grown + time.monotonic() - since, None
+            STILL.set()
             continue
+        STILL.clear()
         since = since if since is not None else time.monotonic()
         elapsed = grown + time.monotonic() - since
         for kind, rate in RATES.items():
@@ -182,8 +185,13 @@ def main():
         if cmd == "grow":
             GROWING.set()
             answer(b"ok")
-        elif cmd == "stop":
+        elif cmd == "stop":       # answers once nothing is added any more (the holder caught up)
             GROWING.clear()
+            STILL.clear()
+            STILL.wait(10)
+            deadline = time.monotonic() + 10
+            while HELD[0] < BLOBS_WANTED[0] and time.monotonic() < deadline:
+                time.sleep(0.005)
             answer(b"ok")
         elif cmd == "report":
             answer(json.dumps({"made": MADE, "cache": len(CACHE), "history": len(Registry.history),
