@@ -149,12 +149,20 @@ def _thread_frames(skip_idents, our_frames):
                     where = "%s frame %s()" % (who, frame.f_code.co_name)
                     frames[id(frame)] = (frame, where)
                     if frame.f_code.co_flags & CO_OPTIMIZED:    # a function's (a module's locals are its globals)
-                        for name, value in list(frame.f_locals.items()):
-                            index.setdefault(id(value), []).append((value, "%s local %s" % (where, name)))
+                        _index_locals(index, frame, where)
                 frame, depth = frame.f_back, depth + 1
     finally:
         current = frame = None      # our own frame in a dict of our locals would be a cycle
     return frames, index
+
+
+def _index_locals(index, frame, where):
+    try:
+        pairs = list(frame.f_locals.items())
+    except Exception:                          # a frame that cannot show its locals: no root there
+        return
+    for name, value in pairs:
+        index.setdefault(id(value), []).append((value, "%s local %s" % (where, name)))
 
 
 def _thread_names(threading):
@@ -357,7 +365,7 @@ class _Walk(object):
             else:
                 self._add_root("class attribute", name + _dict_step(child, after, "."), after)
             return True
-        if reflect.is_module(parent):
+        if reflect.is_module(parent) and child is not reflect.module_dict(parent):
             name = reflect.module_dict(parent).get("__name__")
             self._add_root("module state", "module %s (its C state)" % name, child)
             return True
@@ -442,17 +450,11 @@ def _closure_step(fn, child):
 
 def _step(obj, child, after):
     """(shown as, step to child, hops to skip) for obj -> child in a chain (after: the hop after
-    child, for steps that go through an inner object such as an instance's __dict__)."""
+    child, for steps that go through an inner object such as an instance's __dict__; None when
+    child ends the chain, which then shows the inner object itself)."""
     t = type(obj)
     if t is _FUNCTION:
-        if child is obj.__closure__:
-            name = _closure_step(obj, after)
-            return "<closure of %s>" % obj.__qualname__, ("." + name if name else ""), 2
-        if child is obj.__defaults__:
-            return obj.__qualname__ + "()", ".__defaults__" + _sequence_step(child, tuple, after), 1
-        if child is obj.__dict__:
-            return obj.__qualname__ + "()", _dict_step(child, after, "."), 1
-        return obj.__qualname__ + "()", "", 0
+        return _function_step(obj, child, after)
     shown = reflect.qualified_name(t)
     if t is _CELL:
         return "cell", "", 0
@@ -471,13 +473,33 @@ def _step(obj, child, after):
         return shown, ".__class__", 0
     d = reflect.instance_dict(obj, t)
     if d is not None and child is d:
-        return shown, _dict_step(child, after, "."), 1
+        return (shown, ".__dict__", 0) if after is None else (shown, _dict_step(child, after, "."), 1)
     if d is not None:                          # 3.11+: values stored in the object itself
         via = _dict_step(d, child, ".")
         if via:
             return shown, via, 0
     slot = _slot_step(obj, child)
     return shown, slot or "", 0
+
+
+def _function_step(fn, child, after):
+    """A function's step: through its closure to a free variable's cell content, its defaults,
+    its __dict__ or its globals."""
+    name = fn.__qualname__ + "()"
+    if child is fn.__closure__:
+        var = _closure_step(fn, after) if after is not None else None
+        if var is None:
+            return name, ".__closure__", 0
+        return "<closure of %s>" % fn.__qualname__, "." + var, 2
+    inner = ((fn.__defaults__, ".__defaults__"), (fn.__dict__, ""), (fn.__globals__, ".__globals__"))
+    for held, label in inner:
+        if child is held:
+            if after is None:
+                return name, label or ".__dict__", 0
+            if type(held) is tuple:
+                return name, label + _sequence_step(held, tuple, after), 1
+            return name, label + _dict_step(held, after, None if label else "."), 1
+    return name, "", 0
 
 
 def _safe_step(obj, child, after):
