@@ -491,9 +491,10 @@ def _function_step(fn, child, after):
         if var is None:
             return name, ".__closure__", 0
         return "<closure of %s>" % fn.__qualname__, "." + var, 2
-    inner = ((fn.__defaults__, ".__defaults__"), (fn.__dict__, ""), (fn.__globals__, ".__globals__"))
-    for held, label in inner:
-        if child is held:
+    # __dict__ last and only for a dict: reading it makes an empty one when the function has none
+    for held, label in ((fn.__defaults__, ".__defaults__"), (fn.__globals__, ".__globals__"),
+                        (fn.__dict__ if type(child) is dict else None, "")):
+        if held is not None and child is held:
             if after is None:
                 return name, label or ".__dict__", 0
             if type(held) is tuple:
