@@ -114,7 +114,8 @@ export class Profile {
   private idleStacks = new Map<number, { frame: bigint; codes: bigint[] }>();
   /** When the last sample was added: run states are judged by it (one clock read a sample). */
   private now = 0;
-  private verdicts = new WeakMap<ThreadSample, { at: number; idle: boolean }>();
+  /** By the codes of a sample: the same array when the sampler kept it, or knownIdle gave it. */
+  private verdicts = new WeakMap<bigint[], { at: number; idle: boolean }>();
 
   constructor(
     private pid: number,
@@ -209,16 +210,17 @@ export class Profile {
 
   /** Whether a thread waits rather than runs: its run state and system call from /proc, and
    * in a futex (a lock or the GIL) its innermost function; without a native id, that alone.
-   * A thread sample the sampler kept from before (it has not run since) has the same answer
-   * for as long as a run state is believed (RUN_STATE_MS): 50 waiting threads at 5 kHz add up. */
+   * A stack kept from before (the thread has not run since, or waits where it waited) has the
+   * same answer for as long as a run state is believed (RUN_STATE_MS): 50 waiting threads at
+   * 5 kHz add up. */
   private waits(t: ThreadSample): boolean {
-    const known = this.verdicts.get(t);
+    const known = this.verdicts.get(t.codes);
     if (known && this.now - known.at < RUN_STATE_MS) return known.idle;
     const state = this.runState(t.ident);
     const name = this.info(t.codes[0])?.name ?? "";
     const idle = state === null ? WAITING.test(name) : !state.running &&
       (SLEEPING.has(state.call) || (FUTEX.has(state.call) && WAITING.test(name)));
-    this.verdicts.set(t, { at: this.now, idle });
+    this.verdicts.set(t.codes, { at: this.now, idle });
     return idle;
   }
 
@@ -245,7 +247,11 @@ export class RunStates {
 
   of(tid: number, now = performance.now()): RunState | null {
     let known = this.known.get(tid);
-    if (known && now - known.at < this.maxAgeMs) return known.state;
+    // Each thread's state is kept a little longer or shorter than the next one's: read all at
+    // once (the first sample, 50 threads), they would all be read again in one sample, ~1 ms
+    // of /proc reads every 10 ms that cost a tick at 1 kHz.
+    const maxAge = this.maxAgeMs * (1 + (tid % 8) / 8);
+    if (known && now - known.at < maxAge) return known.state;
     if (!known) {
       if (this.known.size >= MAX_THREADS_TRACKED) this.close();
       const dir = `/proc/${this.pid}/task/${tid}`;
