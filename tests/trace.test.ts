@@ -21,7 +21,11 @@ for (const py of pythons()) {
     const env = cliEnv();
     const run = (scenario: string, n = 1) => target.ask(`run ${scenario} ${n}`);
     const trace = async (args: string[], scenario: string, n = 1) => {
-      const { obs } = await observe(env, ["trace", ...args, "-n", String(n)], () => run(scenario));
+      const { obs } = await observe(
+        env,
+        ["trace", ...args, "-n", String(n)],
+        () => run(scenario, n),
+      );
       return obs as Tree[];
     };
     try {
@@ -76,6 +80,62 @@ for (const py of pythons()) {
           "calculate",
         );
         assertEquals(names(slow.call_tree), ["shop.Calculator._compute"]);
+        await restored(target);
+      });
+
+      await t.step(
+        "each node's share of its root: percent fields and [n%] in the text",
+        async () => {
+          const [o] = await trace(["shop.Calculator.calculate"], "calculate");
+          const walk = (nodes: TraceNode[], parentPercent: number) => {
+            const sum = nodes.reduce((s, n) => s + n.percent!, 0);
+            assert(sum <= parentPercent + 0.3, `children ${sum}% under ${parentPercent}%`);
+            for (const n of nodes) {
+              assert(Math.abs(n.percent! - 100 * n.total_ms / o.duration_ms) <= 0.06, String(n));
+              walk(n.children, n.percent!);
+            }
+          };
+          walk(o.call_tree, 100);
+          const compute = child(o.call_tree, "shop.Calculator._compute")!;
+          assert(compute.percent! > 50, "the sleeping branch takes most of the root");
+          assert(
+            renderTree(o).includes(`[${compute.percent!.toFixed(1)}%] shop.Calculator._compute()`),
+            renderTree(o),
+          );
+          const [plain] = await trace(
+            ["shop.Calculator.calculate", "--percent", "false"],
+            "calculate",
+          );
+          assert(plain.call_tree.every((n) => n.percent === undefined));
+          await restored(target);
+        },
+      );
+
+      await t.step("--expand: deeper under the slowest child, or a named one", async () => {
+        const trees = await trace(
+          ["shop.Calculator.calculate", "-d", "1", "--expand", "slowest"],
+          "calculate",
+          2,
+        );
+        const [first, second] = trees.map((o) => child(o.call_tree, "shop.Calculator._compute")!);
+        assertEquals([first.children, first.expanded], [[], undefined]);
+        assertEquals(trees[0].expand_next, "shop.Calculator._compute");
+        assertEquals(second.expanded, true);
+        assertEquals(second.children.map((n) => [n.function, n.count]), [["shop.square", 3]]);
+        assert(child(trees[1].call_tree, "shop.Calculator._validate")!.children.length === 0);
+        assert(renderTree(trees[1]).includes("shop.Calculator._compute()"));
+        const [named] = await trace(
+          ["shop.Calculator.calculate", "-d", "1", "--expand", "shop.Calculator._validate"],
+          "calculate",
+        );
+        const validate = child(named.call_tree, "shop.Calculator._validate")!;
+        assertEquals(validate.children.map((n) => [n.function, n.count]), [["shop.check", 3]]);
+        assertEquals(child(named.call_tree, "shop.Calculator._compute")!.children, []);
+        // recursion: one level more per call, down the slowest branch
+        const fibs = await trace(["shop.fib", "-d", "1", "--expand", "slowest"], "fib", 3);
+        const depth = (nodes: TraceNode[]): number =>
+          nodes.length ? 1 + Math.max(...nodes.map((n) => depth(n.children))) : 0;
+        assertEquals(fibs.map((o) => depth(o.call_tree)), [1, 2, 3]);
         await restored(target);
       });
 

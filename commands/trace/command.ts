@@ -27,9 +27,14 @@ export interface TraceNode {
   max_ms?: number;
   raised: number;
   slowest: boolean;
+  /** total_ms as a share of the root's duration (unless --percent false) */
+  percent?: number;
+  /** --expand gave this node -d levels of its own */
+  expanded?: boolean;
   children: TraceNode[];
 }
 
+const FALSE = /^(false|0|no|off)$/i;
 const ms = (n: unknown) => `${Number(n).toFixed(Number(n) < 10 ? 3 : 1)}ms`;
 
 /** " (own 1.2ms)", " (own 0.1ms, awaiting 50.3ms)", " (awaiting 50.3ms)" or "". */
@@ -42,10 +47,12 @@ function ownAndAwaiting(own: unknown, awaiting: unknown, showOwn: boolean): stri
 }
 
 function nodeLabel(n: TraceNode): string {
-  return `[${ms(n.total_ms)}] ${n.function}()` +
+  return `[${ms(n.total_ms)}]` + (n.percent === undefined ? "" : ` [${n.percent.toFixed(1)}%]`) +
+    ` ${n.function}()` +
     (n.count > 1 ? ` ×${n.count}` : "") +
     ownAndAwaiting(n.self_ms, n.awaiting_ms, n.children.length > 0) +
     (n.raised ? ` !raised${n.raised > 1 ? " ×" + n.raised : ""}` : "") +
+    (n.expanded ? "  (expanded)" : "") +
     (n.slowest ? "  ← slowest" : "");
 }
 
@@ -71,6 +78,7 @@ export function renderTree(o: Record<string, unknown>): string {
   if (Number(o.nodes_cut) > 0) {
     lines.push(`    (${o.nodes_cut} calls not shown: more than the node limit)`);
   }
+  if (o.expand_next) lines.push(`    (the next calls trace deeper under ${o.expand_next})`);
   return lines.join("\n");
 }
 
@@ -81,7 +89,10 @@ export default defineCommand({
     "For each traced call: every function it calls (to --depth levels), aggregated per caller " +
     "(a call repeated in a loop is one node with its count), with total and own time. " +
     "Only the thread inside a traced call is profiled, and only while it is. " +
-    "An awaited coroutine is one call, its time suspended shown apart (awaiting).",
+    "An awaited coroutine is one call, its time suspended shown apart (awaiting). " +
+    "--expand goes deeper without restarting: 'slowest' gives the bottom of each tree's slowest " +
+    "branch -d more levels in the next calls; module.func[,module.g] gives those functions " +
+    "-d levels of their own wherever they appear.",
   arguments: [PATTERN_ARGUMENT],
   options: [
     {
@@ -110,6 +121,16 @@ export default defineCommand({
       type: "int",
       default: 1000,
     },
+    {
+      flags: "--expand <what>",
+      description: "'slowest' (drill down the slowest branch, -d levels per call) or " +
+        "module.func[,module.g] (-d more levels under those functions)",
+    },
+    {
+      flags: "--percent <bool>",
+      description: "each node's share of its root's time (true/false)",
+      default: "true",
+    },
     rateOption("traced calls", 50),
   ],
   snippet,
@@ -118,9 +139,11 @@ export default defineCommand({
   request: (opts, args) => ({
     depth: atLeast(opts.depth, 1, "-d/--depth"),
     ...observedRequest(opts, args, "traced call"),
-    skip_builtin: !/^(false|0|no|off)$/i.test(String(opts.skipBuiltin ?? "true")),
+    skip_builtin: !FALSE.test(String(opts.skipBuiltin ?? "true")),
     min_duration: positive(opts.minDuration, "--min-duration", true),
     max_nodes: atLeast(opts.maxNodes, 2, "--max-nodes"),
+    expand: opts.expand ?? null,
+    percent: !FALSE.test(String(opts.percent ?? "true")),
     rate: rateRequest(opts),
   }),
   onFrame: (frame, ctx) => printFrame(frame, ctx, renderTree),

@@ -29,6 +29,7 @@ import _thread
 
 MAX_ACTIVE = 16           # calls traced at once (one per thread); more are skipped and counted
 MAX_SUSPENDED = 4096      # node frames set aside at an await per tree; beyond: closed at once
+MAX_EXPANDED = 32         # --expand slowest: branches given levels of their own, at most
 _now = time.perf_counter_ns
 _OPAQUE, _TRANSPARENT = "opaque", "transparent"   # frames that are not nodes (see TraceProbe.kind)
 _INLINED = frozenset(("<listcomp>", "<dictcomp>", "<setcomp>"))
@@ -63,10 +64,13 @@ class _Opcodes(object):
 
 class Node(object):
     __slots__ = ("name", "file", "line", "count", "total_ns", "min_ns", "max_ns", "raised", "children",
-                 "awaiting_ns", "resumable")
+                 "awaiting_ns", "resumable", "path", "below", "expanded")
 
-    def __init__(self, name, file, line, resumable=False):
+    def __init__(self, name, file, line, resumable=False, path=(), below=0, expanded=False):
         self.name, self.file, self.line = name, file, line
+        self.path = path            # the keys (codes, C functions) from the root down to this node
+        self.below = below          # the depth its children are counted from (0: a new -d below it)
+        self.expanded = expanded    # --expand gave it -d levels of its own
         self.count = self.total_ns = self.raised = self.max_ns = self.awaiting_ns = 0
         self.min_ns = 1 << 62
         self.children = {}
@@ -140,12 +144,12 @@ class Tree(object):
                 elif kind is _OPAQUE or depth >= max_depth:
                     stack.append((frame, None, 0, None, depth))
                 else:
-                    node = parent.children.get(code) or tree.new_child(parent, code, kind)
+                    node = parent.children.get(code) or tree.new_child(parent, code, kind, depth)
                     if node is None:
                         stack.append((frame, None, 0, None, depth))
                     else:
                         node.count += 1
-                        stack.append((frame, node, t, node, depth + 1))
+                        stack.append((frame, node, t, node, node.below))
             elif event == "return":
                 if not stack:
                     return          # the root is suspended: another task's frame
@@ -186,12 +190,12 @@ class Tree(object):
                 _, parent, _, _, depth = stack[-1]
                 node = None
                 if parent is not None and depth < max_depth:
-                    node = parent.children.get(arg) or tree.new_child(parent, arg, None)
+                    node = parent.children.get(arg) or tree.new_child(parent, arg, None, depth)
                 if node is None:
                     stack.append((arg, None, 0, None, depth))
                 else:
                     node.count += 1
-                    stack.append((arg, node, t, node, depth + 1))
+                    stack.append((arg, node, t, node, node.below))
             else:                   # c_return, c_exception
                 tree.pop(arg, t, event == "c_exception")
         return hook
@@ -254,13 +258,19 @@ class Tree(object):
             ops = self.probe.code_bytes[code] = code.co_code   # a new copy per read on 3.12+
         return ops
 
-    def new_child(self, parent, key, kind):
-        if self.nodes >= self.probe.max_nodes:
+    def new_child(self, parent, key, kind, depth):
+        """A node first met under `parent` (at `depth`): its children are counted from depth + 1,
+        or from 0 when --expand names it (outermost occurrence of its code on the path) or its
+        path is one 'slowest' armed."""
+        probe = self.probe
+        if self.nodes >= probe.max_nodes:
             self.cut += 1
             return None
-        name, file, line = kind if kind is not None else self.probe.c_name(key)
+        name, file, line = kind if kind is not None else probe.c_name(key)
         resumable = type(key) is _CODE and bool(key.co_flags & _AWAITS)
-        node = parent.children[key] = Node(name, file, line, resumable)
+        path = parent.path + (key,)
+        expanded = path in probe.expanded_paths or (key in probe.expand_codes and key not in parent.path)
+        node = parent.children[key] = Node(name, file, line, resumable, path, 0 if expanded else depth + 1, expanded)
         self.nodes += 1
         return node
 
@@ -306,6 +316,15 @@ class TraceProbe(object):
         self.busy_skipped = 0
         self.overlap_skipped = 0    # calls that began on a thread while its traced call was suspended
         self.task_name = lib("observe").task_name
+        self.percent = bool(opts.get("percent", True))
+        # --expand: functions whose node gets -d levels of its own, or "slowest": after each
+        # tree, the bottom of its slowest branch (at the depth limit) is armed for the next ones.
+        expand = opts.get("expand") or ""
+        self.expand_slowest = expand == "slowest"
+        self.expand_codes = frozenset() if self.expand_slowest or not expand else frozenset(
+            t.code for p in expand.split(",") if p.strip()
+            for t in lib("instrument").resolve_for_command(p.strip()))
+        self.expanded_paths = frozenset()
         self.listen_throws = lib("instrument").listen_throws
         if not lib("instrument").RESUME_EVENTS:
             self.on_resume = None   # the engine cannot tell: the hook stays on while the root is suspended
@@ -342,7 +361,7 @@ class TraceProbe(object):
             self.busy_skipped += 1  # someone else's profiler runs on this thread: leave it alone
             return False
         code = call.target.code
-        root = Node(call.name, code.co_filename, code.co_firstlineno)
+        root = Node(call.name, code.co_filename, code.co_firstlineno, path=(code,))
         root.count = 1
         # 3.12+: the engine calls us from the root's own frame; 3.8-3.11: from its trampoline,
         # and the root frame is the next one of the root's code to start.
@@ -466,7 +485,8 @@ class TraceProbe(object):
         root.min_ns = root.max_ns = duration_ns
         root.raised = 1 if exc is not None else 0
         shown = [0]
-        children = self.render_children(root, shown)
+        children = self.render_children(root, shown, duration_ns)
+        armed = self.arm_slowest(root) if self.expand_slowest else None
         obs = {
             "type": "observation", "watch_id": self.watch_id, "timestamp": call.wall_time,
             "location": "AtExit" if exc is None else "AtExceptionExit",
@@ -476,27 +496,53 @@ class TraceProbe(object):
             "duration_ms": _ms(duration_ns), "total_duration_ms": _ms(duration_ns),
             "self_time_ms": _ms(_own_ns(root)), "awaiting_ms": _ms(root.awaiting_ns), "count": None,
             "call_tree": children, "node_count": tree.nodes, "nodes_shown": shown[0] + 1,
-            "nodes_cut": tree.cut, "depth": self.depth,
+            "nodes_cut": tree.cut, "depth": self.depth, "expand_next": armed,
             "thread": {"id": tree.tid, "name": self.thread_name(tree.tid)},
         }
         if call.target.kind in ("coroutine", "async_generator"):
             obs["task"] = self.task_name()
         return obs
 
-    def render_children(self, node, shown):
+    def render_children(self, node, shown, root_ns):
         """Children in the order they were first called, pruned below --min-duration; the
-        slowest of several is marked (following the marks leads down the slowest branch)."""
-        kids = [n for n in node.children.values() if n.total_ns >= self.min_ns]
+        slowest of several is marked (following the marks leads down the slowest branch);
+        `percent`: a node's total time as a share of the root's."""
+        kids = self.shown_children(node)
         slowest = max(kids, key=lambda n: n.total_ns) if len(kids) > 1 else None
         out = []
         for n in kids:
             shown[0] += 1
-            grand = self.render_children(n, shown)
-            out.append({"function": n.name, "filename": n.file, "lineno": n.line, "count": n.count,
-                        "total_ms": _ms(n.total_ns), "self_ms": _ms(_own_ns(n)), "awaiting_ms": _ms(n.awaiting_ns),
-                        "min_ms": _ms(n.min_ns), "max_ms": _ms(n.max_ns), "raised": n.raised,
-                        "slowest": n is slowest, "children": grand})
+            grand = self.render_children(n, shown, root_ns)
+            item = {"function": n.name, "filename": n.file, "lineno": n.line, "count": n.count,
+                    "total_ms": _ms(n.total_ns), "self_ms": _ms(_own_ns(n)), "awaiting_ms": _ms(n.awaiting_ns),
+                    "min_ms": _ms(n.min_ns), "max_ms": _ms(n.max_ns), "raised": n.raised,
+                    "slowest": n is slowest, "children": grand}
+            if self.percent:
+                item["percent"] = round(100.0 * n.total_ns / root_ns, 1) if root_ns > 0 else 0.0
+            if n.expanded:
+                item["expanded"] = True
+            out.append(item)
         return out
+
+    def shown_children(self, node):
+        return [n for n in node.children.values() if n.total_ns >= self.min_ns]
+
+    def arm_slowest(self, root):
+        """--expand slowest: follows the slowest child down from the root; a Python function at
+        the bottom whose children the depth limit cut gets -d levels of its own in the next
+        trees (at most MAX_EXPANDED paths). Returns its name, or None."""
+        node = root
+        while True:
+            kids = self.shown_children(node)
+            if not kids:
+                break
+            node = max(kids, key=lambda n: n.total_ns)
+        path = node.path
+        if (node is root or node.below < self.depth or path in self.expanded_paths
+                or len(self.expanded_paths) >= MAX_EXPANDED or not all(type(k) is _CODE for k in path)):
+            return None
+        self.expanded_paths = self.expanded_paths | frozenset((path,))   # one swap: other threads read it
+        return node.name
 
     # -- what Observation asks ------------------------------------------------------
     def drops(self):
@@ -507,7 +553,8 @@ class TraceProbe(object):
 
     def started_data(self, observation):
         return {"watch_id": observation.id, "trace_id": observation.id, "pattern": observation.pattern,
-                "functions": observation.functions, "condition": observation.condition, "depth": self.depth}
+                "functions": observation.functions, "condition": observation.condition, "depth": self.depth,
+                "expand": "slowest" if self.expand_slowest else [self.code_name(c) for c in self.expand_codes]}
 
     def on_stop(self):
         self.active = False
