@@ -6,6 +6,7 @@
 import { cli, cliEnv, DENO, type Python, pythons, REPO, Target } from "../tests/helpers/env.ts";
 import { benchWatch } from "./watch.ts";
 import { benchTrace } from "./trace.ts";
+import { benchLine } from "./line.ts";
 import { benchLook } from "./look.ts";
 import { benchCondition } from "./condition.ts";
 import { firstWatchRoundTrips } from "./first_watch.ts";
@@ -114,6 +115,11 @@ console.log(
     "\nCPU time per call of a small function in a thread running beside it (best of 5):",
 );
 for (const py of pythons()) console.log(await benchTrace(py));
+console.log(
+  "\nline cost — ns added per run of the probed line (rate-limited, and with a never-matching" +
+    "\ncondition), per run of the function's other lines while it is probed, after; watch beside:",
+);
+for (const py of pythons()) console.log(await benchLine(py));
 console.log(
   "\nlooking around — a busy loop's slowdown while top samples every 10 ms, stacks read from outside" +
     " (remote, the default) or by the agent; sc '*' (median of 5):",

@@ -205,18 +205,28 @@ class LineProbe(object):
 
     def hit(self, frame, code):
         self.hits += 1
-        if self.handle is None or self.handle.paused or self.reached():
+        handle = self.handle
+        if handle is None or handle.paused or self.reached():
             return
-        local = frame.f_locals
-        if self.cond is not None:
+        cond = self.cond
+        if cond is None:
+            if not self.rate.allow():   # before the locals are read: a dropped hit costs the least
+                self.rate_dropped += 1
+                if _MONITORING:
+                    handle.pause()      # until follow() sees a token again (the skipped are counted)
+                return
+            local = frame.f_locals
+        else:
+            local = frame.f_locals      # the condition reads it by name (a dict, or 3.13+'s proxy)
             try:
-                env = dict((n, local[n]) for n in self.cond.names if n in local)
-                if not self.cond.evaluate(env):
+                if not cond.evaluate(local):
                     return
             except Exception as e:      # ConditionEvalError
                 self.failed(str(e))
                 return
-        if self.take_token() and self.room():
+            if not self.take_token():
+                return
+        if self.room():
             self.publish(self.observation(frame, code, local))
 
     def observation(self, frame, code, local):
@@ -335,14 +345,21 @@ class LineHandle(object):
 
     def __init__(self, probe):
         self.probe, self.tool, self.paused, self.active = probe, None, False, True
+        self._hits_at = 0
 
     def pause(self):
-        self.paused = True
+        """No hits wanted for now (rate limit spent, -n reached, the condition's cost): a hit
+        costs the callback and a count."""
+        if not self.paused:
+            self._hits_at = self.probe.hits
+            self.paused = True
 
     def resume(self):
-        """Only -n and the condition's cost pause a line probe, and those pauses last."""
+        """Ends a pause; returns how many hits were skipped meanwhile."""
+        if not self.paused:
+            return 0
         self.paused = False
-        return 0
+        return max(0, self.probe.hits - self._hits_at)
 
     def calls_seen(self):
         return self.probe.hits
