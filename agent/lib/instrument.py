@@ -533,10 +533,10 @@ def _evict_oldest():
         pass                        # another thread changed the table meanwhile
 
 
-def _claim_tool():
-    """A free tool id with our callbacks: other debuggers or profilers may hold some."""
+def claim_tool_id():
+    """A free sys.monitoring tool id, claimed as "peeka": other debuggers or profilers may hold
+    some, which are left alone. Also what a command with events of its own claims (line)."""
     mon = sys.monitoring
-    ev = mon.events
     for tool in _TOOL_IDS:
         if mon.get_tool(tool) is not None:
             continue
@@ -544,18 +544,24 @@ def _claim_tool():
             mon.use_tool_id(tool, "peeka")
         except ValueError:
             continue                # taken just now by someone else
-        _monitor["tool"] = tool     # from now on _release_tool() gives it back whatever happens
-        for event, callback in ((ev.PY_START, _mon_start), (ev.PY_RETURN, _mon_return),
-                                (ev.PY_UNWIND, _mon_unwind), (ev.PY_RESUME, _mon_resume),
-                                (ev.PY_THROW, _mon_throw)):
-            mon.register_callback(tool, event, callback)
-        unwind_is_local = sys.version_info >= (3, 15)   # checked again per code in _monitor_code
-        _monitor["local_mask"] = ev.PY_START | ev.PY_RETURN | (ev.PY_UNWIND if unwind_is_local else 0)
-        _monitor["global_mask"] = ev.PY_THROW | (0 if unwind_is_local else ev.PY_UNWIND)
-        mon.set_events(tool, _monitor["global_mask"])
-        return
+        return tool
     held = ", ".join("%d=%s" % (i, mon.get_tool(i)) for i in range(6) if mon.get_tool(i) is not None)
     raise InstrumentError("NOT_INSTRUMENTABLE", "every sys.monitoring tool id is taken (%s)" % held)
+
+
+def _claim_tool():
+    """The engine's tool id, with its callbacks."""
+    mon = sys.monitoring
+    ev = mon.events
+    tool = _monitor["tool"] = claim_tool_id()   # from now on _release_tool() gives it back whatever happens
+    for event, callback in ((ev.PY_START, _mon_start), (ev.PY_RETURN, _mon_return),
+                            (ev.PY_UNWIND, _mon_unwind), (ev.PY_RESUME, _mon_resume),
+                            (ev.PY_THROW, _mon_throw)):
+        mon.register_callback(tool, event, callback)
+    unwind_is_local = sys.version_info >= (3, 15)   # checked again per code in _monitor_code
+    _monitor["local_mask"] = ev.PY_START | ev.PY_RETURN | (ev.PY_UNWIND if unwind_is_local else 0)
+    _monitor["global_mask"] = ev.PY_THROW | (0 if unwind_is_local else ev.PY_UNWIND)
+    mon.set_events(tool, _monitor["global_mask"])
 
 
 def _monitor_code(code, on_resume=False):
