@@ -372,12 +372,14 @@ class Installer(object):
         self.engine = instrument
 
     def install(self, targets, probe):
-        _live[id(probe)] = probe
         if not _MONITORING:
-            return self.engine.install(targets, probe)
+            handle = self.engine.install(targets, probe)
+            _live[id(probe)] = probe
+            return handle
+        _live[id(probe)] = probe
         handle = probe.handle = LineHandle(probe)
         try:
-            handle.tool = _claim_tool(probe)
+            _claim_tool(handle, self.engine)
             for code in probe.codes:
                 sys.monitoring.set_local_events(handle.tool, code, sys.monitoring.events.LINE)
         except BaseException:
@@ -400,9 +402,10 @@ class Installer(object):
         release_all()
 
 
-def _claim_tool(probe):
-    """A free sys.monitoring tool id (in the engine's order), with this probe's LINE callback."""
-    mon = sys.monitoring
+def _claim_tool(handle, instrument):
+    """handle.tool: a free sys.monitoring tool id (claimed as the engine claims its own), with
+    the probe's LINE callback."""
+    mon, probe = sys.monitoring, handle.probe
     codes, disable = probe.codes, mon.DISABLE
 
     def on_line(code, line):
@@ -412,20 +415,11 @@ def _claim_tool(probe):
             probe.hit(_getframe(1), code)
         except Exception:
             probe.errors += 1
-    for tool in _TOOL_IDS:
-        if mon.get_tool(tool) is not None:
-            continue
-        try:
-            mon.use_tool_id(tool, "peeka")
-        except ValueError:
-            continue
-        mon.register_callback(tool, mon.events.LINE, on_line)
-        return tool
-    held = ", ".join("%d=%s" % (i, mon.get_tool(i)) for i in range(6) if mon.get_tool(i) is not None)
-    raise errors.CommandError("every sys.monitoring tool id is taken (%s)" % held, code="NOT_INSTRUMENTABLE")
-
-
-_TOOL_IDS = (4, 3, 2, 1, 0, 5)      # as the instrument engine: 3 and 4 have no assigned role
+    try:
+        handle.tool = instrument.claim_tool_id()    # from now on _release_tool() frees it
+    except instrument.InstrumentError as e:
+        raise errors.CommandError(str(e), code=e.code)
+    mon.register_callback(handle.tool, mon.events.LINE, on_line)
 
 
 def _release_tool(handle):
