@@ -74,7 +74,12 @@ export class SamplingRun {
     try {
       while (!stop.aborted) {
         const now = performance.now();
-        if (now >= ends) break;
+        if (now >= ends) {
+          // Deadlines passed while this process waited for a CPU are asked too (missed).
+          ticker.due(ends);
+          this.asked = ticker.asked;
+          break;
+        }
         if (ticker.due(now)) {
           this.profile.add(this.stacks.sample(hidden, knownIdle, asleep));
           this.readerMs += performance.now() - now;
