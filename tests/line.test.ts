@@ -92,6 +92,22 @@ for (const py of pythons()) {
         await nothingLeft(target);
       });
 
+      await t.step("--rate: the hits beyond it are dropped and counted", async () => {
+        const c = new StreamingCli(
+          ["line", `linemod.accumulate:${LOOP}`, "--rate", "2", ...pid],
+          env,
+        );
+        await c.waitFor((l) => l.event === "line_started");
+        await target.ask("run 100");
+        c.kill("SIGINT");
+        await c.done;
+        const end = stopped(c) as Record<string, number>;
+        assert(end.observations >= 1 && end.observations <= 4, JSON.stringify(end));
+        assertEquals(end.observations, c.observations().length);
+        assertEquals([end.hits, end.observations + end.rate_dropped], [100, 100]);
+        await nothingLeft(target);
+      });
+
       await t.step("a generator's line across its suspensions", async () => {
         const { hits } = await probe(
           env,
