@@ -267,6 +267,9 @@ for (const py of pythons()) {
           /shop\.nope/.test(String(r.lines[0].error ?? r.lines[0].message)),
           JSON.stringify(r.lines),
         );
+        const expand = await cli(["trace", "shop.fib", "--expand", "shop.nope", "--json"], env);
+        assertEquals([expand.code, expand.lines[0].code], [1, "NOT_FOUND"]);
+        assert(/^--expand: .*shop\.nope/.test(String(expand.lines[0].error)), expand.stdout);
       });
 
       assertEquals((await cli(["detach", "--json"], env)).code, 0);

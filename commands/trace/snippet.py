@@ -27,6 +27,8 @@ import time
 import types
 import _thread
 
+REQUIRES = ("errors",)
+
 MAX_ACTIVE = 16           # calls traced at once (one per thread); more are skipped and counted
 MAX_SUSPENDED = 4096      # node frames set aside at an await per tree; beyond: closed at once
 MAX_EXPANDED = 32         # --expand slowest: branches given levels of their own, at most
@@ -321,9 +323,7 @@ class TraceProbe(object):
         # tree, the bottom of its slowest branch (at the depth limit) is armed for the next ones.
         expand = opts.get("expand") or ""
         self.expand_slowest = expand == "slowest"
-        self.expand_codes = frozenset() if self.expand_slowest or not expand else frozenset(
-            t.code for p in expand.split(",") if p.strip()
-            for t in lib("instrument").resolve_for_command(p.strip()))
+        self.expand_codes = frozenset() if self.expand_slowest else _expand_codes(lib("instrument"), expand)
         self.expanded_paths = frozenset()
         self.listen_throws = lib("instrument").listen_throws
         if not lib("instrument").RESUME_EVENTS:
@@ -565,6 +565,18 @@ class TraceProbe(object):
         return dict(self.drops(), watch_id=observation.id, pattern=observation.pattern, observations=self.count,
                     calls=observation.calls, probe_errors=self.errors, seconds=observation.seconds(),
                     reason=self.stop_reason())
+
+
+def _expand_codes(instrument, expand):
+    """The codes of the functions --expand names (comma-separated patterns)."""
+    codes = set()
+    for pattern in (p.strip() for p in expand.split(",")):
+        if pattern:
+            try:
+                codes.update(t.code for t in instrument.resolve_for_command(pattern))
+            except errors.CommandError as e:
+                raise errors.CommandError("--expand: %s" % e, code=e.code)
+    return frozenset(codes)
 
 
 def _ms(ns):
