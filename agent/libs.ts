@@ -16,6 +16,7 @@ import reflect from "./lib/reflect.py" with { type: "text" };
 import names from "./lib/names.py" with { type: "text" };
 import tunnel from "./lib/tunnel.py" with { type: "text" };
 import referrers from "./lib/referrers.py" with { type: "text" };
+import codes from "./lib/codes.py" with { type: "text" };
 
 const LIBS: Record<string, string> = {
   instrument,
@@ -31,6 +32,7 @@ const LIBS: Record<string, string> = {
   greenlets,
   tunnel,
   referrers,
+  codes,
 };
 
 /** Libraries the agent has built in, required without sending: `errors` (CommandError) and

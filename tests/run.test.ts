@@ -54,6 +54,21 @@ for (const py of pythons()) {
       assertEquals(observations(stack.lines).length, 40);
     });
 
+    await t.step(
+      "line file.py:N of the script's own function: every run of that line",
+      async () => {
+        const r = await run("run_short.py", ["0"], [
+          "line",
+          `${TARGETS}/run_short.py:9`,
+          "--rate",
+          "0",
+          "--json",
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(observations(r.lines).map((o) => (o.locals as Line).i), [...Array(40).keys()]);
+      },
+    );
+
     await t.step("an uncaught exception: python's traceback, status 1, seen by watch", async () => {
       const r = await run("run_raise.py", [], ["watch", "run_raise.work", "-e", "--json"]);
       assertEquals(r.code, 1, r.stderr);

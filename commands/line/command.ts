@@ -48,7 +48,7 @@ export default defineCommand({
     rateOption("hits shown", 100),
   ],
   snippet,
-  libs: ["instrument", "condition", "serialize", "observe", "names", "reflect"],
+  libs: ["instrument", "condition", "serialize", "observe", "names", "reflect", "codes"],
   streaming: true,
   request: (opts, args) => ({
     location: args[0],

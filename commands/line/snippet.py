@@ -21,7 +21,7 @@ import time
 import types
 import _thread
 
-REQUIRES = ("errors", "real")
+REQUIRES = ("errors", "real", "codes")
 
 _MONITORING = sys.version_info >= (3, 12) and hasattr(sys, "monitoring")
 _get_ident = _thread.get_ident
@@ -41,32 +41,6 @@ def parse_location(text):
         raise errors.CommandError("a location is file.py:LINE or module.func:LINE, not %r" % (text,),
                                   code="BAD_ARGS")
     return spec, int(num)
-
-
-def code_lines(code):
-    """The line numbers that start an instruction of `code` (its own, not nested code's)."""
-    if hasattr(code, "co_lines"):
-        return set(line for _, _, line in code.co_lines() if line is not None)
-    lines, tab = set(), code.co_lnotab       # 3.8-3.9: (byte step, line step) pairs
-    line, last = code.co_firstlineno, None
-    for i in range(0, len(tab), 2):
-        if tab[i] and line != last:
-            lines.add(line)
-            last = line
-        step = tab[i + 1]
-        line += step - 256 if step >= 128 else step
-    lines.add(line)
-    return lines
-
-
-def nested_codes(code):
-    """`code` and every code object defined inside it (functions, lambdas, comprehensions)."""
-    out, todo = [], [code]
-    while todo and len(out) < 10000:
-        c = todo.pop()
-        out.append(c)
-        todo.extend(k for k in c.co_consts if type(k) is types.CodeType)
-    return out
 
 
 def _functions_of_file(path, instrument, names, reflect):
@@ -133,23 +107,23 @@ def _ranges(lines):
 
 def find_line(targets, line, where):
     """(the targets whose code holds the line, {code: line} of the code objects holding it)."""
-    holders, codes, valid = [], {}, set()
+    holders, at, valid = [], {}, set()
     for target in targets:
         mine = False
-        for code in nested_codes(target.code):
-            lines = code_lines(code)
+        for code in codes.nested(target.code):
+            lines = codes.own_lines(code)
             if len(lines) > 1:
                 lines.discard(code.co_firstlineno)   # the def line: its code ran at the def
             valid |= lines
             if line in lines:
-                codes[code] = line
+                at[code] = line
                 mine = True
         if mine:
             holders.append(target)
-    if not codes:
+    if not at:
         raise errors.CommandError("line %d of %s runs no code of a function (lines that do: %s)" % (
             line, where, _ranges(valid) or "none"), code="NOT_FOUND")
-    return holders, codes
+    return holders, at
 
 
 def resolve(location, instrument, names, reflect):

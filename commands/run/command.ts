@@ -58,8 +58,8 @@ function commandFor(registry: Registry, name: string): PeekaCommand {
   return cmd;
 }
 
-/** The pattern the command names (its first argument: a pattern, or line's location without
- * its line number), when it names one. */
+/** The pattern the command names (its first argument: a pattern, or line's location: a
+ * function without its line number, a file with it), when it names one. */
 export function patternOf(cmd: PeekaCommand, argv: string[]): string | undefined {
   if (!["pattern", "location"].includes(cmd.arguments?.[0]?.name ?? "")) return undefined;
   const takesValue = new Set<string>();
@@ -69,7 +69,8 @@ export function patternOf(cmd: PeekaCommand, argv: string[]): string | undefined
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (!arg.startsWith("-")) return arg.replace(/:\d+$/, ""); // line's module.func:N
+    // line's module.func:N names a function; its file.py:N waits for that line's function
+    if (!arg.startsWith("-")) return /\.py:\d+$/.test(arg) ? arg : arg.replace(/:\d+$/, "");
     if (takesValue.has(arg)) i++;
   }
   return undefined;

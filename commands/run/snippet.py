@@ -6,8 +6,9 @@
 # everything they saw is sent) and lets the process exit once the CLI cancels this call.
 import os
 import time
+import types
 
-REQUIRES = ("errors", "reflect", "names")
+REQUIRES = ("errors", "reflect", "names", "codes")
 
 ARM_TIMEOUT_S = 15.0       # the command must be in place within this
 POLL_S = 0.001
@@ -52,10 +53,11 @@ def pace(ctx, gate, pattern, listed):
 
 def resolves(pattern):
     """Whether the pattern names code that exists now (or is refused for another reason than
-    not being there yet: the command then says why). A file (line's file.py:N) is there once a
-    loaded module has it."""
-    if pattern.endswith(".py"):
-        return _file_loaded(pattern)
+    not being there yet: the command then says why). line's file.py:N is there once a loaded
+    module with that file defines a function holding line N (a bare file.py: once loaded)."""
+    path, line = _file_location(pattern)
+    if path is not None:
+        return _file_defines(path, line)
     try:
         names.resolve(pattern)
         return True
@@ -70,13 +72,32 @@ def running_observations(ctx, command=None):
             and (command is None or e.get("command") == command)]
 
 
-def _file_loaded(path):
+def _file_location(pattern):
+    """(file, line or None) for a file pattern (file.py:N, file.py), else (None, None)."""
+    spec, _, num = pattern.rpartition(":")
+    if spec.endswith(".py") and num.isdigit():
+        return spec, int(num)
+    return (pattern, None) if pattern.endswith(".py") else (None, None)
+
+
+def _file_defines(path, line):
     wanted = os.path.realpath(path)
     for _, module in names.loaded_modules():
-        f = reflect.module_dict(module).get("__file__")
+        scope = reflect.module_dict(module)
+        f = scope.get("__file__")
         if type(f) is str and os.path.realpath(f) == wanted:
-            return True
+            if line is None or any(_holds_line(v, line) for v in list(scope.values())):
+                return True
     return False
+
+
+def _holds_line(value, line):
+    """Whether a function of a module's namespace (or a method of its class) holds the line."""
+    if reflect.is_class(value):
+        members = list(reflect.type_dict(value).values())
+    else:
+        members = [value]
+    return any(type(f) is types.FunctionType and codes.has_line(f.__code__, line) for f in members)
 
 
 def wait_armed(ctx, listed, calls_before):

@@ -104,7 +104,7 @@ export default defineCommand({
     required: true,
   }],
   snippet,
-  libs: ["names", "classes"],
+  libs: ["names", "classes", "codes"],
   request: (_opts, args) => ({ pattern: args[0] }),
   onFrame: printSource,
   render(data) {

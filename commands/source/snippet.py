@@ -13,7 +13,7 @@ import os
 import sys
 import types
 
-REQUIRES = ("errors", "reflect", "names", "classes")
+REQUIRES = ("errors", "reflect", "names", "classes", "codes")
 
 MAX_FILE_BYTES = 4 << 20        # a bigger file is not read
 MAX_LINES = 2000                # lines shown per object
@@ -353,23 +353,13 @@ def _closest(candidates, line):
 
 # ---- lines of a code object ---------------------------------------------------------------------
 def code_lines(code):
-    """The source lines a code object (and the code nested in it) has instructions for."""
+    """The source lines a code object (and the code nested in it) has instructions for; on
+    3.11+ also where its multi-line statements end."""
     lines = set([code.co_firstlineno])
-    if hasattr(code, "co_positions"):           # 3.11+: also where multi-line statements end
-        for _, end, _, _ in code.co_positions():
-            if end is not None:
-                lines.add(end)
-    if hasattr(code, "co_lines"):               # 3.10+
-        lines.update(line for _, _, line in code.co_lines() if line is not None)
-    else:
-        line, table = code.co_firstlineno, code.co_lnotab
-        for i in range(1, len(table), 2):
-            step = table[i]
-            line += step - 256 if step >= 128 else step
-            lines.add(line)
-    for c in code.co_consts:
-        if type(c) is _CODE:
-            lines.update(code_lines(c))
+    for c in codes.nested(code):
+        lines |= codes.own_lines(c)
+        if hasattr(c, "co_positions"):
+            lines.update(end for _, end, _, _ in c.co_positions() if end is not None)
     return lines
 
 
