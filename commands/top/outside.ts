@@ -4,7 +4,7 @@
 // cannot be attached or must not be touched can still be profiled. Without an agent nothing
 // tells module names (functions show as their qualified names) or Python thread names: the
 // OS names threads (its comm), the main thread is MainThread.
-import { PyStateReader, type PyThread } from "../../process/pystate.ts";
+import { PyStateReader } from "../../process/pystate.ts";
 import { taskStates } from "../../process/taskstate.ts";
 import { MemoryReader } from "../../process/libc.ts";
 import type { PyLayout } from "../../process/pylayouts.ts";
@@ -28,12 +28,13 @@ export interface OutsideSampler {
 /** Opens and verifies the target; throws the reader's PeekaError (NOT_PYTHON,
  * UNSUPPORTED_VERSION, LAYOUT_UNVERIFIED) when it cannot be read from outside. */
 export function openOutside(pid: number): OutsideSampler {
-  const { reader, first, stacks } = verifiedStacks(pid);
+  const { reader, stacks } = verifiedStacks(pid);
   const names = new Names();
-  const threads = new ThreadList(pid, reader.shape.layout, reader.shape.interp);
+  // The main interpreter's threads (the reader's may be a subinterpreter's: see remote.ts).
+  const threads = new ThreadList(pid, reader.shape.layout, stacks.interp);
   const update = (list: [number, number | null][]) =>
     names.update({ threads: nameThreads(pid, list), hidden: [], modules: {}, qualnames: {} });
-  update(first.threads.map((t: PyThread) => [t.threadId, t.nativeId]));
+  update(threads.read());
   return { version: reader.version, stacks, names, refreshNames: () => update(threads.read()) };
 }
 
@@ -42,9 +43,9 @@ export function openOutside(pid: number): OutsideSampler {
  * from the agent's probe, it knows where the GIL is (gil.ts). */
 export function verifiedStacks(pid: number) {
   const reader = PyStateReader.open(pid);
-  const first = reader.read();
+  reader.read();
   const minor = Number(reader.version.split(".")[1]);
-  return { reader, first, stacks: RemoteStacks.fromLayout(pid, minor, reader.shape) };
+  return { reader, stacks: RemoteStacks.fromLayout(pid, minor, reader.shape) };
 }
 
 /** [ident, name, native id] as the agent's top_names sends them. */

@@ -80,6 +80,19 @@ const PAGE = 4096;
 const GUESS_ABOVE = 512; // bytes above the holder's last frame read with it (calls deeper)
 const LIST_MS = 10; // the list of threads is read whole at least this often
 
+/** _PyRuntime.interpreters.main (next to `head`, in every version): the head is the newest
+ * interpreter, a subinterpreter once one is made (mod_wsgi-style); top samples the main one.
+ * Null when it does not read as a pointer. */
+function mainInterpreter(
+  memory: MemoryReader,
+  runtime: bigint,
+  shape: { layout: PyLayout },
+): bigint | null {
+  const b = memory.read(runtime + BigInt(shape.layout.interpretersHead + 8), 8);
+  const main = b && new DataView(b.buffer).getBigUint64(0, true);
+  return main && plausible(main) ? main : null;
+}
+
 /** How a thread is sampled: left out (hidden: the agent's), asleep (the OS says so), or read. */
 type Mode = "hidden" | "asleep" | "read";
 const modeOf = (hidden: boolean, read: boolean): Mode =>
@@ -138,8 +151,9 @@ export class RemoteStacks {
     watchGil = true,
   ): RemoteStacks {
     const { thread, frame, code, str } = shape.layout;
+    const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
     const layout: Layout = {
-      interp: shape.interp,
+      interp: mainInterpreter(new MemoryReader(pid), runtime, shape) ?? shape.interp,
       threadsHead: shape.layout.threadsHead,
       next: thread.next,
       threadId: thread.threadId,
@@ -155,8 +169,7 @@ export class RemoteStacks {
       firstlineno: code.firstlineno,
     };
     const stacks = new RemoteStacks(pid, layout, shape.codeType, str);
-    const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
-    if (watchGil) stacks.gil = GilWatch.locate(stacks.memory, shape.layout, runtime, shape.interp);
+    if (watchGil) stacks.gil = GilWatch.locate(stacks.memory, shape.layout, runtime, layout.interp);
     return stacks;
   }
 
@@ -167,6 +180,11 @@ export class RemoteStacks {
   }
   get gilAtLastSample(): GilState | null {
     return this.last?.gil ?? null;
+  }
+
+  /** The interpreter whose threads are sampled. */
+  get interp(): bigint {
+    return this.layout.interp;
   }
 
   /** One sample: each thread's ident, its current frame and its code objects, innermost
@@ -203,7 +221,10 @@ export class RemoteStacks {
     const before = last.gil;
     if (gil.switches !== before.switches || gil.head !== before.head) return null;
     if (gil.holder !== before.holder) return null;
+    // A holder not in the list (a subinterpreter's thread state, one just deleted) may be an
+    // OS thread that has swapped in one of the list's thread states: everything is read.
     const holder = list.addrs.indexOf(gil.holder);
+    if (holder < 0) return null;
     // A thread read before is kept even if it sleeps now (its stack is what was read); one
     // hidden or asleep before must still be, or it is read.
     const modes = last.modes;
@@ -212,16 +233,14 @@ export class RemoteStacks {
         (m === "asleep" && !asleep(list.idents[i]));
     if (modes.some((m, i) => i !== holder && changed(m, i))) return null;
     const samples = [...last.samples];
-    if (holder >= 0) {
-      const ident = list.idents[holder];
-      const mode = modeOf(skip(ident), !skip(ident) && !asleep(ident));
-      if (mode === "read") {
-        const held = this.holderSample(gil, ident, reuse);
-        if (!held) return null;
-        samples[holder] = held;
-      } else samples[holder] = this.threadSample(ident, mode, 0n, reuse);
-      this.last = { gil, samples, modes: modes.with(holder, mode) };
-    } else this.last = { gil, samples, modes };
+    const ident = list.idents[holder];
+    const mode = modeOf(skip(ident), !skip(ident) && !asleep(ident));
+    if (mode === "read") {
+      const held = this.holderSample(gil, ident, reuse);
+      if (!held) return null;
+      samples[holder] = held;
+    } else samples[holder] = this.threadSample(ident, mode, 0n, reuse);
+    this.last = { gil, samples, modes: modes.with(holder, mode) };
     this.heldOnly++;
     return samples;
   }
