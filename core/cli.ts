@@ -258,6 +258,9 @@ async function runTarget(
       }
     }
   } catch (e) {
+    if (cmd.whenNotAttached && e instanceof PeekaError && e.code === "NOT_ATTACHED") {
+      await cmd.whenNotAttached(ctx).catch(() => {}); // extra: the error below stands
+    }
     return failed(cmd, e, ctx.knownPid(), ctx.out, guard.signalled);
   } finally {
     ctx.close();

@@ -74,6 +74,9 @@ export interface PeekaCommand {
   /** Options after the first argument are that argument's own (run's script arguments):
    * the CLI does not parse them. */
   passThroughOptions?: boolean;
+  /** What the command can still show when its process is not attached (thread: the stacks
+   * read from outside); the NOT_ATTACHED error follows it, so scripts keep their answer. */
+  whenNotAttached?(ctx: CommandContext): Promise<void>;
   /** Whether the command acts on an attached process (adds --pid, --children). Default: true
    * when it has a snippet. */
   needsTarget?: boolean;

@@ -2,8 +2,6 @@
 // attached it still shows the stacks, read from outside as `peeka dump` does (no agent), and
 // then fails as before (NOT_ATTACHED): a script keeps its answer, a person gets the view.
 import { type CommandContext, defineCommand, type Options } from "../../core/command.ts";
-import { callCommand, untilInterrupted } from "../../core/call.ts";
-import { PeekaError } from "../../process/errors.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
 interface Frame {
@@ -35,19 +33,17 @@ function threadRequest(opts: Options): Record<string, unknown> {
   };
 }
 
-/** Not attached: the `dump` view of the process (from outside, no agent, marked so), then the
- * same NOT_ATTACHED error, whether or not the view could be shown. */
-async function fromOutside(ctx: CommandContext, notAttached: PeekaError): Promise<number> {
+/** Not attached: the `dump` view of the process (from outside, no agent, marked so); the
+ * runner then fails with NOT_ATTACHED as before, whether or not the view could be shown. */
+async function fromOutside(ctx: CommandContext): Promise<void> {
   const dump = ctx.registry.commands.find((c) => c.name === "dump");
+  if (!dump?.run) return;
   const pid = ctx.targetPid();
-  if (dump?.run) {
-    ctx.out.status(
-      `process ${pid} is not attached: its stacks read from outside, with no agent (peeka dump)`,
-      { source: "outside", pid },
-    );
-    await dump.run({ ...ctx, args: [String(pid)], opts: {} }).catch(() => {});
-  }
-  throw notAttached;
+  ctx.out.status(
+    `process ${pid} is not attached: its stacks read from outside, with no agent (peeka dump)`,
+    { source: "outside", pid },
+  );
+  await dump.run({ ...ctx, args: [String(pid)], opts: {} });
 }
 
 const thread = defineCommand({
@@ -79,23 +75,7 @@ const thread = defineCommand({
   libs: ["threads", "aio"],
   request: threadRequest,
   workMs: (r) => (r.top !== undefined ? Number(r.interval ?? 0) : 0), // -n: CPU over --interval
-  // The snippet's call as the runner makes it, but a process that is not attached still gets
-  // its stacks (the TUI calls the snippet directly).
-  async run(ctx) {
-    const request = threadRequest(ctx.opts);
-    let agent;
-    try {
-      agent = await ctx.agent();
-    } catch (e) {
-      if (e instanceof PeekaError && e.code === "NOT_ATTACHED") return await fromOutside(ctx, e);
-      throw e;
-    }
-    const { value: data, interrupted } = await untilInterrupted((signal) =>
-      callCommand(agent, thread, request, { signal })
-    );
-    ctx.out.result("thread", data, () => thread.render!(data, ctx.opts));
-    return interrupted ? 130 : 0;
-  },
+  whenNotAttached: fromOutside,
   render(data) {
     const threads = (data.threads as ThreadInfo[]) ?? [];
     const lines = [
