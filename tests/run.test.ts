@@ -69,6 +69,13 @@ for (const py of pythons()) {
       },
     );
 
+    await t.step("monitor of a script shorter than a cycle: the partial cycle", async () => {
+      const r = await run("run_short.py", ["0"], ["monitor", "run_short.work", "--json"]);
+      assertEquals(r.code, 0, r.stderr);
+      const [cycle] = observations(r.lines);
+      assertEquals([cycle.calls, cycle.partial, cycle.cycle], [40, true, 1]);
+    });
+
     await t.step("an uncaught exception: python's traceback, status 1, seen by watch", async () => {
       const r = await run("run_raise.py", [], ["watch", "run_raise.work", "-e", "--json"]);
       assertEquals(r.code, 1, r.stderr);

@@ -30,7 +30,8 @@ function renderCycle(o: Record<string, unknown>): string {
     ms(o.p95_ms),
   ]);
   const whole = o.combined ? ` (all ${(o.pids as number[]).length} processes)` : "";
-  return `${clock(o.timestamp)} cycle ${o.cycle}${whole}\n${table.toString()}`;
+  const cut = o.partial ? ` (partial: the last ${Number(o.cycle_seconds).toFixed(1)} s)` : "";
+  return `${clock(o.timestamp)} cycle ${o.cycle}${whole}${cut}\n${table.toString()}`;
 }
 
 type Cycle = Record<string, unknown>;

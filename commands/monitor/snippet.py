@@ -80,26 +80,37 @@ def monitor_probe_class(observe):
                     "functions": observation.functions, "cycle": self.cycle}
 
         def follow(self, ctx, stop):
-            """One batch per cycle (self.count cycles so far), until -n cycles or `stop`."""
-            monitor_id, cycle = self.monitor_id, self.cycle
-            next_at = time.monotonic() + cycle
+            """One batch per cycle (self.count cycles so far), until -n cycles or `stop`; a cycle
+            cut short by `stop` (Ctrl-C, reset, a script's end under `run`) is sent too, marked
+            partial, when it saw calls: a short run would otherwise show nothing."""
+            cycle = self.cycle
+            started = time.monotonic()
+            next_at = started + cycle
             # Woken every 0.2 s at most: a condition stopped for its cost ends the monitor.
             while not stop.wait(max(0.0, min(0.2, next_at - time.monotonic()))):
                 if self.too_costly:
-                    break
+                    return
                 if time.monotonic() < next_at:
                     continue
-                next_at += cycle
+                started, next_at = next_at, next_at + cycle
                 self.count += 1
-                items = []
-                for name, stats in sorted(self.take().items()):
-                    item = {"type": "observation", "monitor_id": monitor_id, "watch_id": monitor_id,
-                            "timestamp": time.time(), "cycle": self.count, "func_name": name,
-                            "cycle_seconds": cycle}
-                    item.update(stats.report())
-                    items.append(item)
-                if not ctx.emit({"type": "batch", "items": items}) or self.reached():
-                    break
+                if not self.send_cycle(ctx, self.take(), cycle) or self.reached():
+                    return
+            done = self.take()
+            if any(stats.calls for stats in done.values()):
+                self.send_cycle(ctx, done, time.monotonic() - started, partial=True)
+
+        def send_cycle(self, ctx, done, seconds, partial=False):
+            items = []
+            for name, stats in sorted(done.items()):
+                item = {"type": "observation", "monitor_id": self.monitor_id, "watch_id": self.monitor_id,
+                        "timestamp": time.time(), "cycle": self.count + (1 if partial else 0),
+                        "func_name": name, "cycle_seconds": round(seconds, 3)}
+                if partial:
+                    item["partial"] = True
+                item.update(stats.report())
+                items.append(item)
+            return ctx.emit({"type": "batch", "items": items})
 
         def summary(self, observation):
             return {"monitor_id": observation.id, "cycles": self.count, "condition_errors": self.condition_errors,
