@@ -25,8 +25,9 @@ export interface DebugFields {
     localsplusNames: number;
     localsplusKinds: number;
   };
-  /** interpreter_state.gil_runtime_state_locked / _holder: the interpreter's own GIL. */
-  gil: { locked: number; holder: number };
+  /** interpreter_state.ceval_gil (the GIL it uses), gil_runtime_state (its own, `_gil`), and
+   * gil_runtime_state_locked / _holder (fields of its own). */
+  gil: { cevalGil: number; state: number; locked: number; holder: number };
   /** pyobject.ob_type, type_object.tp_name, tuple_object, float_object, long_object. */
   objects: {
     obType: number;
@@ -80,7 +81,13 @@ function places(at: {
       localsplusNames: at.codeFilename + 48,
       localsplusKinds: at.codeFilename + 56,
     },
-    gil: { locked: at.gilLocked, holder: at.gilLocked + 8 },
+    // ceval_gil, gil_runtime_state, gil_runtime_state_enabled, then locked and holder
+    gil: {
+      cevalGil: at.gilLocked - 24,
+      state: at.gilLocked - 16,
+      locked: at.gilLocked,
+      holder: at.gilLocked + 8,
+    },
     objects: {
       obType: at.obType,
       tpName: at.obType + 16, // the next section: its size, then tp_name

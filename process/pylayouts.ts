@@ -25,6 +25,9 @@ export interface PyLayout {
   interpretersHead: number;
   /** PyInterpreterState.threads.head (tstate_head before 3.11) */
   threadsHead: number;
+  /** PyInterpreterState.next (the list runs newest first, ending at the main interpreter) and
+   * .id (0: the main interpreter). */
+  interp: { next: number; id: number };
   thread: {
     next: number;
     interp: number;
@@ -62,14 +65,17 @@ export interface PyLayout {
   bytesData: number;
   /** The fields of the objects `dump --locals` renders. */
   objects: ObjectOffsets;
-  /** The GIL's `_gil_runtime_state`: inside _PyRuntime (3.8-3.11), pointed to by the
-   * interpreter (3.12), or inside the interpreter (3.13+: its own GIL); `holder` and `locked`
-   * are last_holder's and locked's offsets from `offset`. */
+  /** The GIL's `_gil_runtime_state`: inside _PyRuntime (3.8-3.11: one for every
+   * interpreter), or pointed to by each interpreter (3.12+: `ceval.gil`, its own `_gil` or the
+   * main interpreter's); `holder` and `locked` are last_holder's and locked's offsets in it.
+   * `own`: where an interpreter keeps a GIL of its own (3.12+ `_gil`), which the main
+   * interpreter's pointer must name (a check of the layout). */
   gil: {
     in: "runtime" | "interp" | "interp-pointer";
     offset: number;
     holder: number;
     locked: number;
+    own: number | null;
   };
 }
 
@@ -118,9 +124,15 @@ const code311 = (firstlineno: number, instructions: number) => ({
   locals: LOCALSPLUS_311,
 });
 
+/** 3.12: where an interpreter keeps a GIL of its own (`_gil`; ceval.gil points there). */
+const OWN_GIL_312 = 1040;
+/** 3.9/3.10: the interpreter's id moved after its list of thread states. */
+const INTERP_39 = { next: 0, id: 24 };
+
 const LAYOUT_38: PyLayout = {
   interpretersHead: 32,
   threadsHead: 8,
+  interp: { next: 0, id: 16 },
   thread: THREAD_38,
   frame: { ...FRAME_OBJECTS, position: 104, localsplus: 360 },
   code: CODE_38,
@@ -128,15 +140,16 @@ const LAYOUT_38: PyLayout = {
   str: STR_OLD,
   bytesData: 32,
   objects: OBJECT_OFFSETS_38,
-  gil: { in: "runtime", offset: 1152, holder: 8, locked: 16 },
+  gil: { in: "runtime", offset: 1152, holder: 8, locked: 16, own: null },
 };
 
 export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
   "3.8": LAYOUT_38,
-  "3.9": { ...LAYOUT_38, gil: { ...LAYOUT_38.gil, offset: 352 } },
+  "3.9": { ...LAYOUT_38, interp: INTERP_39, gil: { ...LAYOUT_38.gil, offset: 352 } },
   // 3.10: f_lasti moved (f_stackdepth replaced f_stacktop) and counts instructions.
   "3.10": {
     ...LAYOUT_38,
+    interp: INTERP_39,
     frame: { ...FRAME_OBJECTS, position: 96, localsplus: 352 },
     lines: "linetable310",
     gil: { ...LAYOUT_38.gil, offset: 352 },
@@ -144,6 +157,7 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
   "3.11": {
     interpretersHead: 40,
     threadsHead: 16,
+    interp: { next: 0, id: 48 },
     thread: thread311(152, 8),
     frame: { back: 48, code: 32, position: 56, tagged: false, localsplus: 72 },
     code: code311(72, 184),
@@ -151,11 +165,12 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     str: STR_OLD,
     bytesData: 32,
     objects: OBJECT_OFFSETS_38,
-    gil: { in: "runtime", offset: 360, holder: 8, locked: 16 },
+    gil: { in: "runtime", offset: 360, holder: 8, locked: 16, own: null },
   },
   "3.12": {
     interpretersHead: 40,
     threadsHead: 72,
+    interp: { next: 0, id: 8 },
     thread: thread311(136, 0),
     frame: { back: 8, code: 0, position: 56, tagged: false, localsplus: 72 },
     code: code311(68, 192),
@@ -164,7 +179,7 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
     bytesData: 32,
     // 3.12: an int's sign and digit count in lv_tag (Include/cpython/longintrepr.h)
     objects: { ...OBJECT_OFFSETS_38, longTag: true },
-    gil: { in: "interp-pointer", offset: 384, holder: 8, locked: 16 },
+    gil: { in: "interp-pointer", offset: 384, holder: 8, locked: 16, own: OWN_GIL_312 },
   },
 };
 
@@ -172,11 +187,12 @@ export const PY_LAYOUTS: Readonly<Record<string, PyLayout>> = {
  * at the places `fields` gives for its version. */
 export function layoutFromDebugOffsets(
   minor: number,
-  heads: { interpretersHead: number; threadsHead: number },
+  heads: { interpretersHead: number; threadsHead: number; interp: PyLayout["interp"] },
   fields: DebugFields,
   value: (position: number) => number,
 ): PyLayout {
   const ascii = value(fields.asciiSize);
+  const state = value(fields.gil.state);
   return {
     ...heads,
     thread: {
@@ -222,10 +238,12 @@ export function layoutFromDebugOffsets(
       longDigits: value(fields.objects.longDigits),
     },
     gil: {
-      in: "interp",
-      offset: 0,
-      holder: value(fields.gil.holder),
-      locked: value(fields.gil.locked),
+      // ceval.gil names the GIL the interpreter uses: its own _gil, or the main's (shared)
+      in: "interp-pointer",
+      offset: value(fields.gil.cevalGil),
+      holder: value(fields.gil.holder) - state,
+      locked: value(fields.gil.locked) - state,
+      own: state,
     },
   };
 }

@@ -1,6 +1,7 @@
 // Every Python thread's stack, read from outside the target with no agent (process_vm_readv):
-// _PyRuntime (an exported symbol) -> the main interpreter -> its thread states -> each one's
-// frames -> their code objects (and, when asked, each frame's local variables, rendered by
+// _PyRuntime (an exported symbol) -> every interpreter (the main one and the subinterpreters
+// a process made: mod_wsgi's, `_interpreters`') -> their thread states -> each one's frames ->
+// their code objects (and, when asked, each frame's local variables, rendered by
 // process/pyobjects.ts without running target code). The offsets are peeka's for 3.8-3.12 (process/pylayouts.ts)
 // and the target's own _Py_DebugOffsets on 3.13+; either way every object read is checked
 // (ob_type of code, str and bytes objects, thread states pointing back to the interpreter,
@@ -43,12 +44,38 @@ export interface PyThread {
   /** Innermost frame first; null when the thread changed too fast to read (see `--blocking`). */
   stack: PyFrame[] | null;
   holdsGil: boolean;
+  /** The id of the interpreter the thread state belongs to (0: the main interpreter). One OS
+   * thread has a thread state in each interpreter it has run code in. */
+  interpreterId: number;
+  mainInterpreter: boolean;
+}
+
+/** A GIL as read: whether it is locked, and by which thread (its ident, and the id of the
+ * interpreter whose thread state holds it). */
+export interface PyGil {
+  locked: boolean;
+  holder: number | null;
+  holderInterpreter: number | null;
+}
+
+export interface PyInterpreter {
+  id: number;
+  main: boolean;
+  /** Whether it has a GIL of its own (3.12+ isolated subinterpreters); false when it uses the
+   * main interpreter's (always before 3.12). */
+  ownGil: boolean;
+  /** The GIL it uses; null when it could not be read (an interpreter being made or deleted). */
+  gil: PyGil | null;
 }
 
 export interface PyStacks {
   version: string;
+  /** The main interpreter's threads first, then each subinterpreter's (by id). */
   threads: PyThread[];
-  gil: { locked: boolean; holder: number | null };
+  /** The main interpreter's GIL. */
+  gil: PyGil;
+  /** Every interpreter, the main one first, then by id. */
+  interpreters: PyInterpreter[];
   /** Whether the OS thread ids come from the thread states (3.11+), so that one that is not a
    * thread of the process means a wrong layout; before, they come from glibc's pthread struct,
    * which another C library (musl) lays out differently: then they are only missing. */
@@ -56,6 +83,8 @@ export interface PyStacks {
 }
 
 const MAX_THREADS = 4096;
+/** More subinterpreters than this is a list that does not end (mod_wsgi makes one per app). */
+const MAX_INTERPRETERS = 1024;
 const MAX_DEPTH = 1024;
 const MAX_TABLE = 1 << 16;
 const MAX_TEXT = 4096;
@@ -81,6 +110,18 @@ function unverified(pid: number, what: string): PeekaError {
 
 /** A thread's frame chain changed under the reader: read it again. */
 class Torn extends Error {}
+
+/** A subinterpreter did not read as one (made or deleted while read): read them all again. */
+class SubinterpreterTorn extends Error {}
+
+/** An interpreter found in the list: its address and id. */
+interface InterpAt {
+  addr: bigint;
+  id: number;
+}
+
+/** A thread state read, with what the GIL check needs. */
+type ThreadAt = PyThread & { tstate: bigint };
 
 /** A code object's names, first line and (3.11+) length in code units. */
 type CodeInfo = PyFrame & { firstLine: number; units: number };
@@ -140,7 +181,8 @@ export class PyStateReader {
   /** Code objects already read (one reader reads one moment of the process). */
   private codes = new Map<bigint, CodeInfo | null>();
   private slotNames = new Map<bigint, SlotNames>();
-  private readonly interp: bigint;
+  /** The main interpreter (id 0): what `top` samples. */
+  private readonly main: bigint;
   private objects: ObjectReader;
   private withLocals = false;
 
@@ -158,9 +200,33 @@ export class PyStateReader {
       str: layout.str,
       bytesData: layout.bytesData,
     });
-    const interp = this.ptr(sym.runtime + BigInt(layout.interpretersHead));
-    if (interp === null) throw unverified(pid, "no interpreter in _PyRuntime");
-    this.interp = interp;
+    const main = this.interpreters().find((i) => i.id === 0);
+    if (!main) throw unverified(pid, "no main interpreter (id 0) in the list of interpreters");
+    this.main = main.addr;
+  }
+
+  /** interpreters.head -> next -> ...: newest first, the main interpreter last. A list that
+   * loops, runs long or names an id twice is a wrong layout (or, `fail` may say, one that
+   * changed while read). */
+  private interpreters(fail = (what: string): Error => unverified(this.pid, what)): InterpAt[] {
+    const L = this.layout.interp;
+    const found: InterpAt[] = [];
+    const ids = new Set<number>();
+    let at = this.u64(this.sym.runtime + BigInt(this.layout.interpretersHead));
+    while (at) {
+      if (!plausible(at) || found.length >= MAX_INTERPRETERS || found.some((i) => i.addr === at)) {
+        throw fail("the list of interpreters does not read as one");
+      }
+      const id = this.u64(at + BigInt(L.id));
+      if (id === null || id >= 1n << 31n || ids.has(Number(id))) {
+        throw fail("an interpreter's id does not read as one");
+      }
+      ids.add(Number(id));
+      found.push({ addr: at, id: Number(id) });
+      at = this.u64(at + BigInt(L.next));
+    }
+    if (!found.length) throw fail("no interpreter in _PyRuntime");
+    return found;
   }
 
   /** Opens a process: its interpreter, version and layout; throws a PeekaError saying why not. */
@@ -197,6 +263,7 @@ export class PyStateReader {
     const heads = {
       interpretersHead: value(DEBUG_HEAD.runtime.interpretersHead),
       threadsHead: value(DEBUG_HEAD.interp.threadsHead),
+      interp: { next: value(DEBUG_HEAD.interp.next), id: value(DEBUG_HEAD.interp.id) },
     };
     return layoutFromDebugOffsets(Number(version.split(".")[1]), heads, fields, value);
   }
@@ -204,38 +271,93 @@ export class PyStateReader {
   /** The layout and addresses this reader uses, for a sampler that walks the same structures
    * many times a second (`top` with no agent); meant after a `read()` has verified them. */
   get shape(): { layout: PyLayout; interp: bigint; codeType: bigint } {
-    return { layout: this.layout, interp: this.interp, codeType: this.sym.codeType };
+    return { layout: this.layout, interp: this.main, codeType: this.sym.codeType };
   }
 
-  /** One read of every thread; a thread whose frames changed while read is tried again.
+  /** One read of every interpreter's threads; a thread whose frames changed while read is
+   * tried again, and so is the whole read when a subinterpreter came or went meanwhile.
    * `locals`: each frame's local variables too. */
   read(options: { locals?: boolean } = {}): PyStacks {
     this.withLocals = Boolean(options.locals);
-    const L = this.layout;
-    const threads: PyThread[] = [];
-    const seen = new Set<bigint>();
-    for (let t = this.ptr(this.interp + BigInt(L.threadsHead)); t !== null;) {
-      if (seen.has(t) || seen.size >= MAX_THREADS) throw unverified(this.pid, "thread list loops");
-      seen.add(t);
-      if (this.ptr(t + BigInt(L.thread.interp)) !== this.interp) {
-        throw unverified(this.pid, "a thread state does not point back to its interpreter");
+    for (let i = 1;; i++) {
+      try {
+        return this.readAll();
+      } catch (e) {
+        if (!(e instanceof SubinterpreterTorn)) throw e;
+        if (i >= TRIES) throw unverified(this.pid, e.message);
       }
-      threads.push(this.thread(t));
-      const next = this.u64(t + BigInt(L.thread.next));
-      t = next !== null && plausible(next) ? next : null;
     }
-    if (!threads.length) throw unverified(this.pid, "the interpreter has no thread");
+  }
+
+  private readAll(): PyStacks {
+    // The main interpreter (id 0) first, then the subinterpreters by id.
+    const torn = (what: string) => new SubinterpreterTorn(what);
+    const interps = this.interpreters(torn).sort((a, b) => a.id - b.id);
+    if (interps[0].addr !== this.main) {
+      throw torn("the main interpreter left the list");
+    }
+    const threads = interps.flatMap((i) => this.threadsOf(i));
     // One thread may move too fast to read; all of them failing is a layout that is wrong.
     if (threads.every((t) => t.stack === null)) {
       throw unverified(this.pid, "no thread's frames read as code objects");
     }
-    const gil = this.gil(seen);
-    for (const th of threads) th.holdsGil = gil.holder === th.threadId;
+    const byState = new Map(threads.map((t) => [t.tstate, t]));
+    const mainState = this.gilState(this.main);
+    if (mainState === null) throw unverified(this.pid, "no GIL state");
+    const mainGil = this.gil(mainState, byState);
+    if (!mainGil) throw unverified(this.pid, "the GIL state does not read as one");
+    const held = new Set<bigint | null>([mainGil.holderState]);
+    const interpreters = interps.map((i): PyInterpreter => {
+      const state = i.addr === this.main ? mainState : this.gilState(i.addr);
+      const read = state === mainState ? mainGil : state === null ? null : this.gil(state, byState);
+      if (state !== null && !read) {
+        throw new SubinterpreterTorn(`subinterpreter ${i.id}: its GIL does not read as one`);
+      }
+      held.add(read?.holderState ?? null);
+      const main = i.addr === this.main;
+      return { id: i.id, main, ownGil: state !== mainState, gil: read?.gil ?? null };
+    });
+    for (const thread of threads) thread.holdsGil = held.has(thread.tstate);
     const nativeIdsFromState = this.layout.thread.nativeThreadId !== null;
-    return { version: this.version, threads, gil, nativeIdsFromState };
+    return {
+      version: this.version,
+      threads: threads.map(({ tstate: _, ...thread }) => thread),
+      gil: mainGil.gil,
+      interpreters,
+      nativeIdsFromState,
+    };
   }
 
-  private thread(tstate: bigint): PyThread {
+  /** An interpreter's thread states, each checked to point back to it. */
+  private threadsOf(interp: InterpAt): ThreadAt[] {
+    const L = this.layout;
+    const isMain = interp.addr === this.main;
+    const bad = (what: string) =>
+      isMain
+        ? unverified(this.pid, what)
+        : new SubinterpreterTorn(`subinterpreter ${interp.id}: ${what}`);
+    const threads: ThreadAt[] = [];
+    const seen = new Set<bigint>();
+    for (let t = this.ptr(interp.addr + BigInt(L.threadsHead)); t !== null;) {
+      if (seen.has(t) || seen.size >= MAX_THREADS) throw bad("thread list loops");
+      seen.add(t);
+      if (this.ptr(t + BigInt(L.thread.interp)) !== interp.addr) {
+        throw bad("a thread state does not point back to its interpreter");
+      }
+      threads.push({
+        ...this.thread(t),
+        interpreterId: interp.id,
+        mainInterpreter: isMain,
+        tstate: t,
+      });
+      const next = this.u64(t + BigInt(L.thread.next));
+      t = next !== null && plausible(next) ? next : null;
+    }
+    if (isMain && !threads.length) throw bad("the main interpreter has no thread");
+    return threads;
+  }
+
+  private thread(tstate: bigint): Omit<PyThread, "interpreterId" | "mainInterpreter"> {
     const L = this.layout.thread;
     const threadId = this.u64(tstate + BigInt(L.threadId)) ?? 0n;
     const native = L.nativeThreadId !== null
@@ -390,23 +512,36 @@ export class PyStateReader {
     return { names };
   }
 
-  /** Which thread holds the GIL: its last holder, while it is locked. */
-  private gil(threads: Set<bigint>): PyStacks["gil"] {
+  /** Where the GIL an interpreter uses is (its `_gil_runtime_state`); null when it does not
+   * read. The main interpreter's own GIL must be where the layout says (3.12+). */
+  private gilState(interp: bigint): bigint | null {
     const G = this.layout.gil;
-    const state = G.in === "runtime"
-      ? this.sym.runtime + BigInt(G.offset)
-      : G.in === "interp"
-      ? this.interp + BigInt(G.offset)
-      : this.ptr(this.interp + BigInt(G.offset));
-    if (state === null) throw unverified(this.pid, "no GIL state");
+    if (G.in === "runtime") return this.sym.runtime + BigInt(G.offset);
+    if (G.in === "interp") return interp + BigInt(G.offset);
+    const state = this.ptr(interp + BigInt(G.offset));
+    if (interp === this.main && G.own !== null && state !== interp + BigInt(G.own)) {
+      throw unverified(this.pid, "the main interpreter's GIL is not its own");
+    }
+    return state;
+  }
+
+  /** Which thread holds a GIL: its last holder, while it is locked (and the holder's thread
+   * state); null when the state does not read as a GIL. */
+  private gil(
+    state: bigint,
+    threads: Map<bigint, PyThread>,
+  ): { gil: PyGil; holderState: bigint | null } | null {
+    const G = this.layout.gil;
     const holder = this.u64(state + BigInt(G.holder));
     const locked = this.view(state + BigInt(G.locked), 4)?.getInt32(0, true);
-    if (holder === null || locked === undefined || (locked !== 0 && locked !== 1)) {
-      throw unverified(this.pid, "the GIL state does not read as one");
-    }
-    if (locked !== 1 || !threads.has(holder)) return { locked: locked === 1, holder: null };
-    const ident = this.u64(holder + BigInt(this.layout.thread.threadId));
-    return { locked: true, holder: ident === null ? null : Number(ident) };
+    if (holder === null || locked === undefined || (locked !== 0 && locked !== 1)) return null;
+    const thread = locked === 1 ? threads.get(holder) : undefined;
+    const gil = {
+      locked: locked === 1,
+      holder: thread?.threadId ?? null,
+      holderInterpreter: thread?.interpreterId ?? null,
+    };
+    return { gil, holderState: thread ? holder : null };
   }
 
   /** A whole str (a name or a file), bounded. */

@@ -24,6 +24,11 @@
 /* 3.13+: where each offset the reader takes sits inside _Py_DebugOffsets (process/debugfields.ts). */
 #define PLACE(name, field) SHOW("debug." name, offsetof(_Py_DebugOffsets, field))
 static void debug_places(void) {
+  /* The head every 3.13+ keeps in place (process/debugoffsets.ts DEBUG_HEAD). */
+  SHOW("head.runtime.interpretersHead", offsetof(_Py_DebugOffsets, runtime_state.interpreters_head));
+  SHOW("head.interp.id", offsetof(_Py_DebugOffsets, interpreter_state.id));
+  SHOW("head.interp.next", offsetof(_Py_DebugOffsets, interpreter_state.next));
+  SHOW("head.interp.threadsHead", offsetof(_Py_DebugOffsets, interpreter_state.threads_head));
   PLACE("thread.next", thread_state.next);
   PLACE("thread.interp", thread_state.interp);
   PLACE("thread.currentFrame", thread_state.current_frame);
@@ -41,6 +46,8 @@ static void debug_places(void) {
   PLACE("code.codeAdaptive", code_object.co_code_adaptive);
   PLACE("code.localsplusNames", code_object.localsplusnames);
   PLACE("code.localsplusKinds", code_object.localspluskinds);
+  PLACE("gil.cevalGil", interpreter_state.ceval_gil);
+  PLACE("gil.state", interpreter_state.gil_runtime_state);
   PLACE("gil.locked", interpreter_state.gil_runtime_state_locked);
   PLACE("gil.holder", interpreter_state.gil_runtime_state_holder);
   PLACE("objects.obType", pyobject.ob_type);
@@ -65,6 +72,8 @@ int main(void) {
 #else
   SHOW("threadsHead", offsetof(PyInterpreterState, tstate_head));
 #endif
+  SHOW("interp.next", offsetof(PyInterpreterState, next));
+  SHOW("interp.id", offsetof(PyInterpreterState, id));
   SHOW("thread.next", offsetof(PyThreadState, next));
   SHOW("thread.interp", offsetof(PyThreadState, interp));
   SHOW("thread.threadId", offsetof(PyThreadState, thread_id));
@@ -104,6 +113,7 @@ int main(void) {
   SHOW("bytesData", offsetof(PyBytesObject, ob_sval));
 #if PY_MINOR_VERSION >= 12
   SHOW("gil.offset", offsetof(PyInterpreterState, ceval.gil));
+  SHOW("gil.own", offsetof(PyInterpreterState, _gil));
 #else
   SHOW("gil.offset", offsetof(_PyRuntimeState, ceval.gil));
 #endif

@@ -8,6 +8,7 @@
 //   deno run -A tools/pylayouts.ts
 import { PY_LAYOUTS, type PyLayout } from "../process/pylayouts.ts";
 import { DEBUG_FIELDS, type DebugFields } from "../process/debugfields.ts";
+import { DEBUG_HEAD } from "../process/debugoffsets.ts";
 import { FIXED_OFFSETS } from "../process/pyobjects.ts";
 import { pythons } from "../tests/helpers/env.ts";
 
@@ -22,6 +23,8 @@ function expected(L: PyLayout): Record<string, number | null> {
   return {
     interpretersHead: L.interpretersHead,
     threadsHead: L.threadsHead,
+    "interp.next": L.interp.next,
+    "interp.id": L.interp.id,
     "thread.next": L.thread.next,
     "thread.interp": L.thread.interp,
     "thread.threadId": L.thread.threadId,
@@ -48,6 +51,7 @@ function expected(L: PyLayout): Record<string, number | null> {
     "gil.offset": L.gil.offset,
     "gil.holder": L.gil.holder,
     "gil.locked": L.gil.locked,
+    "gil.own": L.gil.own,
     "object.type": L.objects.obType,
     "object.size": L.objects.varSize,
     "type.name": L.objects.tpName,
@@ -69,7 +73,13 @@ function expectedPlaces(fields: DebugFields): Record<string, number | null> {
     else for (const [k, v] of Object.entries(value as object)) walk(`${prefix}.${k}`, v);
   };
   walk("debug", fields);
-  return flat;
+  return {
+    ...flat,
+    "head.runtime.interpretersHead": DEBUG_HEAD.runtime.interpretersHead,
+    "head.interp.id": DEBUG_HEAD.interp.id,
+    "head.interp.next": DEBUG_HEAD.interp.next,
+    "head.interp.threadsHead": DEBUG_HEAD.interp.threadsHead,
+  };
 }
 
 function run(cmd: string, args: string[]): string {

@@ -3,7 +3,12 @@
 // not even a pause, so it answers when the target is too stuck to attach to.
 import { type CommandContext, defineCommand, UsageError } from "../../core/command.ts";
 import type { Output } from "../../core/output.ts";
-import { type PyFrame, PyStateReader, type PyThread } from "../../process/pystate.ts";
+import {
+  type PyFrame,
+  type PyInterpreter,
+  PyStateReader,
+  type PyThread,
+} from "../../process/pystate.ts";
 import { type TaskState, taskStates } from "../../process/taskstate.ts";
 import { withThreadsStopped } from "../../process/freeze.ts";
 import { PeekaError } from "../../process/errors.ts";
@@ -24,6 +29,9 @@ interface DumpedThread {
   name: string | null;
   is_main: boolean;
   holds_gil: boolean;
+  /** The interpreter the thread state belongs to (0: the main one; others: subinterpreters). */
+  interpreter_id: number;
+  main_interpreter: boolean;
   /** Innermost frame last, as `thread` shows it; null when the thread moved too fast. */
   stack: DumpedFrame[] | null;
   os_state: {
@@ -56,6 +64,8 @@ function describe(thread: PyThread, tasks: TaskState[], pid: number): DumpedThre
     name: task?.name ?? null,
     is_main: task?.tid === pid,
     holds_gil: thread.holdsGil,
+    interpreter_id: thread.interpreterId,
+    main_interpreter: thread.mainInterpreter,
     stack: thread.stack?.map(dumpedFrame).reverse() ?? null,
     os_state: task
       ? {
@@ -89,20 +99,59 @@ function osText(t: DumpedThread): string {
   return os.syscall ? `${os.state_name} in ${os.syscall}` : os.state_name;
 }
 
+/** One interpreter as the result lists it. */
+function dumpedInterpreter(i: PyInterpreter, threads: DumpedThread[]) {
+  return {
+    id: i.id,
+    main: i.main,
+    threads: threads.filter((t) => t.interpreter_id === i.id).length,
+    own_gil: i.ownGil,
+    gil: i.gil && {
+      locked: i.gil.locked,
+      holder: i.gil.holder,
+      holder_interpreter_id: i.gil.holderInterpreter,
+    },
+  };
+}
+
+type DumpedInterpreter = ReturnType<typeof dumpedInterpreter>;
+
+/** The heading of an interpreter's threads, when the process has more than one. */
+function interpreterHeading(i: DumpedInterpreter): string {
+  const gil = !i.gil
+    ? "its GIL could not be read"
+    : !i.main && !i.own_gil
+    ? "shares the main interpreter's GIL"
+    : `${i.main ? "GIL" : "its own GIL"} ${
+      i.gil.locked && i.gil.holder !== null
+        ? `held by thread ${i.gil.holder}`
+        : i.gil.locked
+        ? "locked"
+        : "free"
+    }`;
+  return `Interpreter ${i.id}${i.main ? " (main)" : ""}: ${i.threads} thread(s), ${gil}`;
+}
+
 function render(
   pid: number,
   version: string,
   threads: DumpedThread[],
+  interpreters: DumpedInterpreter[],
   ms: number,
   blocking: boolean,
 ) {
   const lines = [
-    `Process ${pid} (Python ${version}): ${threads.length} thread(s), read in ${
-      ms.toFixed(1)
-    } ms ` +
+    `Process ${pid} (Python ${version}): ${threads.length} thread(s)` +
+    (interpreters.length > 1 ? ` in ${interpreters.length} interpreters` : "") +
+    `, read in ${ms.toFixed(1)} ms ` +
     (blocking ? "with the threads paused" : "without stopping it"),
   ];
   for (const t of threads) {
+    // Grouped by interpreter (the threads come sorted so), headed when there are several.
+    const first = threads.find((o) => o.interpreter_id === t.interpreter_id) === t;
+    if (interpreters.length > 1 && first) {
+      lines.push("", interpreterHeading(interpreters.find((i) => i.id === t.interpreter_id)!));
+    }
     const tags = [
       t.name ? `"${t.name}"` : null,
       t.native_id !== null ? `native ${t.native_id}` : null,
@@ -129,13 +178,15 @@ function dumpOne(out: Output, pid: number, blocking: boolean, locals: boolean): 
   const started = performance.now();
   const { stacks, tasks, openMs } = readProcess(pid, blocking, locals);
   const elapsed = performance.now() - started;
-  // The main thread first, then by OS thread id (the order the threads started, mostly).
+  // By interpreter (the main one first: its id is 0), then the main thread first, then by OS
+  // thread id (the order the threads started, mostly).
   const threads = stacks.threads.map((t) => describe(t, tasks, pid)).sort((a, b) =>
-    Number(b.is_main) - Number(a.is_main) || (a.native_id ?? 0) - (b.native_id ?? 0)
+    a.interpreter_id - b.interpreter_id || Number(b.is_main) - Number(a.is_main) ||
+    (a.native_id ?? 0) - (b.native_id ?? 0)
   );
+  const interpreters = stacks.interpreters.map((i) => dumpedInterpreter(i, threads));
   if (stacks.nativeIdsFromState && !threads.some((t) => t.os_state)) throw unmatched(pid);
   for (const t of threads) out.event("thread", { pid, ...t });
-  const holder = threads.find((t) => t.holds_gil);
   out.result("dump", {
     pid,
     python: stacks.version,
@@ -143,11 +194,13 @@ function dumpOne(out: Output, pid: number, blocking: boolean, locals: boolean): 
     blocking,
     locals,
     threads: threads.length,
-    gil: { locked: stacks.gil.locked, holder: holder?.ident ?? null },
+    /** The main interpreter's GIL (`interpreters` has each one's). */
+    gil: { locked: stacks.gil.locked, holder: stacks.gil.holder },
+    interpreters,
     elapsed_ms: round(elapsed),
     /** Of which: finding the interpreter and its symbols (ELF tables) before reading. */
     open_ms: round(openMs),
-  }, () => render(pid, stacks.version, threads, elapsed, blocking));
+  }, () => render(pid, stacks.version, threads, interpreters, elapsed, blocking));
 }
 
 /** --pid, or the attached process; dump needs no attach, so say to give a pid when none is. */
