@@ -244,3 +244,99 @@ for (const python of [pythons()[0], pythons().at(-1)!]) {
     }
   });
 }
+
+const SUB_SCRIPT = `${REPO}/tests/targets/subinterp.py`;
+const SUB_WORKER = `${REPO}/tests/targets/subinterp_worker.py`;
+
+/** The line number of the first line of `file` that starts with `text` (indent ignored). */
+function lineIn(file: string, text: string): number {
+  const found = Deno.readTextFileSync(file).split("\n").findIndex((l) => l.trim().startsWith(text));
+  assert(found >= 0, `${file} has no ${text}`);
+  return found + 1;
+}
+
+/** The module that makes subinterpreters from Python on this version, or null when the
+ * interpreter has none (asserted: the import fails as a missing module). */
+async function subinterpreterModule(python: { path: string; version: string }) {
+  const name = Number(python.version.split(".")[1]) >= 13 ? "_interpreters" : "_xxsubinterpreters";
+  const out = await new Deno.Command(python.path, { args: ["-c", `import ${name}`] }).output();
+  if (out.success) return name;
+  const err = new TextDecoder().decode(out.stderr);
+  assert(err.includes(`No module named '${name}'`), `${name} failed to import: ${err}`);
+  return null;
+}
+
+type InterpThread = DumpedThread & { interpreter_id: number; main_interpreter: boolean };
+
+/** The one thread whose innermost frame runs `fn` in `file` at `line`. */
+function runningIn(threads: InterpThread[], fn: string, file: string, line: number) {
+  const found = threads.filter((t) => t.stack.at(-1)?.function === fn);
+  assertEquals(found.length, 1, `one thread in ${fn}: ${JSON.stringify(threads)}`);
+  const top = found[0].stack.at(-1)!;
+  assertEquals([top.file, top.line], [file, line]);
+  return found[0];
+}
+
+// A subinterpreter exists (mod_wsgi runs its apps in them): dump reads every interpreter, the
+// main one first, and tags each thread state with its interpreter; each interpreter's GIL is
+// its own on 3.12+ (an isolated subinterpreter: its spinning thread holds it while the main
+// thread holds the main one in C), the one GIL of the process before.
+for (const python of pythons()) {
+  Deno.test(`dump: the main interpreter's threads and a subinterpreter's, tagged (${python.version})`, async () => {
+    if (!(await subinterpreterModule(python))) return;
+    const target = await Target.start(python, "60", { script: SUB_SCRIPT });
+    try {
+      const sub = Number(target.lines.find((l) => l.startsWith("subinterpreter"))?.split(" ")[1]);
+      assert(sub > 0, `the target names its subinterpreter: ${target.lines}`);
+      const { threads, result } = await dump(target.pid);
+      const all = threads as InterpThread[];
+      const mainThreads = all.filter((t) => t.main_interpreter);
+      assert(mainThreads.every((t) => t.interpreter_id === 0), "the main interpreter is id 0");
+      assertEquals(all.slice(0, mainThreads.length), mainThreads, "the main interpreter first");
+      const main = runningIn(
+        mainThreads,
+        "hold_gil_in_c",
+        SUB_SCRIPT,
+        lineIn(SUB_SCRIPT, "return ctypes"),
+      );
+      assert(main.is_main && main.holds_gil, "the main thread holds the main GIL");
+      runningIn(mainThreads, "wait_in_worker", SUB_SCRIPT, lineIn(SUB_SCRIPT, "time.sleep(0.05)"));
+      runningIn(
+        mainThreads,
+        "run_in_subinterpreter",
+        SUB_SCRIPT,
+        lineIn(SUB_SCRIPT, "interpreters.run_string"),
+      );
+
+      const subThreads = all.filter((t) => !t.main_interpreter);
+      assert(subThreads.every((t) => t.interpreter_id === sub), JSON.stringify(subThreads));
+      const spinning = runningIn(
+        subThreads,
+        "spin_in_subinterpreter",
+        SUB_WORKER,
+        lineIn(SUB_WORKER, "while time.monotonic() < ends"),
+      );
+
+      const ownGil = Number(python.version.split(".")[1]) >= 12;
+      const interpreters = result.interpreters as Record<string, unknown>[];
+      const mainGil = { locked: true, holder: main.ident, holder_interpreter_id: 0 };
+      assertEquals(result.gil, { locked: true, holder: main.ident });
+      assertEquals(interpreters, [
+        { id: 0, main: true, threads: mainThreads.length, own_gil: false, gil: mainGil },
+        {
+          id: sub,
+          main: false,
+          threads: subThreads.length,
+          own_gil: ownGil,
+          gil: ownGil
+            ? { locked: true, holder: spinning.ident, holder_interpreter_id: sub }
+            : mainGil,
+        },
+      ]);
+      assertEquals(spinning.holds_gil, ownGil, "the subinterpreter's thread holds its own GIL");
+      assertEquals(sessionDirOf(target.pid), null, "no agent session was made");
+    } finally {
+      await target.stop();
+    }
+  });
+}

@@ -30,8 +30,8 @@ export interface OutsideSampler {
 export function openOutside(pid: number): OutsideSampler {
   const { reader, stacks } = verifiedStacks(pid);
   const names = new Names();
-  // The main interpreter's threads (the reader's may be a subinterpreter's: see remote.ts).
-  const threads = new ThreadList(pid, reader.shape.layout, stacks.interp);
+  // The main interpreter's threads, as sampled (the reader finds it among all of them: id 0).
+  const threads = new ThreadList(pid, reader.shape.layout, reader.shape.interp);
   const update = (list: [number, number | null][]) =>
     names.update({ threads: nameThreads(pid, list), hidden: [], modules: {}, qualnames: {} });
   update(threads.read());
