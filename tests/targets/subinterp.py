@@ -2,8 +2,9 @@
 # interpreter's GIL in a C call that does not return (ctypes.PyDLL keeps it), a second thread
 # of the main interpreter waits in a sleep loop, and a third thread runs code inside a
 # subinterpreter (made with _xxsubinterpreters on 3.8-3.12, _interpreters on 3.13+), where it
-# spins: on 3.12+ the subinterpreter has a GIL of its own, so it runs while the main one is
-# held; before, it waits for the one GIL. Prints "subinterpreter ID" then "ready".
+# loops (subinterp_worker.py): on 3.12+ the subinterpreter has a GIL of its own, so it spins
+# while the main one is held; before, it waits for the one GIL. Prints "subinterpreter ID",
+# then "ready".
 import ctypes
 import os
 import sys
