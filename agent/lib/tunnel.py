@@ -26,6 +26,7 @@ class Record(object):
     """One recorded call: `data` (what tt shows), `objects` ((func, args, kwargs, self_obj,
     skip_first, kind) or None), `size` (bytes counted), `arg_names` (--search by parameter name)."""
     __slots__ = ("index", "data", "objects", "size", "arg_names")
+    HOLDS_TARGET = ("objects",)     # the target's own objects: heap walks (heap.Ours) count them
 
     def __init__(self, data, objects, size, arg_names):
         self.index, self.data, self.objects, self.size, self.arg_names = None, data, objects, size, arg_names
