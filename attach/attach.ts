@@ -453,7 +453,9 @@ function timeoutError(pid: number, ms: number, bootstrapRan = false): AttachErro
 /** Which thread holds the GIL and where, read from outside (as `peeka dump`); null if unknown. */
 function gilHolder(pid: number): string | null {
   try {
-    const holder = PyStateReader.open(pid).read().threads.find((t) => t.holdsGil);
+    const holder = PyStateReader.open(pid).read().threads.find((t) =>
+      t.holdsGil && t.mainInterpreter
+    );
     if (!holder) return null;
     const top = holder.stack?.[0];
     const where = top ? ` in ${top.qualname} (${top.file}:${top.line ?? "?"})` : "";

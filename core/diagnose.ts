@@ -170,7 +170,9 @@ function gilVerdict(
  * records it, read from outside as `peeka dump` does, while other threads wait on a futex. */
 function recordedGilVerdict(pid: number, threads: TaskStat[]): Diagnosis | null {
   try {
-    const holder = PyStateReader.open(pid).read().threads.find((t) => t.holdsGil);
+    const holder = PyStateReader.open(pid).read().threads.find((t) =>
+      t.holdsGil && t.mainInterpreter
+    );
     const task = holder && threads.find((t) => t.tid === holder.nativeId);
     if (!holder || !task) return null;
     const waiting = threads.filter((t) => t !== task && waitsOnFutex(pid, t.tid));

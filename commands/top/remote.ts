@@ -80,19 +80,6 @@ const PAGE = 4096;
 const GUESS_ABOVE = 512; // bytes above the holder's last frame read with it (calls deeper)
 const LIST_MS = 10; // the list of threads is read whole at least this often
 
-/** _PyRuntime.interpreters.main (next to `head`, in every version): the head is the newest
- * interpreter, a subinterpreter once one is made (mod_wsgi-style); top samples the main one.
- * Null when it does not read as a pointer. */
-function mainInterpreter(
-  memory: MemoryReader,
-  runtime: bigint,
-  shape: { layout: PyLayout },
-): bigint | null {
-  const b = memory.read(runtime + BigInt(shape.layout.interpretersHead + 8), 8);
-  const main = b && new DataView(b.buffer).getBigUint64(0, true);
-  return main && plausible(main) ? main : null;
-}
-
 /** How a thread is sampled: left out (hidden: the agent's), asleep (the OS says so), or read. */
 type Mode = "hidden" | "asleep" | "read";
 const modeOf = (hidden: boolean, read: boolean): Mode =>
@@ -153,7 +140,7 @@ export class RemoteStacks {
     const { thread, frame, code, str } = shape.layout;
     const runtime = symbolAddress(findInterpreter(pid), "_PyRuntime");
     const layout: Layout = {
-      interp: mainInterpreter(new MemoryReader(pid), runtime, shape) ?? shape.interp,
+      interp: shape.interp, // the main interpreter (the reader walks them all)
       threadsHead: shape.layout.threadsHead,
       next: thread.next,
       threadId: thread.threadId,
