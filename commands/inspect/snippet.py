@@ -126,19 +126,25 @@ def _attributes(ser, obj):
 def instances(ctx, ser, heap, cls, limit, depth):
     """Live instances of cls, shown."""
     started = time.perf_counter()
-    found, count, scanned = sample(ctx, heap, cls, limit)
+    ours = heap.Ours()
+    found, count, scanned = sample(ctx, heap, cls, limit, ours=ours)
     items = [dict(describe(ser, o, depth), index=n) for n, o in enumerate(found)]
-    return {"class": reflect.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
-            "instances": items, "objects_scanned": scanned,
-            "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
+    result = {"class": reflect.qualified_name(cls), "count": count, "shown": len(items), "limit": limit,
+              "instances": items, "objects_scanned": scanned,
+              "scan_ms": round((time.perf_counter() - started) * 1000, 1)}
+    result.update(ours.report())
+    return result
 
 
-def sample(ctx, heap, cls, size, pauses=None):
+def sample(ctx, heap, cls, size, pauses=None, ours=None):
     """Up to `size` live instances of cls (subclasses included; the first the collector
-    lists), how many there are and how many objects were looked at. The walk releases the GIL
-    between chunks so the target keeps running (timed by `pauses`, when given)."""
+    lists), how many there are and how many objects were looked at, peeka's own left out
+    (`ours`: a heap.Ours). The walk releases the GIL between chunks so the target keeps running
+    (timed by `pauses`, when given)."""
     count, found, scanned = 0, [], 0
-    for chunk in heap.tracked_objects(ctx.cancelled, pauses):
+    ours = heap.Ours() if ours is None else ours
+    ours.include(found)
+    for chunk in heap.tracked_objects(ctx.cancelled, pauses, ours=ours):
         for o in chunk:
             if cls in reflect.type_mro(type(o)):
                 count += 1
@@ -160,19 +166,25 @@ def referrers_of(ctx, ser, args):
     depth, limit, size = _bounded(args, "depth", 8, 1, 64), _bounded(args, "limit", 5, 1, 100), None
     budget = lib.Budget(seconds=_seconds(args), max_objects=_bounded(args, "max_objects", 100000, 10, 10000000),
                         cancelled=ctx.cancelled, sleep=ctx.agent.real.sleep)
-    head = {}
+    head, heap = {}, ctx.agent.lib("heap")
+    ours = heap.Ours(keep=True)
     if args.get("type"):
         cls = _resolve(ser, args["type"])
         if not reflect.is_class(cls):
             raise errors.CommandError("%s is a %s, not a class" % (args["type"], reflect.type_name(type(cls))),
                                       code="BAD_ARGS")
         size = _bounded(args, "sample", 3, 1, 50)
-        targets, count, _ = sample(ctx, ctx.agent.lib("heap"), cls, size, budget)
+        targets, count, _ = sample(ctx, heap, cls, size, budget, ours)
         head = {"class": reflect.qualified_name(cls), "count": count, "sample": size}
     else:
         targets = [_resolve(ser, args.get("path"))]
-    found = lib.chains_of(targets, depth, limit, budget, skip_idents=ctx.agent.thread_idents, exclude=(targets,))
+        ours.find(budget)           # the chains go through none of peeka's objects either
+    # chains through peeka's objects are not the target's: the search leaves them out
+    found = lib.chains_of(targets, depth, limit, budget, skip_idents=ctx.agent.thread_idents,
+                          exclude=[targets] + ours.objects)
+    ours.done()
     results = [dict(f, object=_shown(o)) for o, f in zip(targets, found)]
+    head.update(ours.report())
     return dict(head, path=args.get("path") or args.get("type"), referrers=results, max_depth=depth, limit=limit,
                 partial=any(r["partial"] for r in results), cost=budget.report())
 

@@ -33,7 +33,8 @@ def _gc_info():
 
 
 def object_types(ctx, limit):
-    """(objects walked, by count, by shallow size) over every object the collector tracks."""
+    """(objects walked, by count, by shallow size, what was left out as peeka's) over every
+    object the collector tracks."""
     heap = ctx.agent.lib("heap")
     census = heap.Census(ctx.cancelled, heap.Pauses()).take()
     counts, sizes = census.counts, census.sizes
@@ -41,19 +42,18 @@ def object_types(ctx, limit):
     by_count = sorted(counts.items(), key=lambda kv: -kv[1])[:limit]
     by_size = sorted(sizes.items(), key=lambda kv: -kv[1])[:limit]
     return census.objects, ([{"type": name(k), "count": n, "size_bytes": sizes[k]} for k, n in by_count],
-                            [{"type": name(k), "size_bytes": n, "count": counts[k]} for k, n in by_size])
+                            [{"type": name(k), "size_bytes": n, "count": counts[k]} for k, n in by_size]), census.ours.report()
 
 
 def overview(ctx, limit):
     status = _proc_status()
-    tracked, (by_count, by_size) = object_types(ctx, limit)
+    tracked, (by_count, by_size), ours = object_types(ctx, limit)
     tm = sys.modules.get("tracemalloc")     # only reported if the target already uses it
     tracing = bool(tm and tm.is_tracing())
-    info = {"action": "overview", "pid": os.getpid(), "rss_bytes": status.get("VmRSS"),
-            "peak_rss_bytes": status.get("VmHWM"), "vm_bytes": status.get("VmSize"),
-            "gc": dict(_gc_info(), tracked_objects=tracked),
-            "tracemalloc": {"tracing": tracing},
-            "top_by_count": by_count, "top_by_size": by_size, "limit": limit}
+    info = dict(ours, action="overview", pid=os.getpid(), rss_bytes=status.get("VmRSS"),
+                peak_rss_bytes=status.get("VmHWM"), vm_bytes=status.get("VmSize"),
+                gc=dict(_gc_info(), tracked_objects=tracked), tracemalloc={"tracing": tracing},
+                top_by_count=by_count, top_by_size=by_size, limit=limit)
     if tracing:
         current, peak = tm.get_traced_memory()
         info["tracemalloc"].update(current_bytes=current, peak_bytes=peak)
@@ -105,6 +105,10 @@ class _Tracemalloc(object):
             del _tracing[:]
             self.tm.stop()      # as it was: frees its memory too
 
+    def own_objects(self):
+        """What this window made before the census that follows it: to take back out of it."""
+        return (self, self.loaded, self.ours) + self.ours
+
     def describe(self):
         current, peak = self.tm.get_traced_memory()
         return {"traced_bytes": current, "traced_peak_bytes": peak,
@@ -148,9 +152,9 @@ def trace(ctx, seconds, limit, nframe):
 
 
 UNTRACKED = ("counted: the objects the garbage collector tracks (containers and instances); atomic "
-             "objects (str, bytes, int, float) and containers it untracked (tuples and dicts holding "
-             "only such values) are not walked: their bytes show in RSS and, with --trace, at their "
-             "allocation sites")
+             "objects (str, bytes, int, float), dicts it untracked and tuples holding only such values "
+             "(which it untracks when it next looks) are not counted: their bytes show in RSS and, with "
+             "--trace, at their allocation sites; nor are peeka's own objects")
 
 
 def _per(diff, seconds, unit):
@@ -197,11 +201,16 @@ def growth(ctx, seconds, limit, nframe):
     finally:
         if tracing:
             tracing.close()     # before the second walk: tracing would slow it several times
-    after = heap.Census(ctx.cancelled, pauses).take()
-    after.discount(before.own_containers() + (before,) + (first + last + (tracing, tracing.loaded, traced) if tracing else ()))
+    # what our own import of tracemalloc made is ours too, not the target's growth
+    imported = set(sys.modules) - tracing.loaded if tracing else ()
+    after = heap.Census(ctx.cancelled, pauses, ours=heap.Ours(imported)).take()
+    after.discount(before.own_containers() + (before,) +
+                   (first + last + tracing.own_objects() + (traced, traced["modules_imported"], imported)
+                    if tracing else ()))
     window = after.taken_at - before.taken_at
     grew, shrank = _type_growth(before, after, window, limit)
-    result = dict(pauses.report(), action="growth", seconds=round(window, 3), interrupted=False,
+    result = dict(pauses.report(), **after.ours.report())
+    result.update(action="growth", seconds=round(window, 3), interrupted=False,
                   before={"objects": before.objects, "bytes": before.bytes},
                   after={"objects": after.objects, "bytes": after.bytes},
                   grew=grew, shrank=shrank, limit=limit, sizes=heap.SIZING, counted=UNTRACKED,
@@ -314,17 +323,20 @@ def by_module(ctx, limit):
     and what holds each."""
     heap = ctx.agent.lib("heap")
     started, pauses, biggest = time.perf_counter(), heap.Pauses(), _Biggest(limit)
-    census = heap.Census(ctx.cancelled, pauses, biggest.offer, _CONTAINERS).take()
+    census = heap.Census(ctx.cancelled, pauses, biggest.offer, _CONTAINERS, heap.Ours(keep=True)).take()
     rows, module_count = _module_rows(census, limit)
-    containers, cost = _placed(ctx, pauses, biggest)
+    containers, cost = _placed(ctx, pauses, biggest, census.ours)
+    census.ours.done()
     gil = pauses.report()
     if cost is not None:
         gil = {"gil_ms": round(gil["gil_ms"] + cost["gil_ms"], 2), "gil_releases": gil["gil_releases"] + cost["gil_releases"],
                "gil_max_ms": max(gil["gil_max_ms"], cost["gil_max_ms"])}
-    return dict(gil, action="by_module", modules=rows, module_count=module_count,
-                objects=census.objects, bytes=census.bytes, containers=containers, limit=limit,
-                owners=OWNERS, owner_chains_cost=cost, sizes=heap.SIZING, counted=UNTRACKED,
-                total_ms=round((time.perf_counter() - started) * 1000, 1))
+    result = dict(gil, **census.ours.report())
+    result.update(action="by_module", modules=rows, module_count=module_count,
+                  objects=census.objects, bytes=census.bytes, containers=containers, limit=limit,
+                  owners=OWNERS, owner_chains_cost=cost, sizes=heap.SIZING, counted=UNTRACKED,
+                  total_ms=round((time.perf_counter() - started) * 1000, 1))
+    return result
 
 
 def _module_rows(census, limit):
@@ -354,15 +366,16 @@ OWNERS = ("one step up first (a module global, a class attribute, a global insta
           "%g s for them all" % CHAIN_SECONDS)
 
 
-def _placed(ctx, pauses, biggest):
+def _placed(ctx, pauses, biggest, ours):
     """The biggest containers described, each with what holds it; the chains' cost (or None).
-    Every list of ours that holds them is emptied before returning."""
+    Every list of ours that holds them is emptied before returning; the chains go through none
+    of peeka's objects (`ours`)."""
     objs = [o for _, o in biggest.items]
     where = _Owners(pauses, objs).search()
     unplaced = [o for o in objs if id(o) not in where]
     cost = None
     if unplaced:
-        chained, cost = _chains(ctx, unplaced, (biggest.items, objs, unplaced) + tuple(biggest.items))
+        chained, cost = _chains(ctx, unplaced, [biggest.items, objs, unplaced] + biggest.items + ours.objects)
         where.update(chained)
     containers = [_container(o, size, where) for size, o in biggest.items]
     del biggest.items[:], objs[:], unplaced[:]
