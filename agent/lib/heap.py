@@ -74,7 +74,7 @@ class Pauses(object):
 
 
 OURS_CAP = 200000        # objects of peeka's found, at most, before a walk
-OURS_CHUNK = 5000        # objects of peeka's found between two GIL releases
+OURS_CHUNK = 500         # objects of peeka's found between two GIL releases (~5 ms)
 OUR_PREFIX = "__peeka"   # the agent's namespaces: __peeka_boot__, __peeka_lib_*__, __peeka_cmd_*__
 _FRAME = type(sys._getframe())
 _FUNCTION = type(tracked_objects)
@@ -145,6 +145,7 @@ class Ours(object):
         ids.update(self._callers)
         stack, forced = self._roots(ids)
         passed = set()                  # objects not to look at again: code walked, target's kept
+        is_tracked, referents = gc.is_tracked, gc.get_referents
         while stack and not self.capped:
             o = stack.pop()
             k = id(o)
@@ -153,20 +154,22 @@ class Ours(object):
             kind = self._kind(o, plain) if k not in forced else "root"
             if kind is None:
                 continue
-            if type(o) is _CODE:        # not tracked and no referents: its constants may be
+            if type(o) is _CODE:        # not tracked, no referents: its constants may be tracked
                 passed.add(k)
-                forced.update(id(c) for c in o.co_consts if type(c) is _CODE)
+                codes = [c for c in o.co_consts if type(c) is _CODE]
+                forced.update(map(id, codes))
+                stack.extend(codes)
                 stack.append(o.co_consts)
-            elif gc.is_tracked(o):      # (an untracked one holds nothing tracked)
-                self._take(o, kind, forced, passed)
-                stack.extend(gc.get_referents(o))
+            elif is_tracked(o):         # (an untracked one holds nothing tracked: not followed)
+                self._take(o, kind, forced, passed, stack)
+                stack.extend(filter(is_tracked, referents(o)))
                 if pauses is not None and len(ids) % OURS_CHUNK == 0:
                     pauses.release()
         self.found = len(ids)
         self.find_ms = round((time.perf_counter() - started) * 1000, 1)
         return self
 
-    def _take(self, o, kind, forced, passed):
+    def _take(self, o, kind, forced, passed, stack):
         """o is ours: counted (below the cap), and what it tells of its referents noted."""
         if len(self.ids) >= self.cap:
             self.capped = True
@@ -176,6 +179,7 @@ class Ours(object):
             self.objects.append(o)
         if kind == "function":          # its code is ours: the function was made from it
             forced.add(id(o.__code__))
+            stack.append(o.__code__)
         elif kind == "instance":
             self._block_target_refs(o, passed)
 
