@@ -249,7 +249,7 @@ class Ours(object):
 
     def done(self):
         """The walk is over: the ids and objects are dropped, the counts stay."""
-        self.ids = self.objects = None
+        self.ids = self.objects = self._callers = None
 
     def report(self):
         return {"peeka_objects_left_out": self.left_out, "peeka_objects_found": self.found,
