@@ -3,19 +3,19 @@
 # _peeka_main(config) to <session_dir>/boot.py; the injector execs it on a
 # borrowed thread of the target. Standard library only, 3.8 syntax only.
 #
-# Wire format (both directions): 4-byte big-endian length N (1..16 MiB), then N
-# bytes of UTF-8 JSON encoding one object. Incoming frames are read as their bytes
-# arrive (never preallocated from the announced length), within a per-frame deadline
-# and a budget of bytes in flight shared by all connections; connections are capped.
+# This file is the server (accept loop, connections, frames, the load/call/cancel/detach
+# protocol) and the bootstrap; it is the last part of the agent's one source, which
+# agent/embed.ts joins from real.py (the interpreter's own primitives), wire.py (outgoing
+# frames and error replies), concurrency.py (hello's report), forking.py (the fork hook)
+# and this file, in that order. The parts share one namespace: what they define is used here.
 #
 # The agent deliberately never imports `threading`: importing it for the first
 # time from a non-main thread would make that thread threading.main_thread().
-# It never uses a blocking primitive through its module either (see _Real below).
+# It never uses a blocking primitive through its module either (see real.py).
 import _socket
 import _thread
 import atexit
 import json
-import math
 import mmap
 import os
 import select
@@ -24,7 +24,6 @@ import struct
 import sys
 import time
 
-MAX_FRAME = 16 * 1024 * 1024
 MAX_PENDING = 10000          # frames waiting to be sent on one connection
 SEND_TIMEOUT = 2.0           # a client that does not take a frame within this is dropped
 READ_POLL = 2.0              # how often an idle reader looks whether its connection died
@@ -56,6 +55,9 @@ class CommandError(Exception):
 _ERRORS = type(sys)("__peeka_lib_errors__")
 _ERRORS.CommandError = CommandError
 
+# The libraries every snippet and library may require by name without loading them.
+_BUILT_IN_LIBS = {"errors": _ERRORS, "real": _REAL}
+
 
 class _BadFrame(Exception):
     """The byte stream is broken or over a limit: the client is told `code`, then the
@@ -68,173 +70,6 @@ class _BadFrame(Exception):
 
 class _PeerGone(Exception):
     """The connection ended (reset, shut down by us) while a frame was being read."""
-
-
-class _Event(object):
-    """threading.Event look-alike (set/is_set/wait/clear) built on _thread locks."""
-
-    def __init__(self):
-        self._flag = False
-        self._mutex = _REAL.allocate_lock()
-        self._gate = _REAL.allocate_lock()
-        self._gate.acquire()  # held while unset; set() opens it for waiters
-
-    def is_set(self):
-        return self._flag
-
-    def set(self):
-        with self._mutex:
-            if not self._flag:
-                self._flag = True
-                self._gate.release()
-
-    def clear(self):
-        with self._mutex:
-            if self._flag:
-                self._gate.acquire()
-                self._flag = False
-
-    def wait(self, timeout=None):
-        if self._flag:
-            return True
-        if timeout is None:
-            got = self._gate.acquire()
-        else:
-            got = self._gate.acquire(True, min(max(0.0, float(timeout)), _thread.TIMEOUT_MAX))
-        if got:
-            self._gate.release()  # pass the open gate on to the next waiter
-        return self._flag
-
-
-# gevent's and eventlet's monkey-patching replace module attributes (_thread.start_new_thread,
-# allocate_lock and get_ident, time.sleep, select.poll, socket.socket, os.close) with cooperative
-# versions: an agent reaching them through their modules would run as greenlets of the target's
-# hub, and one greenlet that never yields would starve it. So the agent takes the interpreter's
-# own C functions once, when its source runs (from the patcher's saved originals when the target
-# is already patched), and keeps them: a patch made after the attach replaces module attributes,
-# not these references, and a lock or socket already made stays what it is.
-_BUILTIN = type(len)
-
-
-def _gevent_saved():
-    """{module name: {attribute: original}} kept by gevent's monkey module, if it was imported."""
-    for name in ("gevent.monkey._state", "gevent.monkey"):
-        module = sys.modules.get(name)
-        saved = vars(module).get("saved") if module is not None else None  # no module __getattr__
-        if isinstance(saved, dict):
-            return saved
-    return {}
-
-
-def _original(module, name):
-    """module.name as the interpreter made it (a C function), or the current one if none is found."""
-    current = getattr(module, name, None)
-    if type(current) is _BUILTIN:
-        return current
-    saved = _gevent_saved().get(module.__name__)
-    candidate = saved.get(name) if isinstance(saved, dict) else None
-    patcher = sys.modules.get("eventlet.patcher")
-    if type(candidate) is not _BUILTIN and patcher is not None:
-        try:  # eventlet keeps no originals: it re-imports an unpatched copy of the module
-            candidate = vars(patcher.original(module.__name__)).get(name)
-        except Exception:
-            candidate = None
-    return candidate if type(candidate) is _BUILTIN else current
-
-
-class _Real(object):
-    """The interpreter's own threads, locks, sleep, poll, close and sockets: all the agent uses,
-    and what snippets must use on the agent's threads (ctx.agent.real), where a cooperative one
-    would wait on the target's hub."""
-
-    def __init__(self):
-        self.start_new_thread = _original(_thread, "start_new_thread")
-        self.allocate_lock = _original(_thread, "allocate_lock")
-        self.get_ident = _original(_thread, "get_ident")
-        self.get_native_id = _original(_thread, "get_native_id")
-        self.sleep = _original(time, "sleep")
-        self.poll = _original(select, "poll")
-        self.close = _original(os, "close")
-        # the C type is never patched (socket.socket.accept would wrap in whatever socket.socket is)
-        self.socket = _socket.socket
-        self.timeout = _socket.timeout
-        self.Event = _Event
-        # what could not be had unpatched (hello reports it; nothing with gevent or eventlet)
-        self.still_patched = sorted(k for k, v in vars(self).items()
-                              if callable(v) and not isinstance(v, type) and type(v) is not _BUILTIN)
-
-
-_REAL = _Real()
-# The libraries every snippet and library may require by name without loading them.
-_BUILT_IN_LIBS = {"errors": _ERRORS, "real": _REAL}
-
-
-def _safe_str(value):
-    try:
-        return str(value)
-    except Exception:
-        try:
-            return object.__repr__(value)
-        except Exception:
-            return "<unprintable>"
-
-
-def _jsonable(obj, seen, depth):
-    """Slow path: rebuild obj so strict JSON can encode it (NaN, odd keys, cycles, bad __str__)."""
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        if math.isfinite(obj):
-            return obj
-        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
-    if not isinstance(obj, (dict, list, tuple)):
-        return _safe_str(obj)
-    if depth > 200 or id(obj) in seen:
-        return "<recursion>"
-    seen.add(id(obj))
-    try:
-        if isinstance(obj, dict):
-            return dict((k if isinstance(k, str) else _safe_str(k), _jsonable(v, seen, depth + 1))
-                        for k, v in list(obj.items()))
-        return [_jsonable(v, seen, depth + 1) for v in list(obj)]
-    finally:
-        seen.discard(id(obj))
-
-
-def _frame(obj):
-    """Encode one outgoing frame; never raises, whatever the snippet put in obj."""
-    try:
-        text = json.dumps(obj, separators=(",", ":"), default=str, allow_nan=False)
-    except Exception:
-        try:
-            text = json.dumps(_jsonable(obj, set(), 0), separators=(",", ":"), allow_nan=False)
-        except Exception as e:
-            text = _replacement(obj, "ENCODE_ERROR", "cannot encode reply: %s" % _describe(e))
-    data = text.encode("utf-8")  # ensure_ascii output: always valid UTF-8
-    if len(data) > MAX_FRAME:
-        data = _replacement(obj, "FRAME_TOO_LARGE", "reply of %d bytes exceeds 16 MiB" % len(data)).encode()
-    return struct.pack(">I", len(data)) + data
-
-
-def _replacement(obj, code, message):
-    """An error frame sent instead of an unsendable one, keeping its request id if plain."""
-    rid = obj.get("id") if isinstance(obj, dict) else None
-    return json.dumps(_error(rid if isinstance(rid, (int, str)) else None, code, message))
-
-
-def _error(rid, code, message, **extra):
-    reply = {"id": rid, "type": "error", "code": code, "error": message}
-    reply.update(extra)
-    return reply
-
-
-def _notice(code, message):
-    """Error frame that answers no request (bad frame, refused peer): it has no id."""
-    return {"type": "error", "code": code, "error": message}
-
-
-def _describe(exc):
-    return "%s: %s" % (type(exc).__name__, _safe_str(exc))
 
 
 def _quietly(fn, *args):
@@ -326,58 +161,6 @@ def _rss_kb():
     except Exception:
         pass
     return None
-
-
-# ---- what runs the target's work (hello's "concurrency") -----------------------------------
-# Judged from sys.modules, the patchers' own records and the threads' frames: nothing imported,
-# none of the target's code run.
-_PATCHED_AS = {"_thread": "thread", "threading": "thread", "_threading_local": "thread"}
-
-
-def _gevent_patched():
-    """The standard modules gevent patched, by their usual names (socket, thread, time...)."""
-    names = set(_PATCHED_AS.get(name, name) for name in _gevent_saved() if not name.startswith("_gevent"))
-    return sorted(names)
-
-
-def _eventlet_patched():
-    patcher = sys.modules.get("eventlet.patcher")
-    done = vars(patcher).get("already_patched") if patcher is not None else None
-    return sorted(_PATCHED_AS.get(name, name) for name in done) if isinstance(done, dict) else []
-
-
-def _runs_event_loop(frame, depth=1000):
-    """Whether a thread's stack holds asyncio's run_forever, or asyncio.run around a C loop (uvloop).
-    Gives up after `depth` frames: a runaway recursion must not hold the GIL long (its loop, at the
-    bottom, is then not counted)."""
-    while frame is not None and depth > 0:
-        depth -= 1
-        code = frame.f_code
-        if (code.co_name == "run_forever" and code.co_filename.endswith("asyncio/base_events.py")) or (
-                code.co_name == "run" and code.co_filename.endswith("asyncio/runners.py")):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _concurrency(hidden):
-    """model (gevent, eventlet, asyncio or threads), the modules a patcher replaced, and how many
-    threads run an asyncio event loop (`uvloop` when that loop implementation is loaded)."""
-    frames = sys._current_frames()
-    loops = sum(1 for ident, frame in frames.items() if ident not in hidden and _runs_event_loop(frame))
-    del frames  # they pin the target's objects
-    uvloop = "uvloop" in sys.modules
-    gevent, eventlet = _gevent_patched(), _eventlet_patched()
-    if gevent or "gevent.hub" in sys.modules:
-        model, patched = "gevent", gevent
-    elif eventlet or "eventlet.hubs" in sys.modules:
-        model, patched = "eventlet", eventlet
-    else:
-        model, patched = ("asyncio" if loops else "threads"), []
-    report = {"model": model, "patched": patched, "asyncio_loops": loops, "uvloop": uvloop}
-    if _REAL.still_patched:
-        report["agent_cooperative"] = _REAL.still_patched  # could not find the originals of these
-    return report
 
 
 class _Conn(object):
@@ -532,7 +315,7 @@ class _Agent(object):
         self.started_at = time.time()
         self.thread_idents = set()
         self.thread_native_ids = set()
-        self.real = _REAL                    # the unpatched primitives, for snippets (see _Real)
+        self.real = _REAL                    # the unpatched primitives, for snippets (see real.py)
         self.stopping = False
         self.allowed_uids = set([0, os.geteuid(), os.getuid()])
         self.snippets = {}                   # hash -> run callable
@@ -1152,33 +935,6 @@ def _format_tb():
         return traceback.format_exc()
     except Exception:
         return None
-
-
-# os.register_at_fork cannot be undone, so a process gets one hook for its whole life, whatever
-# attaches and detaches follow: a small function made in a namespace of its own, which keeps no
-# agent (nor library, nor this source's globals) alive. It takes the agent of the moment from
-# sys._peeka_agent, so the child has none (a later attach makes a new one), and lets it clean up;
-# after a detach there is none and it does nothing. It never raises: CPython would print to the
-# target's stderr.
-_AT_FORK_SOURCE = """
-def peeka_after_fork_in_child():
-    try:
-        agent = sys.__dict__.pop("_peeka_agent", None)
-        forget = getattr(agent, "after_fork_in_child", None)
-        if forget is not None:
-            forget()
-    except BaseException:
-        pass
-"""
-
-
-def _hook_fork():
-    """Registers the at-fork hook, once per process (the first agent does)."""
-    namespace = {"sys": sys}
-    exec(_AT_FORK_SOURCE, namespace)
-    hook = namespace["peeka_after_fork_in_child"]
-    if sys.__dict__.setdefault("_peeka_at_fork", hook) is hook:
-        os.register_at_fork(after_in_child=hook)
 
 
 class _Starting(object):

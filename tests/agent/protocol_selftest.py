@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Private self-test for agent/agent.py and commands/thread/snippet.py.
+"""Private self-test for the agent (agent/*.py, joined as agent/embed.ts joins them) and
+commands/thread/snippet.py.
 
 Runs throwaway target processes with the same interpreter as this script, bootstraps
 the agent inside them with the injector's exact exec string (no real injector), and
@@ -20,7 +21,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-AGENT_SRC = open(os.path.join(HERE, "..", "..", "agent", "agent.py")).read()
+sys.path.insert(0, os.path.join(HERE, "..", "helpers"))
+from agent_source import agent_source  # noqa: E402
+
+AGENT_SRC = agent_source()  # agent/*.py joined as the CLI embeds them
 THREAD_SRC = open(os.path.join(HERE, "..", "..", "commands", "thread", "snippet.py")).read()
 LIB_DIR = os.path.join(HERE, "..", "..", "agent", "lib")
 THREADS_LIB = open(os.path.join(LIB_DIR, "threads.py")).read()

@@ -6,15 +6,16 @@ import os
 import sys
 import threading
 
+from agent_source import agent_source
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _agent_namespace():
-    """The agent's own module body (its definitions only: nothing starts until _peeka_main)."""
-    path = os.path.join(REPO, "agent", "agent.py")
+    """The agent's own module body (its definitions only: nothing starts until _peeka_main),
+    joined from its parts as the CLI embeds it."""
     namespace = {"__name__": "__peeka_agent_under_test__"}
-    with open(path) as f:
-        exec(compile(f.read(), path, "exec"), namespace)
+    exec(compile(agent_source(), "boot.py", "exec"), namespace)
     return namespace
 
 

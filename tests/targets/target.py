@@ -91,11 +91,14 @@ def busy(limit):
 
 def drop_to_nobody():
     # Every module the agent and the thread command import, found in their sources.
+    import glob
     import importlib
     import re
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-    for rel in ("agent/agent.py", "agent/lib/threads.py", "commands/thread/snippet.py"):
-        with open(os.path.join(root, rel)) as f:
+    sources = glob.glob(os.path.join(root, "agent", "*.py"))  # every part of the agent's source
+    sources += [os.path.join(root, "agent", "lib", "threads.py"), os.path.join(root, "commands", "thread", "snippet.py")]
+    for path in sources:
+        with open(path) as f:
             for name in re.findall(r"^\s*import (\w+)", f.read(), re.M):
                 importlib.import_module(name)
     os.setgroups([])
