@@ -1,5 +1,6 @@
 // inspect: an object reached by a path from a module global, a class's live instances, or the
 // chains of references that keep an object (or a sample of a class's instances) alive.
+import { oursLeftOut } from "../../core/heap_report.ts";
 import { defineCommand, type Options, UsageError } from "../../core/command.ts";
 import { compact } from "../../core/stream.ts";
 import snippet from "./snippet.py" with { type: "text" };
@@ -60,6 +61,7 @@ function renderReferrers(data: Record<string, unknown>): string {
   lines.push(
     `${cost.objects_scanned} objects scanned in ${cost.passes} pass(es), ${cost.total_ms} ms; ` +
       `GIL held ${cost.gil_ms} ms in all, ${cost.gil_max_ms} ms at most at a time`,
+    ...oursLeftOut(data),
   );
   return lines.join("\n");
 }
@@ -151,6 +153,7 @@ export default defineCommand({
       return [
         `${data.count} live instance(s) of ${data.class} (${data.objects_scanned} objects scanned in ${data.scan_ms} ms)`,
         ...items.flatMap((o, i) => renderObject(o, `[${i}] `)),
+        ...oursLeftOut(data),
       ].join("\n");
     }
     return [`${data.path}`, ...renderObject(data as unknown as Shown)].join("\n");

@@ -1,5 +1,6 @@
 // memory: RSS and peak, collector counters, top object types; --trace N for allocation sites;
 // --growth D for what grew between two heap censuses; --by-module; --gc / --malloc-trim.
+import { oursLeftOut } from "../../core/heap_report.ts";
 import { defineCommand, type Options, UsageError } from "../../core/command.ts";
 import snippet from "./snippet.py" with { type: "text" };
 
@@ -218,9 +219,11 @@ export default defineCommand({
       : 20000,
   render(data) {
     if (data.action === "trace") return renderTrace(data, data.seconds).join("\n");
-    if (data.action === "growth") return renderGrowth(data).join("\n");
-    if (data.action === "by_module") return renderByModule(data).join("\n");
+    if (data.action === "growth") return [...renderGrowth(data), ...oursLeftOut(data)].join("\n");
+    if (data.action === "by_module") {
+      return [...renderByModule(data), ...oursLeftOut(data)].join("\n");
+    }
     if (data.action === "reclaim") return renderReclaim(data).join("\n");
-    return renderOverview(data).join("\n");
+    return [...renderOverview(data), ...oursLeftOut(data)].join("\n");
   },
 });
