@@ -9,7 +9,10 @@ import sc from "../commands/sc/command.ts";
 
 Deno.test("commands that are asked to work for a while get that much more time", () => {
   assertEquals(callTimeoutMs(memory, { trace: 30 }, 10000), 40000);
-  assertEquals(callTimeoutMs(memory, { trace: null }, 10000), 10000);
+  // a heap walk (overview, --growth's two, --by-module) gets a margin for a large heap
+  assertEquals(callTimeoutMs(memory, { trace: null }, 10000), 30000);
+  assertEquals(callTimeoutMs(memory, { growth: 2 }, 10000), 52000);
+  assertEquals(callTimeoutMs(memory, { reclaim: true }, 10000), 10000);
   assertEquals(callTimeoutMs(thread, { top: 3, interval: 5000 }, 10000), 15000);
   assertEquals(callTimeoutMs(thread, { interval: 5000 }, 10000), 10000);
   assertEquals(callTimeoutMs(sc, { trace: 30 }, 10000), 10000);
