@@ -246,7 +246,7 @@ async function runTarget(
   cmd: PeekaCommand,
   ctx: TargetContext,
   guard: InterruptGuard,
-  options: { stop?: AbortSignal; retry?: (e: unknown) => boolean } = {},
+  options: { stop?: AbortSignal; retry?: (e: unknown) => boolean; alone?: boolean } = {},
 ): Promise<number> {
   try {
     for (;;) {
@@ -258,7 +258,10 @@ async function runTarget(
       }
     }
   } catch (e) {
-    if (cmd.whenNotAttached && e instanceof PeekaError && e.code === "NOT_ATTACHED") {
+    // (one process only: over a set, the others' answers stay the output)
+    if (
+      options.alone && cmd.whenNotAttached && e instanceof PeekaError && e.code === "NOT_ATTACHED"
+    ) {
       await cmd.whenNotAttached(ctx).catch(() => {}); // extra: the error below stands
     }
     return failed(cmd, e, ctx.knownPid(), ctx.out, guard.signalled);
@@ -303,7 +306,7 @@ async function runCommand(
   if (!outer) setActiveGuard(guard);
   try {
     const set = targetSet(opts);
-    if (!set) return await runTarget(cmd, ctx, guard);
+    if (!set) return await runTarget(cmd, ctx, guard, { alone: true });
     cmd.request?.(opts, args); // a usage error once, before any process is touched
     return await runOnSet(cmd, set, base, guard);
   } catch (e) {
