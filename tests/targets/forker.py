@@ -54,10 +54,10 @@ CALLS = 20000
 
 
 def per_call_ns(*funcs):
-    """Each function's best of 7 rounds of CALLS calls, the rounds interleaved (a busy moment of
-    the machine hits both alike)."""
+    """Each function's best of 15 rounds of CALLS calls, the rounds interleaved (a busy moment of
+    the machine hits both alike; on a loaded 2-core machine 7 rounds were once not enough)."""
     best = [10 ** 18] * len(funcs)
-    for _ in range(7):
+    for _ in range(15):
         for k, func in enumerate(funcs):
             t0 = time.perf_counter_ns()
             for i in range(CALLS):
