@@ -97,6 +97,9 @@ for (const py of pythons()) {
           JSON.stringify(orders).slice(0, 300),
         );
         assert(Number(orders.objects_scanned) > 1000);
+        // the script (python app.py) is __main__: app.X reads there, as watch's patterns do
+        const script = await data(["inspect", "app.SUBINTERPRETERS"]);
+        assertEquals([script.type, script.value], ["list", []]);
         await refused(["inspect", "nomod.x"], "NOT_LOADED", /module 'nomod' is not loaded/);
         await refused(["inspect", "shop.CACHE.nope"], "NOT_FOUND", /has no attribute 'nope'/);
         await refused(["inspect", "shop.CACHE.entries['zz']"], "NOT_FOUND", /has no item 'zz'/);

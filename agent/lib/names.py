@@ -89,11 +89,15 @@ def loaded_modules():
 
 
 def longest_loaded(parts):
-    """(module name, how many parts it covers) of the longest loaded prefix of `parts`, or None."""
+    """(module name, how many parts it covers) of the longest loaded prefix of `parts`, or None.
+    A script run as `python app.py` is __main__: 'app.X' is found there, as module_scopes does."""
+    main = sys.modules.get("__main__")
     for used in range(len(parts), 0, -1):
         name = ".".join(parts[:used])
         if loaded_module(name) is not None:
             return name, used
+        if main is not None and _is_main_named(main, name):
+            return "__main__", used
     return None
 
 
