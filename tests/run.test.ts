@@ -36,6 +36,8 @@ for (const py of pythons()) {
       const seen = observations(r.lines);
       assertEquals(seen.map((o) => o.args), [...Array(40).keys()].map((i) => [i]));
       assertEquals(seen.map((o) => o.result), [...Array(40).keys()].map((i) => i * 2));
+      // a script that never imports threading: its main thread is still named
+      assertEquals((seen[0].thread as Line).name, "MainThread");
       assertEquals(data(event(r.lines, "watch_stopped")!).calls, 40);
       assertEquals(data(event(r.lines, "run_exited")!).status, 3);
       assertEquals(r.stderr, "", "nothing of peeka's in the script's stderr");

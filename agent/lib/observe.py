@@ -19,7 +19,7 @@ import collections
 import sys
 import time
 
-REQUIRES = ("real", "reflect")  # real: the interpreter's own locks, even under gevent
+REQUIRES = ("real", "reflect", "threads")  # real: the interpreter's own locks, even under gevent
 
 BATCH_MAX = 512          # observations per frame
 TICK = 0.005             # how often a queue is drained (s): bounds call-to-line latency
@@ -52,12 +52,25 @@ class RateLimit(object):
 
 
 def thread_name(ident):
-    """The threading name of a thread, without importing threading or running its code."""
+    """The threading name of a thread, without importing threading or running its code; the
+    main thread is "MainThread" also in a process that never imported threading (as `thread`
+    names it)."""
     threading = sys.modules.get("threading")
     active = reflect.module_dict(threading).get("_active") if threading is not None else None
     t = active.get(ident) if type(active) is dict else None
     name = reflect.fields(t).get("_name") if t is not None else None  # not .name: a subclass's
-    return name if type(name) is str else None
+    if type(name) is str:
+        return name
+    return "MainThread" if ident == _main_ident() else None
+
+
+_main = []  # the main thread's ident, found once: it stays the same while we are loaded
+
+
+def _main_ident():
+    if not _main:
+        _main.append(threads.main_ident(sys._current_frames()))
+    return _main[0]
 
 
 _ASYNC_KINDS = ("coroutine", "async_generator")
