@@ -180,6 +180,10 @@ class Ours(object):
         if kind == "function":          # its code is ours: the function was made from it
             forced.add(id(o.__code__))
             stack.append(o.__code__)
+        elif kind == "class":
+            # a class a snippet makes per call (watch's or tt's probe) is referenced by no root
+            # once its call ends, until the collector runs: it is found as a subclass of ours
+            stack.extend(_subclasses(o))
         elif kind == "instance":
             self._block_target_refs(o, passed)
 
@@ -256,6 +260,7 @@ class Ours(object):
                 "peeka_find_ms": self.find_ms, "peeka_cap": self.cap, "peeka_cap_reached": self.capped}
 
 
+_subclasses = type.__dict__["__subclasses__"]        # type's own: no metaclass of the target's
 _C_METHOD = type(object.__dict__["__sizeof__"])     # a method written in C (method_descriptor)
 _basicsize = type.__dict__["__basicsize__"].__get__
 # What getsizeof adds to a collected object's own struct (the collector's header, on 3.12+
