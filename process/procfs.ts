@@ -59,12 +59,17 @@ export function processUid(pid: number): number | null {
   return m ? Number(m[2]) : null;
 }
 
+/** The fields of /proc/<pid>/stat after the command name (field 3, the state, first), null
+ * when the process is gone. The name is skipped by its last ")": it may hold spaces and ")". */
+export function statFields(pid: number | "self"): string[] | null {
+  const stat = readText(`/proc/${pid}/stat`);
+  return stat ? stat.slice(stat.lastIndexOf(")") + 2).split(" ") : null;
+}
+
 /** Process start time in clock ticks since boot: with the pid, a name for this process that reuse cannot fake. */
 export function startTime(pid: number): number | null {
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return null;
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[19]);
+  const fields = statFields(pid);
+  return fields ? Number(fields[19]) : null;
 }
 
 export function commandLine(pid: number): string {
@@ -73,9 +78,7 @@ export function commandLine(pid: number): string {
 
 /** The process's run state letter (R, S, D, T, t, Z, X...), null when it is gone. */
 export function processState(pid: number): string | null {
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return null;
-  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return statFields(pid)?.[0][0] ?? null;
 }
 
 /** The pid the process sees for itself (the innermost of NSpid: differs inside a container). */

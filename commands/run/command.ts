@@ -15,6 +15,7 @@ import { buildProgram } from "../../core/cli.ts";
 import { callCommand, currentGuard } from "../../core/call.ts";
 import { AgentClient, type Frame } from "../../core/protocol.ts";
 import { launchAgent } from "../../attach/attach.ts";
+import { processState, statFields } from "../../process/procfs.ts";
 import { PeekaError } from "../../process/errors.ts";
 import { type Command, CommanderError } from "commander";
 import snippet from "./snippet.py" with { type: "text" };
@@ -98,13 +99,8 @@ export function exitStatus(status: Deno.CommandStatus): number {
 /** Whether this process is in its terminal's foreground group: then a Ctrl-C at the terminal
  * reached the script too (same group), and forwarding it would be a second one. */
 function terminalForeground(): boolean {
-  try {
-    const stat = Deno.readTextFileSync("/proc/self/stat");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[5]) > 0 && f[5] === f[2]; // tpgid == pgrp
-  } catch {
-    return false;
-  }
+  const f = statFields("self");
+  return f !== null && Number(f[5]) > 0 && f[5] === f[2]; // tpgid == pgrp
 }
 
 const FORWARDED: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -179,12 +175,8 @@ function startScript(line: RunLine): Deno.ChildProcess {
 
 /** A process that has not exited yet (the kernel still lists it, not as a zombie). */
 function running(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return !"ZX".includes(stat.slice(stat.lastIndexOf(")") + 2)[0]);
-  } catch {
-    return false;
-  }
+  const state = processState(pid);
+  return state !== null && !"ZX".includes(state);
 }
 
 /** After the script ended: how long the command may take to print its last observations. */
